@@ -1,0 +1,1 @@
+"""Pixelcast models package."""

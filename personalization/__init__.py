@@ -1,0 +1,1 @@
+"""Pixelcast personalization package."""
