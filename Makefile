@@ -1,0 +1,40 @@
+# Pixelcast: `make run` serves, `make test` tests. Both create and fill .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pixelcast-installed
+ARGS ?=
+
+.PHONY: run test bench install browser clean
+
+run: $(STAMP)
+	$(VENV)/bin/pixelcast serve $(ARGS)
+
+test: $(STAMP) browser
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/pixelcast bench engine --seconds 10 --json bench-results/engine.json
+
+install: $(STAMP)
+
+# torch first: on a CPU machine the exact CPU wheel; with an NVIDIA GPU, pip picks the user's own build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install "torch>=2.4"; \
+	else $(PY) -m pip install torch==2.13.0; fi
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "NOTE: /usr/bin/chromium is missing and apt-get is not usable: browser tests will be skipped"; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts bench-results

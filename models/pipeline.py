@@ -1,0 +1,131 @@
+"""`PixelcastPipeline`: the plain diffusers pipeline for one autoregressive video frame.
+
+This is the slow, per-call path (scheduler set-up and Python overhead every call); the streaming
+engine in `models.engine` runs the same math batched and precomputed. Benchmarks use this pipeline
+as the "naive" baseline on the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderTiny, DiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+LATENT_CLAMP = 3.0
+"""Latents are clamped to [-3, 3] (AutoencoderTiny's `latent_magnitude`) so rollouts cannot blow up."""
+
+
+@dataclass
+class PixelcastPipelineOutput(BaseOutput):
+    """Output of `PixelcastPipeline.__call__`.
+
+    Args:
+        images: `np.ndarray` of shape `[B, H, W, 3]`, dtype uint8, RGB.
+        latents: `torch.Tensor` `[B, 4, h, w]`, the clean latents; feed them back as `previous_latents`.
+    """
+
+    images: np.ndarray
+    latents: torch.Tensor
+
+
+def latents_to_uint8(decoded: torch.Tensor) -> np.ndarray:
+    """VAE output in [-1, 1], `[B, 3, H, W]` -> uint8 RGB `[B, H, W, 3]`."""
+    pixels = decoded.add(1.0).mul_(127.5).clamp_(0.0, 255.0).round_().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+class PixelcastPipeline(DiffusionPipeline):
+    """Text-and-previous-frame conditioned frame generator.
+
+    The UNet input is the noisy latent concatenated on channels with the previous frame's clean
+    latent (`in_channels = 2 * latent_channels`); text token states enter through cross-attention.
+
+    Args:
+        unet: `UNet2DConditionModel` with `in_channels = 8`, `out_channels = 4`.
+        vae: `AutoencoderTiny` decoding the latent to RGB.
+        scheduler: a diffusers scheduler for few-step sampling (the shipped one is `DDIMScheduler`
+            with trailing timestep spacing).
+    """
+
+    model_cpu_offload_seq = "unet->vae"
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderTiny, scheduler: SchedulerMixin) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side."""
+        return 2 ** (len(self.vae.config.decoder_block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of one latent frame."""
+        return int(self.unet.config.out_channels)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt_embeds: torch.Tensor,
+        previous_latents: torch.Tensor | None = None,
+        num_inference_steps: int = 2,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> PixelcastPipelineOutput | tuple[np.ndarray, torch.Tensor]:
+        """Generate one frame per prompt embedding.
+
+        Args:
+            prompt_embeds: text token states `[B, tokens, cross_attention_dim]` (or `[tokens, dim]`).
+            previous_latents: the previous frame's latents `[B, 4, h, w]`; `None` (first frame) uses zeros.
+            num_inference_steps: denoising steps, 1-4 for the shipped model.
+            generator: torch generator(s) for the initial noise.
+            latents: initial noise to use instead of drawing it.
+            return_dict: return a `PixelcastPipelineOutput` instead of a tuple.
+
+        Returns:
+            `PixelcastPipelineOutput` with uint8 images `[B, H, W, 3]` and the clean latents.
+        """
+        # 1. check inputs
+        if prompt_embeds.ndim == 2:
+            prompt_embeds = prompt_embeds.unsqueeze(0)
+        if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != self.unet.config.cross_attention_dim:
+            raise ValueError(
+                f"prompt_embeds must be [B, tokens, {self.unet.config.cross_attention_dim}], got {tuple(prompt_embeds.shape)}"
+            )
+        device = self._execution_device
+        dtype = self.unet.dtype
+        batch = prompt_embeds.shape[0]
+        size = int(self.unet.config.sample_size)
+        shape = (batch, self.latent_channels, size, size)
+        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
+        if previous_latents is None:
+            previous_latents = torch.zeros(shape, device=device, dtype=dtype)
+        previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
+
+        # 2. prepare timesteps and initial noise
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+        # 3. denoise
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            model_input = torch.cat([model_input, previous_latents], dim=1)
+            model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds).sample
+            latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
+        latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
+
+        # 4. decode
+        decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        images = latents_to_uint8(decoded)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, latents
+        return PixelcastPipelineOutput(images=images, latents=latents)

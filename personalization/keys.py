@@ -1,0 +1,71 @@
+"""Redis key layout for personalization.
+
+Every key of one viewer carries the hash tag ``{v:<id>}`` so that all of them live in one slot of a
+Redis Cluster and one Lua script may touch them together.
+"""
+
+from __future__ import annotations
+
+import re
+
+from personalization.errors import UnknownViewer
+
+#: Viewer ids are URL-safe base64 text; braces would break the hash tag, so they are never allowed.
+VIEWER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: How many recent steer texts are kept per viewer.
+STEERS_MAX = 20
+
+#: Approximate cap on the length of a viewer's event stream (``XADD MAXLEN ~``).
+EVENTS_MAXLEN = 10_000
+
+
+def is_valid_viewer_id(viewer_id: object) -> bool:
+    """Whether ``viewer_id`` is a well-formed viewer id (says nothing about whether it exists)."""
+    return isinstance(viewer_id, str) and VIEWER_ID_RE.fullmatch(viewer_id) is not None
+
+
+def _tag(viewer_id: str) -> str:
+    if not is_valid_viewer_id(viewer_id):
+        raise UnknownViewer(viewer_id)
+    return f"pc:{{v:{viewer_id}}}"
+
+
+def profile_key(viewer_id: str) -> str:
+    """HASH: schema_version, created_at, anonymous, last_event_id, counters, last_steer, ..."""
+    return f"{_tag(viewer_id)}:profile"
+
+
+def events_key(viewer_id: str) -> str:
+    """STREAM: one entry per feedback event (kind, segment_id, seconds, ts)."""
+    return f"{_tag(viewer_id)}:events"
+
+
+def steers_key(viewer_id: str) -> str:
+    """LIST: the most recent steer texts, newest first, capped at ``STEERS_MAX``."""
+    return f"{_tag(viewer_id)}:steers"
+
+
+def viewer_keys(viewer_id: str) -> list[str]:
+    """Every key that belongs to a viewer, profile first.
+
+    Erasure and the TTL of anonymous viewers go through this list, so a key type added later must be
+    added here too (it is never discovered with KEYS or SCAN).
+    """
+    return [profile_key(viewer_id), events_key(viewer_id), steers_key(viewer_id)]
+
+
+#: Profile field holding the TTL (seconds) of an anonymous viewer; absent for registered viewers.
+TTL_FIELD = "ttl_seconds"
+
+#: Lua fragment shared by the scripts that write a viewer's keys. With KEYS[1] the profile and the
+#: rest of KEYS the viewer's other keys, ``refresh_ttl()`` restarts the expiry of all of them when
+#: the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last activity.
+LUA_REFRESH_TTL = f"""
+local function refresh_ttl()
+  local ttl = tonumber(redis.call('HGET', KEYS[1], '{TTL_FIELD}') or '0')
+  if ttl and ttl > 0 then
+    for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+end
+"""

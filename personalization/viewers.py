@@ -1,0 +1,149 @@
+"""Viewers: creation, steer history, export and erasure of everything stored about one viewer."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from personalization.errors import UnknownViewer
+from personalization.keys import (
+    LUA_REFRESH_TTL,
+    STEERS_MAX,
+    TTL_FIELD,
+    events_key,
+    is_valid_viewer_id,
+    profile_key,
+    steers_key,
+    viewer_keys,
+)
+
+SCHEMA_VERSION = 1
+ANONYMOUS_TTL = 7 * 24 * 3600  # seconds; an anonymous viewer's data lives this long after its last activity
+_CREATE_ATTEMPTS = 5
+
+# KEYS[1] profile hash, KEYS[2..] every key of the viewer (for the TTL)
+# ARGV field, value, field, value, ... of the new profile
+# Returns 1 when created, 0 when a profile with this id already exists (left untouched).
+LUA_CREATE = (
+    LUA_REFRESH_TTL
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+refresh_ttl()
+return 1
+"""
+)
+
+# KEYS[1] profile hash, KEYS[2] steers list, KEYS[3..] every key of the viewer (for the TTL)
+# ARGV[1] steer text, ARGV[2] how many steers to keep
+# Returns 1, or 0 when the viewer has no profile (nothing is written).
+LUA_RECORD_STEER = (
+    LUA_REFRESH_TTL
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+redis.call('HSET', KEYS[1], 'last_steer', ARGV[1])
+refresh_ttl()
+return 1
+"""
+)
+
+
+def new_viewer_id() -> str:
+    """A fresh random viewer id: 16 URL-safe characters (96 random bits)."""
+    return secrets.token_urlsafe(12)
+
+
+class ViewerRegistry:
+    """Create, look up, export and erase viewers in Redis."""
+
+    def __init__(self, redis: aioredis.Redis, *, anonymous_ttl: int = ANONYMOUS_TTL) -> None:
+        if anonymous_ttl <= 0:
+            raise ValueError(f"anonymous_ttl must be a positive number of seconds, got {anonymous_ttl!r}")
+        self.redis = redis
+        self.anonymous_ttl = int(anonymous_ttl)
+        self._create = redis.register_script(LUA_CREATE)
+        self._record_steer = redis.register_script(LUA_RECORD_STEER)
+
+    async def create(self, *, anonymous: bool = False) -> str:
+        """Create a viewer with an empty profile and return its id.
+
+        Anonymous viewers (a WHEP POST without a token) expire ``anonymous_ttl`` seconds after their
+        last activity; registered viewers are kept until erased.
+        """
+        profile: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": f"{time.time():.3f}",
+            "anonymous": int(anonymous),
+            "last_event_id": "0-0",
+            "n_like": 0,
+            "n_skip": 0,
+            "n_dwell": 0,
+            "dwell_seconds": 0,
+        }
+        if anonymous:
+            profile[TTL_FIELD] = self.anonymous_ttl
+        args = [item for pair in profile.items() for item in pair]
+        for _ in range(_CREATE_ATTEMPTS):
+            viewer_id = new_viewer_id()
+            if await self._create(keys=viewer_keys(viewer_id), args=args):
+                return viewer_id
+        raise RuntimeError("could not find an unused viewer id")  # 96 random bits: never in practice
+
+    async def exists(self, viewer_id: str) -> bool:
+        """Whether a viewer with this id has a profile (False for malformed ids too)."""
+        if not is_valid_viewer_id(viewer_id):
+            return False
+        return bool(await self.redis.exists(profile_key(viewer_id)))
+
+    async def record_steer(self, viewer_id: str, text: str) -> None:
+        """Remember a steer text: newest first in the steers list (capped) and as ``last_steer``."""
+        keys = [profile_key(viewer_id), steers_key(viewer_id), *viewer_keys(viewer_id)]
+        if not await self._record_steer(keys=keys, args=[text, STEERS_MAX]):
+            raise UnknownViewer(viewer_id)
+
+    async def recent_steers(self, viewer_id: str) -> list[str]:
+        """The viewer's recent steer texts, newest first."""
+        return [str(text) for text in await self.redis.lrange(steers_key(viewer_id), 0, -1)]
+
+    async def export(self, viewer_id: str) -> dict[str, Any]:
+        """Everything stored about a viewer, JSON-ready: profile fields, recent steers and events.
+
+        Profile values are returned as Redis stores them (strings). Raises ``UnknownViewer``.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(profile_key(viewer_id))
+            pipe.lrange(steers_key(viewer_id), 0, -1)
+            pipe.xrange(events_key(viewer_id))
+            profile, steers, entries = await pipe.execute()
+        if not profile:
+            raise UnknownViewer(viewer_id)
+        return {
+            "viewer_id": viewer_id,
+            "profile": dict(profile),
+            "steers": list(steers),
+            "events": [_event_dict(entry_id, fields) for entry_id, fields in entries],
+        }
+
+    async def erase(self, viewer_id: str) -> bool:
+        """Delete every key of the viewer (by name); return whether there was anything to delete."""
+        if not is_valid_viewer_id(viewer_id):
+            return False
+        return bool(await self.redis.delete(*viewer_keys(viewer_id)))
+
+
+def _event_dict(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    segment_id = fields.get("segment_id", "")
+    seconds = fields.get("seconds", "")
+    ts = fields.get("ts", "")
+    return {
+        "id": entry_id,
+        "kind": fields.get("kind"),
+        "segment_id": int(segment_id) if segment_id else None,
+        "seconds": float(seconds) if seconds else None,
+        "ts": float(ts) if ts else None,
+    }

@@ -1,0 +1,80 @@
+"""Viewer API: create viewers, export and erase profiles, send feedback over HTTP."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from personalization.errors import InvalidMessage, UnknownViewer
+from personalization.messages import Feedback, Steer, parse_control_message
+
+from .auth import require_viewer, viewer_from_token
+from .bodies import read_json_object, read_limited
+from .services import Services
+from .session import SessionManager
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def create_viewer(request: Request) -> JSONResponse:
+    """201 with a new viewer and its token; a returning viewer (valid token) gets its own back, 200."""
+    await read_limited(request, 1024)  # no body is expected; refuse large ones
+    services = _services(request)
+    viewer_id = viewer_from_token(request, services.signer)
+    if viewer_id is not None:
+        if not await services.viewers.exists(viewer_id):
+            raise HTTPException(401, "this viewer no longer exists (erased or expired): create a new viewer")
+        return JSONResponse({"viewer_id": viewer_id, "token": services.signer.issue(viewer_id)}, status_code=200)
+    viewer_id = await services.viewers.create()
+    return JSONResponse({"viewer_id": viewer_id, "token": services.signer.issue(viewer_id)}, status_code=201)
+
+
+async def profile(request: Request) -> Response:
+    """GET exports everything stored about the viewer; DELETE erases it. Only with the viewer's own token."""
+    services = _services(request)
+    viewer_id = request.path_params["viewer_id"]
+    require_viewer(request, services.signer, viewer_id)
+    if request.method == "DELETE":
+        sessions: SessionManager = request.app.state.sessions
+        for session in sessions.for_viewer(viewer_id):
+            await session.close()
+        if not await services.viewers.erase(viewer_id):
+            raise HTTPException(404, "no profile is stored for this viewer")
+        return Response(status_code=204)
+    try:
+        return JSONResponse(await services.viewers.export(viewer_id))
+    except UnknownViewer as error:
+        raise HTTPException(404, "no profile is stored for this viewer") from error
+
+
+async def post_event(request: Request) -> JSONResponse:
+    """Feedback or a steer over HTTP, same schema as the data channel; 202 once stored."""
+    services = _services(request)
+    viewer_id = request.path_params["viewer_id"]
+    require_viewer(request, services.signer, viewer_id)
+    if not await services.viewers.exists(viewer_id):
+        raise HTTPException(404, "no profile is stored for this viewer")
+    try:
+        message = parse_control_message(await read_json_object(request))
+    except InvalidMessage as error:
+        raise HTTPException(400, str(error)) from error
+    if isinstance(message, Steer):
+        await services.viewers.record_steer(viewer_id, message.text)
+        sessions: SessionManager = request.app.state.sessions
+        for session in sessions.for_viewer(viewer_id):
+            session.steer(message.text)
+        return JSONResponse({"accepted": "steer"}, status_code=202)
+    assert isinstance(message, Feedback)
+    event_id = await services.events.append(viewer_id, message)
+    return JSONResponse({"accepted": "feedback", "event_id": event_id}, status_code=202)
+
+
+routes = [
+    Route("/api/viewers", create_viewer, methods=["POST"]),
+    Route("/api/viewers/{viewer_id}/profile", profile, methods=["GET", "DELETE"]),
+    Route("/api/viewers/{viewer_id}/events", post_event, methods=["POST"]),
+]

@@ -1,0 +1,70 @@
+"""The `pixelcast` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .generation import StreamSettings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .config import ServerConfig
+    from .server import create_app
+
+    overrides = {
+        key: value
+        for key, value in {
+            "model_path": args.model,
+            "redis_url": args.redis_url,
+            "data_dir": args.data_dir,
+        }.items()
+        if value is not None
+    }
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        stream=StreamSettings(fps=args.fps),
+        steps=args.steps,
+        max_sessions=args.max_sessions,
+        **overrides,
+    )
+    if not (Path(config.model_path) / "model_index.json").is_file():
+        print(f"pixelcast: no diffusers pipeline at {config.model_path} (model_index.json missing)", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `pixelcast` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="pixelcast", description="Real-time, personalized generated video.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the viewer page, WHEP and the API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--model", type=Path, help="diffusers pipeline folder (default: the shipped model)")
+    serve.add_argument("--redis-url", help="a Redis server to use (default: $REDIS_URL, else an embedded one)")
+    serve.add_argument("--data-dir", type=Path, help="where the embedded Redis and the token secret live")
+    serve.add_argument("--fps", type=int, default=24, help="frames per second of each stream (default 24)")
+    serve.add_argument("--steps", type=int, default=2, choices=(1, 2, 3, 4), help="denoising steps (default 2)")
+    serve.add_argument("--max-sessions", type=int, default=8, help="viewers served at once (default 8)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pixelcast` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Server settings, from the command line or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models import default_model_path
+from personalization.store import default_data_dir
+
+from .generation import StreamSettings
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything one Pixelcast server needs to know at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_path: Path = field(default_factory=default_model_path)
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
+    data_dir: Path = field(default_factory=default_data_dir)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    steps: int = 2
+    max_sessions: int = 8
+    max_batch: int = 8
+    default_prompt: str = "a calm ocean at sunset with gentle waves"
+
+    @property
+    def ice_addresses(self) -> list[str] | None:
+        """Host candidates to offer: loopback alone when serving on loopback, else every interface."""
+        if self.host in ("127.0.0.1", "localhost"):
+            return ["127.0.0.1"]
+        if self.host == "::1":
+            return ["::1"]
+        return None

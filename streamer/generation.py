@@ -1,0 +1,184 @@
+"""The per-viewer generation loop: segments, steering, encoding and a bounded lead over playback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .batching import FrameBatcher
+from .conditioning import ConditioningBlend
+from .encoding import VIDEO_CLOCK_RATE, VideoEncoder
+from .metrics import Metrics
+from .playout import EncodedFrame, PlayoutBuffer, PlayoutClock
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Timing of one stream."""
+
+    fps: int = 24
+    segment_seconds: float = 1.0
+    buffer_seconds: float = 0.5
+    transition_frames: int = 6
+
+    @property
+    def frames_per_segment(self) -> int:
+        """Frames sharing one scene decision (and one GOP)."""
+        return max(1, round(self.fps * self.segment_seconds))
+
+    @property
+    def buffer_frames(self) -> int:
+        """How many encoded frames generation may run ahead of playback."""
+        return max(1, round(self.fps * self.buffer_seconds))
+
+    @property
+    def ticks_per_frame(self) -> int:
+        """Frame duration on the 90 kHz clock."""
+        return VIDEO_CLOCK_RATE // self.fps
+
+
+SegmentListener = Callable[[int, str], None]
+
+
+class GenerationLoop:
+    """Generates, encodes and buffers one viewer's frames until cancelled.
+
+    Frame slots are numbered on the playout clock; when generation falls so far behind that a
+    slot's due time has passed, that slot is skipped rather than generated late, so the stream
+    stays on time and nothing queues up.
+    """
+
+    def __init__(
+        self,
+        batcher: FrameBatcher,
+        encoder: VideoEncoder,
+        buffer: PlayoutBuffer,
+        clock: PlayoutClock,
+        settings: StreamSettings,
+        metrics: Metrics,
+        *,
+        prompt: str,
+        seed: int,
+        on_segment: SegmentListener | None = None,
+    ) -> None:
+        self._batcher = batcher
+        self._engine = batcher.engine
+        self._encoder = encoder
+        self.settings = settings
+        self._metrics = metrics
+        self._on_segment = on_segment
+        self._state = self._engine.new_stream(seed)
+        self.buffer = buffer
+        self.clock = clock
+        self.prompt = prompt
+        self.segment_id = -1
+        self.frames_generated = 0
+        self.frames_dropped = 0
+        self._pending_prompt: str | None = None
+        self._keyframe_requested = False
+        self._cycle_seconds: deque[float] = deque(maxlen=2 * settings.fps)
+        self._sent_at: deque[float] = deque(maxlen=4 * settings.fps)
+
+    def steer(self, text: str) -> None:
+        """Blend towards `text` from the next generated frame on, starting a new segment."""
+        self._pending_prompt = text
+
+    def request_keyframe(self) -> None:
+        """Make the next encoded frame a keyframe (the receiver lost a picture)."""
+        self._keyframe_requested = True
+
+    def set_target_bitrate(self, bitrate: int) -> None:
+        """Follow the receiver's bandwidth estimate (applied at the next keyframe)."""
+        self._encoder.target_bitrate = bitrate
+
+    def frame_sent(self, frame: EncodedFrame, late_seconds: float) -> None:
+        """Called by the track for each frame it sends."""
+        self._sent_at.append(time.monotonic())
+        self._metrics.frames_sent.inc()
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of video this stream can produce per second of wall time (>= 1 keeps up)."""
+        if not self._cycle_seconds:
+            return 0.0
+        mean_cycle = sum(self._cycle_seconds) / len(self._cycle_seconds)
+        return (1.0 / self.settings.fps) / mean_cycle if mean_cycle > 0 else 0.0
+
+    def stats(self) -> dict[str, Any]:
+        """The numbers a viewer sees in the overlay (the data channel's `stats` message)."""
+        now = time.monotonic()
+        recent = [t for t in self._sent_at if now - t <= 1.0]
+        return {
+            "type": "stats",
+            "fps": float(len(recent)),
+            "target_fps": self.settings.fps,
+            "realtime_factor": round(self.realtime_factor, 3),
+            "buffer_seconds": round(self.buffer.depth / self.settings.fps, 3),
+            "steps": int(self._engine.steps),
+            "width": int(self._engine.width),
+            "height": int(self._engine.height),
+            "frames_generated": self.frames_generated,
+            "frames_dropped": self.frames_dropped,
+            "segment_id": self.segment_id,
+        }
+
+    async def run(self) -> None:
+        """Generate until cancelled."""
+        settings = self.settings
+        conditioning = await self._batcher.run_on_engine(self._engine.encode_prompt, self.prompt)
+        blend = ConditioningBlend(conditioning, settings.transition_frames)
+        current = conditioning
+        slot = 0
+        frame_in_segment = 0
+        self._begin_segment()
+        while True:
+            # 1. a steer starts a new segment at once and blends the conditioning over a few frames
+            if self._pending_prompt is not None:
+                text, self._pending_prompt = self._pending_prompt, None
+                target = await self._batcher.run_on_engine(self._engine.encode_prompt, text)
+                blend.retarget(target, current)
+                self.prompt = text
+                frame_in_segment = 0
+                self._begin_segment()
+            elif frame_in_segment == settings.frames_per_segment:
+                frame_in_segment = 0
+                self._begin_segment()
+
+            # 2. skip slots whose time has already passed: late frames are dropped, not queued
+            pts = slot * settings.ticks_per_frame
+            if self.clock.lateness(pts) > 1.0 / settings.fps:
+                slot += 1
+                self.frames_dropped += 1
+                self._metrics.frames_dropped.inc()
+                continue
+
+            # 3. generate (batched with other viewers) and encode off the event loop
+            started = time.perf_counter()
+            current = blend.next()
+            rgb = await self._batcher.generate(self._state, current)
+            keyframe = frame_in_segment == 0 or self._keyframe_requested
+            self._keyframe_requested = False
+            encode_started = time.perf_counter()
+            packets = await asyncio.to_thread(self._encoder.encode, rgb, pts, keyframe)
+            finished = time.perf_counter()
+            self._metrics.encode_seconds.observe(finished - encode_started)
+            self._cycle_seconds.append(finished - started)
+            self.frames_generated += 1
+
+            # 4. hand it to playout; waits while the buffer is full (bounded lead)
+            for packet in packets:
+                await self.buffer.put(EncodedFrame(pts, packet, keyframe, self.segment_id))
+            slot += 1
+            frame_in_segment += 1
+
+    def _begin_segment(self) -> None:
+        self.segment_id += 1
+        if self._on_segment is not None:
+            self._on_segment(self.segment_id, self.prompt)

@@ -1,0 +1,39 @@
+"""Static pages (viewer page and its assets), health and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+async def index(request: Request) -> FileResponse:
+    """The viewer page."""
+    return FileResponse(WEB_DIR / "index.html")
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness and a little readiness: the model is loaded and Redis answers."""
+    services = request.app.state.services
+    await services.store.redis.ping()
+    return JSONResponse({"status": "ok", "sessions": len(request.app.state.sessions)})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(
+        request.app.state.services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+routes = [
+    Route("/", index, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
+]

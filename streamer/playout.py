@@ -1,0 +1,79 @@
+"""The playout side of a stream: one monotonic clock and a bounded buffer of encoded frames."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import av
+
+from .encoding import VIDEO_CLOCK_RATE
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One encoded video frame, stamped with its playout time on the stream's clock."""
+
+    pts: int  # 90 kHz ticks since the stream's first frame
+    packet: av.Packet
+    keyframe: bool
+    segment_id: int
+
+
+class PlayoutClock:
+    """Maps a frame's pts to the wall-clock moment it should be sent.
+
+    The clock starts when the first frame goes out, so the time to first frame is only generation
+    time, and everything after that is paced against that one origin (no drift from sleeps).
+    """
+
+    def __init__(self) -> None:
+        self._origin: float | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the first frame has gone out."""
+        return self._origin is not None
+
+    def start(self, pts: int) -> None:
+        """Anchor the clock so that `pts` is due now."""
+        self._origin = time.monotonic() - pts / VIDEO_CLOCK_RATE
+
+    def due(self, pts: int) -> float:
+        """Monotonic time at which the frame at `pts` should be sent."""
+        if self._origin is None:
+            raise RuntimeError("the playout clock has not started")
+        return self._origin + pts / VIDEO_CLOCK_RATE
+
+    def lateness(self, pts: int) -> float:
+        """Seconds by which the frame at `pts` is already late (negative when early, 0 before start)."""
+        if self._origin is None:
+            return 0.0
+        return time.monotonic() - self.due(pts)
+
+
+class PlayoutBuffer:
+    """Bounded FIFO between the generation loop and the WebRTC track.
+
+    When it is full the generator waits: generation runs ahead of playback by at most the buffer's
+    depth and never queues without bound.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(maxsize=capacity)
+
+    @property
+    def depth(self) -> int:
+        """Frames waiting to be sent."""
+        return self._queue.qsize()
+
+    async def put(self, frame: EncodedFrame) -> None:
+        """Add a frame, waiting while the buffer is full."""
+        await self._queue.put(frame)
+
+    async def get(self) -> EncodedFrame:
+        """Take the next frame, waiting while the buffer is empty."""
+        return await self._queue.get()

@@ -1,0 +1,79 @@
+"""The Pixelcast ASGI app: routes, error handling, and the lifespan that owns every shared object."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from models import StreamingEngine
+from personalization.events import EventLog
+from personalization.store import open_store
+from personalization.tokens import TokenSigner, load_or_create_secret
+from personalization.viewers import ViewerRegistry
+
+from . import api, pages, whep
+from .batching import FrameBatcher
+from .config import ServerConfig
+from .metrics import Metrics
+from .services import Services
+from .session import SessionManager
+from .webrtc import restrict_host_candidates
+
+logger = logging.getLogger(__name__)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if request.url.path.startswith("/api/") or request.url.path == "/offer":
+        return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
+    return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """Build the app; the model, Redis and batching start in its lifespan and stop with it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        restrict_host_candidates(config.ice_addresses)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(config.redis_url, config.data_dir)
+        try:
+            logger.info("loading model from %s", config.model_path)
+            engine = await asyncio.to_thread(StreamingEngine.from_pretrained, config.model_path, steps=config.steps)
+            metrics = Metrics()
+            batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
+            batcher.start()
+            await batcher.run_on_engine(engine.warmup)
+            services = Services(
+                config=config,
+                metrics=metrics,
+                store=store,
+                viewers=ViewerRegistry(store.redis),
+                events=EventLog(store.redis),
+                signer=TokenSigner(load_or_create_secret(config.data_dir)),
+                batcher=batcher,
+            )
+            app.state.services = services
+            app.state.sessions = SessionManager(services)
+            logger.info("Pixelcast ready on http://%s:%d (Redis: %s)", config.host, config.port, store.url)
+            try:
+                yield
+            finally:
+                await app.state.sessions.close_all()
+                await batcher.stop()
+        finally:
+            await store.close()
+
+    return Starlette(
+        routes=[*pages.routes, *whep.routes, *api.routes],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )

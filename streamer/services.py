@@ -1,0 +1,27 @@
+"""The long-lived objects one server shares between requests and sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from personalization.events import EventLog
+from personalization.store import Store
+from personalization.tokens import TokenSigner
+from personalization.viewers import ViewerRegistry
+
+from .batching import FrameBatcher
+from .config import ServerConfig
+from .metrics import Metrics
+
+
+@dataclass
+class Services:
+    """Built by the app's lifespan, closed by it; handed to routes through `app.state.services`."""
+
+    config: ServerConfig
+    metrics: Metrics
+    store: Store
+    viewers: ViewerRegistry
+    events: EventLog
+    signer: TokenSigner
+    batcher: FrameBatcher

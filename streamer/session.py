@@ -1,0 +1,230 @@
+"""One viewer's live stream: peer connection, generation loop, and the `control` data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from personalization.errors import InvalidMessage
+from personalization.messages import Feedback, Steer, parse_control_message
+
+from .encoding import VideoEncoder
+from .generation import GenerationLoop
+from .playout import PlayoutBuffer, PlayoutClock
+from .services import Services
+from .track import EncodedVideoTrack
+from .webrtc import answer_offer, negotiated_codec, route_rtcp_feedback
+
+logger = logging.getLogger(__name__)
+
+STATS_INTERVAL = 1.0  # seconds between `stats` messages
+
+
+class ViewerSession:
+    """Streams generated video to one viewer until closed; `close()` is idempotent and frees everything."""
+
+    def __init__(self, services: Services, viewer_id: str, on_closed: Callable[[ViewerSession], None]) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.viewer_id = viewer_id
+        self._services = services
+        self._on_closed = on_closed
+        self._pc = RTCPeerConnection()
+        self._channel: RTCDataChannel | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._last_segment: dict[str, Any] | None = None
+        settings = services.config.stream
+        self._buffer = PlayoutBuffer(settings.buffer_frames)
+        self._clock = PlayoutClock()
+        self._loop: GenerationLoop | None = None
+        self._track = EncodedVideoTrack(self._buffer, self._clock, on_sent=self._frame_sent)
+        self._pc.on("datachannel", self._attach_channel)
+        self._pc.on("connectionstatechange", self._connection_state_changed)
+
+    @property
+    def realtime_factor(self) -> float:
+        """The generation loop's real-time factor (0 before it ran)."""
+        return self._loop.realtime_factor if self._loop else 0.0
+
+    def _log(self, message: str, *args: object) -> None:
+        logger.info("session %s (viewer %s): " + message, self.id[:8], self.viewer_id, *args)
+
+    async def start(self, offer_sdp: str, prompt: str) -> str:
+        """Answer the viewer's offer and start generating; returns the SDP answer."""
+        services = self._services
+        config = services.config
+        answer_sdp, sender = await answer_offer(self._pc, offer_sdp, self._track)
+        codec = negotiated_codec(answer_sdp)
+        engine = services.batcher.engine
+        encoder = VideoEncoder(codec, engine.width, engine.height, config.stream.fps)
+        self._loop = GenerationLoop(
+            services.batcher,
+            encoder,
+            self._buffer,
+            self._clock,
+            config.stream,
+            services.metrics,
+            prompt=prompt,
+            seed=secrets.randbits(31),
+            on_segment=self._segment_started,
+        )
+        route_rtcp_feedback(sender, self._loop.request_keyframe, self._loop.set_target_bitrate)
+        self._tasks = [
+            asyncio.create_task(self._generate(), name=f"generate-{self.id[:8]}"),
+            asyncio.create_task(self._send_stats(), name=f"stats-{self.id[:8]}"),
+        ]
+        self._log("started, %s at %dx%d", codec, engine.width, engine.height)
+        return answer_sdp
+
+    async def close(self) -> None:
+        """Stop generating, close the peer connection and forget the session."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        self._track.stop()
+        await self._pc.close()
+        self._on_closed(self)
+        self._closed.set()
+        self._log("closed")
+
+    def steer(self, text: str) -> None:
+        """Apply a steer that arrived over HTTP to the live stream."""
+        if self._loop is not None:
+            self._loop.steer(text)
+
+    # -- generation -------------------------------------------------------------------------------
+
+    async def _generate(self) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("session %s: generation failed", self.id[:8])
+            self._send({"type": "error", "message": "generation failed on the server; reconnect to try again"})
+            asyncio.create_task(self.close())
+
+    async def _send_stats(self) -> None:
+        assert self._loop is not None
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            self._send(self._loop.stats())
+
+    def _frame_sent(self, frame: Any, late_seconds: float) -> None:
+        if self._loop is not None:
+            self._loop.frame_sent(frame, late_seconds)
+
+    def _segment_started(self, segment_id: int, prompt: str) -> None:
+        self._last_segment = {"type": "segment", "segment_id": segment_id, "prompt": prompt, "variant": None}
+        self._send(self._last_segment)
+
+    # -- control channel --------------------------------------------------------------------------
+
+    def _attach_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label != "control":
+            return
+        self._channel = channel
+
+        @channel.on("open")
+        def _opened() -> None:
+            if self._last_segment is not None:
+                self._send(self._last_segment)
+
+        @channel.on("message")
+        def _message(raw: str | bytes) -> None:
+            asyncio.create_task(self._handle_message(raw))
+
+        if channel.readyState == "open" and self._last_segment is not None:
+            self._send(self._last_segment)
+
+    async def _handle_message(self, raw: str | bytes) -> None:
+        try:
+            message = parse_control_message(raw)
+        except InvalidMessage as error:
+            self._send({"type": "error", "message": str(error)})
+            return
+        try:
+            if isinstance(message, Steer):
+                assert self._loop is not None
+                self._loop.steer(message.text)
+                await self._services.viewers.record_steer(self.viewer_id, message.text)
+            elif isinstance(message, Feedback):
+                await self._services.events.append(self.viewer_id, message)
+        except Exception:
+            logger.exception("session %s: could not store %s", self.id[:8], type(message).__name__)
+            self._send({"type": "error", "message": "the server could not store that message; please retry"})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps(message))
+
+    def _connection_state_changed(self) -> None:
+        state = self._pc.connectionState
+        self._log("connection %s", state)
+        if state in ("failed", "closed"):
+            asyncio.create_task(self.close())
+
+
+class SessionManager:
+    """All live sessions of the server, with a cap on how many may stream at once."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._sessions: dict[str, ViewerSession] = {}
+        services.metrics.track_realtime_factor(self.lowest_realtime_factor)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def full(self) -> bool:
+        """Whether another viewer would exceed the configured maximum."""
+        return len(self._sessions) >= self._services.config.max_sessions
+
+    def get(self, session_id: str) -> ViewerSession | None:
+        """The live session with that id, if any."""
+        return self._sessions.get(session_id)
+
+    def for_viewer(self, viewer_id: str) -> list[ViewerSession]:
+        """The viewer's live sessions."""
+        return [s for s in self._sessions.values() if s.viewer_id == viewer_id]
+
+    def lowest_realtime_factor(self) -> float:
+        """The lowest real-time factor among sessions that have produced frames (0 with none)."""
+        factors = [s.realtime_factor for s in self._sessions.values() if s.realtime_factor > 0]
+        return min(factors, default=0.0)
+
+    async def open(self, viewer_id: str, offer_sdp: str, prompt: str) -> tuple[ViewerSession, str]:
+        """Create and start a session; on any failure everything it took is released again."""
+        session = ViewerSession(self._services, viewer_id, on_closed=self._forget)
+        self._sessions[session.id] = session
+        self._services.metrics.sessions.set(len(self._sessions))
+        try:
+            answer = await session.start(offer_sdp, prompt)
+        except BaseException:
+            await session.close()
+            raise
+        return session, answer
+
+    def _forget(self, session: ViewerSession) -> None:
+        self._sessions.pop(session.id, None)
+        self._services.metrics.sessions.set(len(self._sessions))
+
+    async def close_all(self) -> None:
+        """Close every session (server shutdown)."""
+        await asyncio.gather(*(s.close() for s in list(self._sessions.values())), return_exceptions=True)

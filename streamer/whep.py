@@ -1,0 +1,117 @@
+"""WHEP (draft-ietf-wish-whep) endpoints, plus the JSON `/offer` for simple clients."""
+
+from __future__ import annotations
+
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .auth import viewer_from_token
+from .bodies import read_json_object, read_limited
+from .services import Services
+from .session import SessionManager, ViewerSession
+from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
+
+SESSION_PATH = "/whep/sessions/{session_id}"
+RETRY_AFTER_SECONDS = 5
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Location, Retry-After",
+}
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _sessions(request: Request) -> SessionManager:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+async def _viewer_for(request: Request, token_viewer: str | None) -> str:
+    """The token's viewer, or a new anonymous viewer for a request without a token."""
+    viewers = _services(request).viewers
+    if token_viewer is None:
+        return await viewers.create(anonymous=True)
+    if not await viewers.exists(token_viewer):
+        raise HTTPException(401, "this viewer no longer exists (erased or expired): create a new viewer")
+    return token_viewer
+
+
+async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession, str]:
+    services = _services(request)
+    token_viewer = viewer_from_token(request, services.signer)  # a bad token is refused before anything else
+    try:
+        validate_offer(offer_sdp)
+    except OfferError as error:
+        raise HTTPException(400, str(error)) from error
+    sessions = _sessions(request)
+    if sessions.full:
+        raise HTTPException(
+            503,
+            "Pixelcast is at capacity: no more viewers can be served in real time right now",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    viewer_id = await _viewer_for(request, token_viewer)
+    recent = await services.viewers.recent_steers(viewer_id)
+    prompt = recent[0] if recent else services.config.default_prompt
+    try:
+        return await sessions.open(viewer_id, offer_sdp, prompt)
+    except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
+        raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
+
+
+async def whep_post(request: Request) -> Response:
+    """Create a session from an SDP offer: 201, `Location` of the session, the SDP answer as body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/sdp":
+        raise HTTPException(415, "WHEP needs Content-Type: application/sdp with the SDP offer as body")
+    body = await read_limited(request, MAX_SDP_BYTES)
+    try:
+        offer_sdp = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HTTPException(400, "the SDP offer is not UTF-8 text") from error
+    session, answer = await _open_session(request, offer_sdp)
+    location = SESSION_PATH.format(session_id=session.id)
+    return Response(
+        answer, status_code=201, media_type="application/sdp", headers={"Location": location, **_CORS}
+    )
+
+
+async def whep_options(request: Request) -> Response:
+    """CORS preflight and capability discovery for WHEP clients."""
+    return Response(status_code=204, headers={"Accept-Post": "application/sdp", **_CORS})
+
+
+async def whep_delete(request: Request) -> Response:
+    """End the session at this location and free everything it held."""
+    session = _sessions(request).get(request.path_params["session_id"])
+    if session is None:
+        raise HTTPException(404, "no such WHEP session (it ended, or never existed)")
+    await session.close()
+    return Response(status_code=200, headers=_CORS)
+
+
+async def offer_post(request: Request) -> JSONResponse:
+    """JSON signalling for simple clients: `{"sdp", "type": "offer"}` in, the answer out."""
+    payload = await read_json_object(request, MAX_SDP_BYTES)
+    if payload.get("type") != "offer" or not isinstance(payload.get("sdp"), str):
+        raise HTTPException(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
+    session, answer = await _open_session(request, payload["sdp"])
+    return JSONResponse(
+        {"sdp": answer, "type": "answer", "session_id": session.id,
+         "location": SESSION_PATH.format(session_id=session.id)},
+        headers=_CORS,
+    )
+
+
+routes = [
+    Route("/whep", whep_post, methods=["POST"]),
+    Route("/whep", whep_options, methods=["OPTIONS"]),
+    Route(SESSION_PATH, whep_delete, methods=["DELETE"]),
+    Route("/offer", offer_post, methods=["POST"]),
+]

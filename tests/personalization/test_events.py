@@ -1,0 +1,94 @@
+"""EventLog against a real Redis: exact counters under concurrency, unknown viewers, script reload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from personalization.errors import UnknownViewer
+from personalization.events import EventLog
+from personalization.keys import events_key, profile_key
+from personalization.messages import Feedback
+from personalization.viewers import ViewerRegistry
+
+WRITERS = 20
+EVENTS_PER_WRITER = 200
+
+
+async def test_append_returns_stream_id_and_counts(redis_client: aioredis.Redis) -> None:
+    viewer_id = await ViewerRegistry(redis_client).create()
+    log = EventLog(redis_client)
+    first = await log.append(viewer_id, Feedback("like", segment_id=4))
+    second = await log.append(viewer_id, Feedback("dwell", segment_id=4, seconds=2.5))
+    assert first < second or len(first) < len(second)
+    assert await log.count(viewer_id) == 2
+    entries = await redis_client.xrange(events_key(viewer_id))
+    assert entries
+    _, fields = entries[0]
+    assert fields is not None
+    assert fields["kind"] == "like" and fields["segment_id"] == "4" and fields["seconds"] == ""
+    assert float(fields["ts"]) > 0
+    profile = await redis_client.hgetall(profile_key(viewer_id))
+    assert (profile["n_like"], profile["n_skip"], profile["n_dwell"]) == ("1", "0", "1")
+    assert float(profile["dwell_seconds"]) == 2.5
+    assert profile["last_event_id"] == "0-0"  # owned by the (later) idempotent apply script
+
+
+async def test_concurrent_writers_count_exactly(redis_client: aioredis.Redis) -> None:
+    viewer_id = await ViewerRegistry(redis_client).create()
+    log = EventLog(redis_client)
+    kinds = [
+        Feedback("like", 1),
+        Feedback("skip", 2),
+        Feedback("dwell", 3, 0.5),
+        Feedback("dwell", 4, 1.25),
+    ]
+
+    async def writer(w: int) -> list[str]:
+        return [await log.append(viewer_id, kinds[(w + i) % len(kinds)]) for i in range(EVENTS_PER_WRITER)]
+
+    ids = [i for batch in await asyncio.gather(*(writer(w) for w in range(WRITERS))) for i in batch]
+    total = WRITERS * EVENTS_PER_WRITER
+    assert len(set(ids)) == total
+    assert await log.count(viewer_id) == total
+    profile = await redis_client.hgetall(profile_key(viewer_id))
+    per_kind = total // len(kinds)
+    assert int(profile["n_like"]) == per_kind
+    assert int(profile["n_skip"]) == per_kind
+    assert int(profile["n_dwell"]) == 2 * per_kind
+    assert float(profile["dwell_seconds"]) == per_kind * (0.5 + 1.25)  # exact in binary floating point
+
+
+async def test_append_to_unknown_viewer_writes_nothing(redis_client: aioredis.Redis) -> None:
+    log = EventLog(redis_client)
+    with pytest.raises(UnknownViewer):
+        await log.append("nobody", Feedback("like"))
+    assert await redis_client.exists(events_key("nobody"), profile_key("nobody")) == 0
+    with pytest.raises(UnknownViewer):
+        await log.append("{bad}", Feedback("like"))
+
+
+async def test_append_rejects_malformed_feedback(redis_client: aioredis.Redis) -> None:
+    viewer_id = await ViewerRegistry(redis_client).create()
+    with pytest.raises(ValueError, match="seconds"):
+        await EventLog(redis_client).append(viewer_id, Feedback("dwell"))
+
+
+async def test_append_survives_script_flush(redis_client: aioredis.Redis) -> None:
+    viewer_id = await ViewerRegistry(redis_client).create()
+    log = EventLog(redis_client)
+    await log.append(viewer_id, Feedback("skip"))
+    await redis_client.script_flush()  # e.g. a Redis restart or failover: EVALSHA gets NOSCRIPT
+    await log.append(viewer_id, Feedback("skip"))
+    assert await redis_client.hget(profile_key(viewer_id), "n_skip") == "2"
+
+
+async def test_append_refreshes_anonymous_ttl(redis_client: aioredis.Redis) -> None:
+    registry = ViewerRegistry(redis_client, anonymous_ttl=1000)
+    viewer_id = await registry.create(anonymous=True)
+    await redis_client.expire(profile_key(viewer_id), 10)
+    await EventLog(redis_client).append(viewer_id, Feedback("like"))
+    assert 990 < await redis_client.ttl(profile_key(viewer_id)) <= 1000
+    assert 990 < await redis_client.ttl(events_key(viewer_id)) <= 1000

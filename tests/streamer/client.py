@@ -1,0 +1,89 @@
+"""A real WHEP client for tests: an aiortc peer that receives video and talks on `control`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from streamer.webrtc import restrict_host_candidates
+
+# Keep the test client's ICE on loopback, like the server it talks to.
+restrict_host_candidates(["127.0.0.1"])
+
+
+@dataclass
+class WhepClient:
+    """One viewer: negotiates over WHEP, then exposes decoded frames and control messages."""
+
+    base_url: str
+    token: str | None = None
+    codecs: tuple[str, ...] = ()  # e.g. ("video/VP8",) to offer only VP8
+    pc: RTCPeerConnection = field(default_factory=RTCPeerConnection)
+    messages: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    location: str | None = None
+    response: httpx.Response | None = None
+    _track: asyncio.Future[MediaStreamTrack] | None = None
+
+    async def connect(self) -> httpx.Response:
+        """Offer, POST /whep, apply the answer; returns the HTTP response."""
+        self._track = asyncio.get_running_loop().create_future()
+        transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        if self.codecs:
+            wanted = {c.lower() for c in self.codecs}
+            capabilities = RTCRtpReceiver.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() in wanted])
+        self.channel = self.pc.createDataChannel("control")
+        self.channel.on("message", lambda raw: self.messages.put_nowait(json.loads(raw)))
+        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))  # type: ignore[union-attr]
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        headers = {"Content-Type": "application/sdp"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=60) as http:
+            self.response = await http.post("/whep", content=self.pc.localDescription.sdp, headers=headers)
+        if self.response.status_code == 201:
+            self.location = self.response.headers["location"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.response.text, type="answer"))
+        return self.response
+
+    async def frames(self, count: int, timeout: float = 60) -> list[np.ndarray]:
+        """The next `count` decoded frames as RGB arrays."""
+        assert self._track is not None
+        track = await asyncio.wait_for(self._track, timeout)
+        frames = []
+        for _ in range(count):
+            frame = await asyncio.wait_for(track.recv(), timeout)
+            frames.append(frame.to_ndarray(format="rgb24"))
+        return frames
+
+    async def wait_channel_open(self, timeout: float = 30) -> None:
+        """Wait until the control channel can carry messages."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.channel.readyState != "open":
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the control data channel did not open")
+            await asyncio.sleep(0.05)
+
+    def send(self, message: dict[str, Any] | str) -> None:
+        """Send one control message (a dict is JSON-encoded; a str goes as it is)."""
+        self.channel.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def next_message(self, type_: str, timeout: float = 30, where: Any = None) -> dict[str, Any]:
+        """The next control message of `type_` (and matching `where`, if given)."""
+        async def wait() -> dict[str, Any]:
+            while True:
+                message = await self.messages.get()
+                if message.get("type") == type_ and (where is None or where(message)):
+                    return message
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def close(self) -> None:
+        """Close the peer connection (does not DELETE the session)."""
+        await self.pc.close()
