@@ -95,7 +95,10 @@ class ViewerSession:
                 task.cancel()
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
         self._track.stop()
-        await self._pc.close()
+        try:
+            await self._pc.close()
+        except Exception:  # aiortc can trip over its own half-built transports after a failed negotiation
+            logger.warning("session %s: peer connection did not close cleanly", self.id[:8], exc_info=True)
         self._on_closed(self)
         self._closed.set()
         self._log("closed")

@@ -118,7 +118,9 @@ async def answer_offer(pc: RTCPeerConnection, offer_sdp: str, track: object) -> 
     """
     transceiver = pc.addTransceiver(track, direction="sendonly")  # type: ignore[arg-type]
     prefer_codecs(transceiver)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-    answer = await pc.createAnswer()
-    await pc.setLocalDescription(answer)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as error:  # the offer is the only input here: whatever aiortc trips on is the client's
+        raise OfferError(f"cannot answer the SDP offer: {error or type(error).__name__}") from error
     return pc.localDescription.sdp, transceiver.sender

@@ -74,6 +74,15 @@ async def chromium():
         try:
             yield browser
         finally:
+            # Closing the pages fires `pagehide`, so the page DELETEs its WHEP session and the
+            # server stops generating for it before the next test starts.
+            for context in browser.contexts:
+                for page in context.pages:
+                    try:
+                        await page.close()
+                    except Exception:
+                        pass
+            await asyncio.sleep(0.3)
             await browser.close()
 
 

@@ -1,0 +1,143 @@
+"""Behaviour of the streaming engine on the shipped (random-weight) model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import StreamingEngine, StreamState, TextEncoder, default_model_path, slerp_conditioning
+from models.pipeline import PixelcastPipeline
+
+OCEAN = "a calm ocean at sunset"
+CITY = "a busy city at night"
+
+
+@pytest.fixture(scope="module")
+def text_encoder() -> TextEncoder:
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def engine(text_encoder: TextEncoder) -> StreamingEngine:
+    return StreamingEngine.from_pretrained(default_model_path(), steps=2, text_encoder=text_encoder)
+
+
+def rollout(engine: StreamingEngine, seed: int, prompt: str, frames: int) -> list[np.ndarray]:
+    state = engine.new_stream(seed)
+    cond = engine.encode_prompt(prompt)
+    return [engine.generate([(state, cond)])[0] for _ in range(frames)]
+
+
+def test_shipped_folder_is_a_diffusers_pipeline() -> None:
+    path = default_model_path()
+    for name in ("model_index.json", "unet", "vae", "scheduler", "README.md"):
+        assert (path / name).exists(), name
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size < 10_000_000
+
+
+def test_frames_are_textured_and_change(engine: StreamingEngine) -> None:
+    assert (engine.height, engine.width) == (128, 128)
+    frames = rollout(engine, seed=0, prompt=OCEAN, frames=8)
+    for frame in frames:
+        assert frame.shape == (128, 128, 3)
+        assert frame.dtype == np.uint8
+        assert frame.astype(float).std() > 10.0  # not a flat colour
+    diffs = [np.abs(a.astype(float) - b).mean() for a, b in zip(frames, frames[1:])]
+    assert min(diffs) > 1.0
+
+
+def test_long_rollout_stays_bounded(engine: StreamingEngine) -> None:
+    state = engine.new_stream(3)
+    cond = engine.encode_prompt(OCEAN)
+    engine.steps = 1
+    try:
+        for _ in range(40):
+            frame = engine.generate([(state, cond)])[0]
+    finally:
+        engine.steps = 2
+    assert state.latent is not None and state.latent.abs().max() <= 3.0
+    assert torch.isfinite(state.latent).all()
+    assert frame.astype(float).std() > 10.0
+
+
+def test_same_seed_same_frames_and_prompt_matters(engine: StreamingEngine) -> None:
+    first = rollout(engine, seed=7, prompt=OCEAN, frames=3)
+    again = rollout(engine, seed=7, prompt=OCEAN, frames=3)
+    other = rollout(engine, seed=7, prompt=CITY, frames=3)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    for a, c in zip(first, other):
+        assert np.abs(a.astype(float) - c).mean() > 10.0
+
+
+def test_batch_equals_streams_alone(engine: StreamingEngine) -> None:
+    ocean, city = engine.encode_prompt(OCEAN), engine.encode_prompt(CITY)
+    alone = [rollout(engine, seed=1, prompt=OCEAN, frames=3), rollout(engine, seed=2, prompt=CITY, frames=3)]
+    a, b = engine.new_stream(1), engine.new_stream(2)
+    batched: list[list[np.ndarray]] = [[], []]
+    for _ in range(3):
+        fa, fb = engine.generate([(a, ocean), (b, city)])
+        batched[0].append(fa)
+        batched[1].append(fb)
+    for stream_alone, stream_batched in zip(alone, batched):
+        for x, y in zip(stream_alone, stream_batched):
+            assert np.abs(x.astype(int) - y.astype(int)).max() <= 2
+
+
+def test_engine_matches_plain_pipeline(engine: StreamingEngine) -> None:
+    cond = engine.encode_prompt(OCEAN)
+    state = engine.new_stream(11)
+    generator = torch.Generator().manual_seed(11)
+    previous = None
+    for _ in range(2):
+        frame = engine.generate([(state, cond)])[0]
+        out = engine.pipeline(cond, previous, num_inference_steps=engine.steps, generator=generator)
+        previous = out.latents
+        assert np.abs(frame.astype(int) - out.images[0].astype(int)).max() <= 2
+
+
+def test_save_and_load_round_trip(engine: StreamingEngine, text_encoder: TextEncoder, tmp_path: Path) -> None:
+    engine.pipeline.save_pretrained(tmp_path)
+    reloaded = StreamingEngine.from_pretrained(tmp_path, steps=2, text_encoder=text_encoder)
+    assert isinstance(reloaded.pipeline, PixelcastPipeline)
+    for a, b in zip(rollout(engine, 5, CITY, 2), rollout(reloaded, 5, CITY, 2)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_steps_setting(engine: StreamingEngine) -> None:
+    with pytest.raises(ValueError):
+        engine.steps = 0
+    with pytest.raises(ValueError):
+        engine.steps = 5
+    assert engine.steps == 2
+    assert engine.generate([]) == []
+    assert isinstance(engine.new_stream(0), StreamState)
+
+
+def test_slerp_endpoints_and_norm() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(32, 384, generator=generator)
+    b = torch.randn(32, 384, generator=generator)
+    a[10:] = 0  # padding
+    torch.testing.assert_close(slerp_conditioning(a, b, 0.0), a)
+    torch.testing.assert_close(slerp_conditioning(a, b, 1.0), b)
+    mid = slerp_conditioning(a, b, 0.5)
+    assert torch.isfinite(mid).all()
+    expected = 0.5 * (a[:10].norm(dim=-1) + b[:10].norm(dim=-1))
+    torch.testing.assert_close(mid[:10].norm(dim=-1), expected)
+    torch.testing.assert_close(mid[10:], 0.5 * b[10:])
+
+
+def test_text_encoder_shapes_cache_and_meaning(text_encoder: TextEncoder) -> None:
+    states = text_encoder.encode([OCEAN, "the sea at dusk", CITY])
+    assert states.shape == (3, 32, 384)
+    assert (states[0, 12:] == 0).all()  # padded positions are zero
+    assert text_encoder.encode([OCEAN]).equal(states[:1])
+    pooled = torch.nn.functional.normalize(text_encoder.mean_pooled([OCEAN, "the sea at dusk", CITY]), dim=-1)
+    paraphrase = float(pooled[0] @ pooled[1])
+    unrelated = float(pooled[0] @ pooled[2])
+    assert paraphrase > unrelated
