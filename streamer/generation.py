@@ -136,19 +136,21 @@ class GenerationLoop:
         blend = ConditioningBlend(conditioning, settings.transition_frames)
         current = conditioning
         slot = 0
-        frame_in_segment = 0
+        segment_start = 0
+        keyframe_due = True
         self._begin_segment()
         while True:
-            # 1. a steer starts a new segment at once and blends the conditioning over a few frames
+            # 1. segments follow the playout clock (slots), not the frames that happened to be made;
+            #    a steer starts a new segment at once and blends the conditioning over a few frames
             if self._pending_prompt is not None:
                 text, self._pending_prompt = self._pending_prompt, None
                 target = await self._batcher.run_on_engine(self._engine.encode_prompt, text)
                 blend.retarget(target, current)
                 self.prompt = text
-                frame_in_segment = 0
+                segment_start, keyframe_due = slot, True
                 self._begin_segment()
-            elif frame_in_segment == settings.frames_per_segment:
-                frame_in_segment = 0
+            elif slot - segment_start >= settings.frames_per_segment:
+                segment_start, keyframe_due = slot, True
                 self._begin_segment()
 
             # 2. skip slots whose time has already passed: late frames are dropped, not queued
@@ -163,8 +165,8 @@ class GenerationLoop:
             started = time.perf_counter()
             current = blend.next()
             rgb = await self._batcher.generate(self._state, current)
-            keyframe = frame_in_segment == 0 or self._keyframe_requested
-            self._keyframe_requested = False
+            keyframe = keyframe_due or self._keyframe_requested
+            keyframe_due = self._keyframe_requested = False
             encode_started = time.perf_counter()
             packets = await asyncio.to_thread(self._encoder.encode, rgb, pts, keyframe)
             finished = time.perf_counter()
@@ -176,7 +178,6 @@ class GenerationLoop:
             for packet in packets:
                 await self.buffer.put(EncodedFrame(pts, packet, keyframe, self.segment_id))
             slot += 1
-            frame_in_segment += 1
 
     def _begin_segment(self) -> None:
         self.segment_id += 1
