@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from benchmarks import engine as _bench_engine
+
 from .generation import StreamSettings
 
 
@@ -56,13 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-sessions", type=int, default=8, help="viewers served at once (default 8)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
+
+    bench = commands.add_parser("bench", help="measure speed side by side and write JSON")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    engine = benches.add_parser("engine", help="engine frames/s against the plain diffusers pipeline per frame")
+    _bench_engine.add_arguments(engine)
+    engine.set_defaults(run=_bench_engine.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pixelcast` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.run(args))
 
 

@@ -1,0 +1,1 @@
+"""Side-by-side measurements that write JSON (`pixelcast bench ...`)."""

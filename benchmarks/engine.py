@@ -1,0 +1,152 @@
+"""`pixelcast bench engine`: the streaming engine against calling the plain diffusers pipeline per frame.
+
+All contenders run in one process, in interleaved rounds, so that they share whatever else the
+machine is doing; the report gives frames/s, frame-time percentiles and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .report import machine, percentiles_ms, write_json
+
+PROMPTS = (
+    "a calm ocean at sunset with gentle waves",
+    "snowy mountains at night",
+    "a busy city skyline in the rain",
+    "a quiet forest at dawn in fog",
+)
+ROUND_SECONDS = 0.5
+
+
+class _Contender:
+    """One way of producing frames, timed per call."""
+
+    def __init__(self, name: str, frames_per_call: int, call: Any) -> None:
+        self.name = name
+        self.frames_per_call = frames_per_call
+        self.call = call
+        self.call_seconds: list[float] = []
+
+    def run_for(self, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            self.call()
+            self.call_seconds.append(time.perf_counter() - started)
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.call_seconds)
+        frames = self.frames_per_call * len(self.call_seconds)
+        per_frame = [s / self.frames_per_call for s in self.call_seconds]
+        return {
+            "frames": frames,
+            "seconds": round(total, 3),
+            "frames_per_second": round(frames / total, 2) if total else 0.0,
+            "batch": self.frames_per_call,
+            **{f"frame_{k}": v for k, v in percentiles_ms(per_frame).items()},
+        }
+
+
+def _contenders(model: Path, steps: int, batches: list[int]) -> list[_Contender]:
+    import torch
+
+    from models import StreamingEngine
+    from models.pipeline import PixelcastPipeline
+    from streamer.encoding import VideoEncoder
+
+    engine = StreamingEngine.from_pretrained(model, steps=steps)
+    engine.warmup()
+    naive = PixelcastPipeline.from_pretrained(model)
+    naive.set_progress_bar_config(disable=True)
+    embeds = [engine.encode_prompt(p) for p in PROMPTS]
+    generator = torch.Generator().manual_seed(0)
+    previous: list[Any] = [None]
+
+    def naive_call() -> None:
+        out = naive(embeds[0], previous_latents=previous[0], num_inference_steps=steps, generator=generator)
+        previous[0] = out.latents
+
+    contenders = [_Contender("naive_pipeline_per_frame", 1, naive_call)]
+    for batch in batches:
+        states = [engine.new_stream(seed) for seed in range(batch)]
+        requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
+        contenders.append(_Contender(f"engine_batch_{batch}", batch, lambda r=requests: engine.generate(r)))
+
+    encoder = VideoEncoder("h264", engine.width, engine.height, fps=24)
+    frame = engine.generate([(engine.new_stream(99), embeds[0])])[0]
+    pts = [0]
+
+    def encode_call() -> None:
+        encoder.encode(frame, pts[0], keyframe=pts[0] % (24 * 3750) == 0)
+        pts[0] += 3750
+
+    contenders.append(_Contender("h264_encode", 1, encode_call))
+    return contenders
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the engine benchmark and return its report."""
+    from models import default_model_path
+
+    model = Path(args.model) if args.model else default_model_path()
+    contenders = _contenders(model, args.steps, args.batches)
+    rounds = max(1, round(args.seconds / (ROUND_SECONDS * len(contenders))))
+    for _ in tqdm(range(rounds), desc="bench engine", unit="round"):
+        for contender in contenders:
+            contender.run_for(ROUND_SECONDS)
+    results = {c.name: c.summary() for c in contenders}
+    naive_fps = results["naive_pipeline_per_frame"]["frames_per_second"]
+    encode_ms = results["h264_encode"]["frame_p50_ms"]
+    for name, result in results.items():
+        if name.startswith("engine_"):
+            result["ratio_vs_naive"] = round(result["frames_per_second"] / naive_fps, 3) if naive_fps else None
+            model_ms = 1000.0 / result["frames_per_second"]
+            result["model_share_of_frame_time"] = round(model_ms / (model_ms + encode_ms), 3)
+    return {
+        "benchmark": "engine",
+        "machine": machine(),
+        "model": str(model),
+        "steps": args.steps,
+        "resolution": "128x128",
+        "seconds": args.seconds,
+        "results": results,
+        "streamdiffusion": {
+            "ran": False,
+            "reason": "the streamdiffusion package needs CUDA (and pins diffusers 0.24); this machine has no GPU",
+        }
+        if not _has_cuda()
+        else {"ran": False, "reason": "not wired up yet"},
+        "notes": "frames_per_second counts frames of all streams in a batch; engine and naive share weights and steps",
+    }
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pixelcast bench engine`."""
+    parser.add_argument("--seconds", type=float, default=20.0, help="total measuring time (default 20)")
+    parser.add_argument("--steps", type=int, default=2, choices=(1, 2, 3, 4), help="denoising steps (default 2)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="engine batch sizes (default 1 4)")
+    parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `pixelcast bench engine`."""
+    report = run(args)
+    write_json(report, args.json)
+    for name, result in report["results"].items():
+        extra = f"  x{result['ratio_vs_naive']} vs naive" if "ratio_vs_naive" in result else ""
+        print(f"{name:28s} {result['frames_per_second']:8.1f} frames/s  p50 {result['frame_p50_ms']:.1f} ms{extra}")
+    return 0
