@@ -19,7 +19,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
-from models.text import TextEncoder
+from models.text import TextEncoder, sentence_embedding
 
 MAX_STEPS = 4
 
@@ -131,6 +131,10 @@ class StreamingEngine:
         self._schedules = {n: _ddim_schedule(config, n, self.device) for n in range(1, MAX_STEPS + 1)}
         self._zeros = torch.zeros(self.latent_channels, self.latent_size, self.latent_size, device=self.device, dtype=self.dtype)
         self._text_encoder = text_encoder
+        # A UNet with a projection class embedding also takes the sentence embedding of the text.
+        self._pooled_conditioning = self.unet.config.class_embed_type == "projection"
+        # The model was trained with a little noise on the previous frame so that rollouts do not drift.
+        self._context_noise = float(pipeline.config.get("context_noise", 0.0))
         self._steps = 0
         self.steps = steps
 
@@ -189,6 +193,10 @@ class StreamingEngine:
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
             previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
+            if self._context_noise:
+                previous = previous + self._context_noise * torch.stack(
+                    [torch.randn(shape, generator=s.generator, device=self.device, dtype=self.dtype) for s, _ in requests]
+                )
             noise = torch.stack(
                 [torch.randn(shape, generator=s.generator, device=self.device, dtype=self.dtype) for s, _ in requests]
             )
@@ -201,8 +209,14 @@ class StreamingEngine:
 
     def _denoise(self, x: torch.Tensor, previous: torch.Tensor, cond: torch.Tensor, schedule: _Schedule) -> torch.Tensor:
         """DDIM (eta = 0) from pure noise `x` to clean, clamped latents."""
+        pooled = sentence_embedding(cond) if self._pooled_conditioning else None
         for i in range(len(schedule.timesteps)):
-            out = self.unet(torch.cat([x, previous], dim=1), schedule.timesteps[i], encoder_hidden_states=cond).sample
+            out = self.unet(
+                torch.cat([x, previous], dim=1),
+                schedule.timesteps[i],
+                encoder_hidden_states=cond,
+                class_labels=pooled,
+            ).sample
             a, s = schedule.sqrt_alpha[i], schedule.sqrt_one_minus_alpha[i]
             # 1. predicted clean latent and noise
             if self.prediction_type == "v_prediction":

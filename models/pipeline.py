@@ -16,6 +16,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from models.text import sentence_embedding
+
 LATENT_CLAMP = 3.0
 """Latents are clamped to [-3, 3] (AutoencoderTiny's `latent_magnitude`) so rollouts cannot blow up."""
 
@@ -54,9 +56,13 @@ class PixelcastPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "unet->vae"
 
-    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderTiny, scheduler: SchedulerMixin) -> None:
+    def __init__(
+        self, unet: UNet2DConditionModel, vae: AutoencoderTiny, scheduler: SchedulerMixin, context_noise: float = 0.0
+    ) -> None:
         super().__init__()
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler)
+        # std of the noise added to the previous frame's latent, as in training (keeps rollouts stable)
+        self.register_to_config(context_noise=float(context_noise))
 
     @property
     def vae_scale_factor(self) -> int:
@@ -108,6 +114,12 @@ class PixelcastPipeline(DiffusionPipeline):
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
 
+        pooled = sentence_embedding(prompt_embeds) if self.unet.config.class_embed_type == "projection" else None
+        if self.config.context_noise:
+            previous_latents = previous_latents + self.config.context_noise * randn_tensor(
+                shape, generator=generator, device=device, dtype=dtype
+            )
+
         # 2. prepare timesteps and initial noise
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         if latents is None:
@@ -118,7 +130,9 @@ class PixelcastPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(latents, t)
             model_input = torch.cat([model_input, previous_latents], dim=1)
-            model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds).sample
+            model_output = self.unet(
+                model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled
+            ).sample
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
 

@@ -75,9 +75,7 @@ class TextEncoder:
 
     def mean_pooled(self, texts: Sequence[str]) -> torch.Tensor:
         """Sentence embeddings `[B, 384]`: mean of the non-padded token states (not normalized)."""
-        states = self.encode(texts)
-        mask = states.abs().sum(-1, keepdim=True) > 0
-        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return mean_pool(self.encode(texts))
 
     def _run(self, texts: list[str]) -> list[torch.Tensor]:
         batch = self.tokenizer(
@@ -92,3 +90,18 @@ class TextEncoder:
             hidden = hidden * batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         # Clone out of inference mode so cached tensors can be used anywhere (autograd included).
         return [h.clone() for h in hidden.unbind(0)]
+
+
+def mean_pool(states: torch.Tensor) -> torch.Tensor:
+    """Mean of the non-padded (non-zero) token states: `[..., tokens, dim]` -> `[..., dim]`."""
+    mask = states.abs().sum(-1, keepdim=True) > 0
+    return (states * mask).sum(-2) / mask.sum(-2).clamp(min=1)
+
+
+def sentence_embedding(states: torch.Tensor) -> torch.Tensor:
+    """MiniLM's sentence embedding from its token states: mean pooling, then unit length.
+
+    This is what all-MiniLM-L6-v2 was trained to make similar for paraphrases, so it carries the
+    meaning of new phrasings far better than the individual token states.
+    """
+    return torch.nn.functional.normalize(mean_pool(states), dim=-1)
