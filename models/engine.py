@@ -148,7 +148,10 @@ class StreamingEngine:
         text_encoder: TextEncoder | None = None,
     ) -> StreamingEngine:
         """Load a diffusers folder (`model_index.json`, `unet/`, `vae/`, `scheduler/`) with `from_pretrained`."""
-        pipeline = PixelcastPipeline.from_pretrained(os.fspath(path), local_files_only=True, low_cpu_mem_usage=False)
+        # Weights may be stored in float16 to stay small; compute in float32 on CPU.
+        pipeline = PixelcastPipeline.from_pretrained(
+            os.fspath(path), local_files_only=True, low_cpu_mem_usage=False, torch_dtype=torch.float32
+        )
         pipeline.set_progress_bar_config(disable=True)
         pipeline.to(device)
         return cls(pipeline, text_encoder=text_encoder, steps=steps)

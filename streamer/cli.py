@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import engine as _bench_engine
+from models.training import recipe as _train
 
 from .generation import StreamSettings
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine = benches.add_parser("engine", help="engine frames/s against the plain diffusers pipeline per frame")
     _bench_engine.add_arguments(engine)
     engine.set_defaults(run=_bench_engine.main)
+
+    train = commands.add_parser("train", help="train the shipped model from scratch (resumable)")
+    _train.add_arguments(train)
+    train.set_defaults(run=_train.main)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Training of Pixelcast's own text-to-video model on the procedural world (`pixelcast train`)."""

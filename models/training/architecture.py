@@ -1,0 +1,45 @@
+"""The shipped model's components, untrained: a tiny autoencoder and a small video UNet."""
+
+from __future__ import annotations
+
+from diffusers import AutoencoderTiny, UNet2DConditionModel
+
+from models.build import LATENT_CHANNELS, LATENT_SIZE, TEXT_DIM
+
+
+def make_autoencoder() -> AutoencoderTiny:
+    """128x128x3 <-> 16x16x4, fully convolutional; the decoder keeps few channels at full resolution."""
+    return AutoencoderTiny(
+        in_channels=3,
+        out_channels=3,
+        encoder_block_out_channels=(32, 32, 32, 32),
+        decoder_block_out_channels=(24, 24, 24, 24),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(2, 2, 1, 1),
+        latent_channels=LATENT_CHANNELS,
+        latent_magnitude=3,
+        latent_shift=0.5,
+    )
+
+
+def make_video_unet() -> UNet2DConditionModel:
+    """Denoiser on a 16x16x4 latent: noisy latent + previous frame's latent in, v-prediction out.
+
+    Text enters twice: MiniLM token states through cross-attention, and MiniLM's sentence embedding
+    (which generalises to new phrasings) through the time embedding as a projection class embedding.
+    """
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=2 * LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=(48, 96, 128),
+        layers_per_block=1,
+        attention_head_dim=8,
+        cross_attention_dim=TEXT_DIM,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=TEXT_DIM,
+        norm_num_groups=16,
+    )

@@ -1,0 +1,24 @@
+"""Checkpoints of a training stage, so an interrupted `pixelcast train` resumes where it stopped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write never leaves a broken checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by save_checkpoint

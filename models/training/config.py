@@ -1,0 +1,54 @@
+"""The training recipe's knobs, with the defaults that produced the shipped weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the shipped weights; the same config and seed give the same weights."""
+
+    seed: int = 0
+    # 1. autoencoder, on random crops of world frames
+    ae_steps: int = 1500
+    ae_batch: int = 16
+    ae_crop: int = 64
+    ae_lr: float = 2e-3
+    ae_edge_weight: float = 1.0
+    # 2. the clip bank the denoiser learns from, encoded once to latents
+    clips: int = 1536
+    clip_frames: int = 16
+    captions_per_clip: int = 8
+    # 3. denoiser
+    unet_steps: int = 3000
+    unet_batch: int = 48
+    unet_lr: float = 4e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    context_noise_max: float = 0.3
+    context_noise_inference: float = 0.05
+    context_drop: float = 0.1
+    context_swap: float = 0.15
+    # bookkeeping
+    checkpoint_every: int = 250
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for the model card and checkpoints."""
+        return asdict(self)
+
+    def quick(self) -> TrainConfig:
+        """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
+        return TrainConfig(
+            seed=self.seed,
+            ae_steps=20,
+            ae_batch=8,
+            clips=24,
+            clip_frames=4,
+            captions_per_clip=2,
+            unet_steps=10,
+            unet_batch=8,
+            warmup_steps=2,
+            checkpoint_every=5,
+        )

@@ -1,0 +1,132 @@
+"""Stage 2: the video denoiser, trained on consecutive latent frames of the clip bank."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from tqdm import tqdm
+
+from models.text import sentence_embedding
+
+from .architecture import make_video_unet
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .world_data import ClipBank
+
+# The timesteps 1- and 2-step trailing DDIM sampling actually visits get extra training weight.
+SAMPLER_TIMESTEPS = (999, 499)
+SAMPLER_SHARE = 0.5
+
+
+class Batch:
+    """One training batch drawn from the clip bank."""
+
+    def __init__(self, bank: ClipBank, config: TrainConfig, rng: np.random.Generator, size: int) -> None:
+        clips, frames = bank.latents.shape[:2]
+        clip = rng.integers(clips, size=size)
+        t = rng.integers(1, frames, size=size)
+        self.target = bank.latents[clip, t].float()
+        context = bank.latents[clip, t - 1].float()
+        # 1. swapped context: a frame of another scene, so the text learns to win over the picture (steering)
+        swap = rng.random(size) < config.context_swap
+        other = rng.integers(clips, size=size)
+        context[swap] = bank.latents[other[swap], rng.integers(frames, size=int(swap.sum()))].float()
+        # 2. dropped context: the first frame of a stream has none
+        drop = rng.random(size) < config.context_drop
+        context[drop] = 0.0
+        # 3. noisy context, so small errors of its own earlier frames do not compound over a rollout
+        sigma = torch.from_numpy(rng.uniform(0, config.context_noise_max, size=size)).float().view(-1, 1, 1, 1)
+        noise = torch.from_numpy(rng.standard_normal(context.shape)).float()
+        self.context = context + sigma * noise
+        caption = rng.integers(bank.tokens.shape[1], size=size)
+        self.tokens = bank.tokens[clip, caption].float()
+
+
+def _timesteps(rng: np.random.Generator, size: int, train_steps: int) -> torch.Tensor:
+    uniform = rng.integers(train_steps, size=size)
+    sampler = np.asarray(SAMPLER_TIMESTEPS)[rng.integers(len(SAMPLER_TIMESTEPS), size=size)]
+    return torch.from_numpy(np.where(rng.random(size) < SAMPLER_SHARE, sampler, uniform)).long()
+
+
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.unet_lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.unet_steps - config.warmup_steps)
+    return config.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for ema_param, param in zip(ema.parameters(), model.parameters()):
+        ema_param.lerp_(param, 1 - decay)
+
+
+def train_denoiser(
+    config: TrainConfig, bank: ClipBank, scheduler: DDIMScheduler, work_dir: Path
+) -> tuple[UNet2DConditionModel, list[float]]:
+    """Train (or resume) the UNet with v-prediction; returns the EMA weights and the loss curve."""
+    path = work_dir / "denoiser.pt"
+    torch.manual_seed(config.seed + 1)
+    unet = make_video_unet()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
+    rng = np.random.default_rng([config.seed, 4])
+    step, losses = 0, []
+    state = load_checkpoint(path)
+    if state is not None:
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, losses = state["step"], state["losses"]
+    alphas = scheduler.alphas_cumprod.float()
+    train_steps = int(scheduler.config.num_train_timesteps)
+    unet.train()
+    with tqdm(total=config.unet_steps, initial=step, desc="denoiser", unit="step") as bar:
+        while step < config.unet_steps:
+            batch = Batch(bank, config, rng, config.unet_batch)
+            t = _timesteps(rng, config.unet_batch, train_steps)
+            noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float()
+            a = alphas[t].sqrt().view(-1, 1, 1, 1)
+            s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
+            noisy = a * batch.target + s * noise
+            velocity = a * noise - s * batch.target
+            prediction = unet(
+                torch.cat([noisy, batch.context], dim=1),
+                t,
+                encoder_hidden_states=batch.tokens,
+                class_labels=sentence_embedding(batch.tokens),
+            ).sample
+            loss = F.mse_loss(prediction, velocity)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            optimizer.step()
+            _update_ema(ema, unet, config.ema_decay if step > config.warmup_steps else 0.0)
+            step += 1
+            losses.append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if step % config.checkpoint_every == 0 or step == config.unet_steps:
+                save_checkpoint(
+                    path,
+                    {
+                        "model": unet.state_dict(),
+                        "ema": ema.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(),
+                        "step": step,
+                        "losses": losses,
+                    },
+                )
+    return ema.eval(), losses

@@ -1,0 +1,96 @@
+"""`pixelcast train`: the whole recipe, stage by stage, resumable, ending in a diffusers folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.build import make_scheduler
+from models.pipeline import PixelcastPipeline
+from models.text import TextEncoder
+
+from .autoencoder import latent_scale, train_autoencoder
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .denoiser import train_denoiser
+from .world_data import ClipBank, build_clip_bank
+
+
+def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float) -> ClipBank:
+    path = work_dir / "clip_bank.pt"
+    saved = load_checkpoint(path)
+    if saved is not None and saved.get("config") == config.to_dict():
+        return ClipBank(**saved["bank"])
+    bank = build_clip_bank(
+        config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, TextEncoder(cache_size=0)
+    )
+    save_checkpoint(path, {"config": config.to_dict(), "bank": bank.__dict__})
+    return bank
+
+
+def train(config: TrainConfig, out_dir: Path, work_dir: Path) -> dict[str, Any]:
+    """Run every stage (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # 1. autoencoder
+    vae, ae_figures = train_autoencoder(config, work_dir)
+    scale = latent_scale(vae, config.seed)
+    vae.register_to_config(scaling_factor=scale)
+    ae_seconds = time.monotonic() - started
+    # 2. clip bank: render, encode and caption once
+    bank = _clip_bank(config, work_dir, vae, scale)
+    # 3. denoiser
+    scheduler = make_scheduler()
+    unet, losses = train_denoiser(config, bank, scheduler, work_dir)
+    # 4. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
+    pipeline = PixelcastPipeline(unet=unet, vae=vae, scheduler=scheduler, context_noise=config.context_noise_inference)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    pipeline.to(torch.float16).save_pretrained(out_dir)
+    summary = {
+        "config": config.to_dict(),
+        "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
+        "denoiser": {
+            "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
+            "loss_curve": losses[:: max(1, len(losses) // 100)],
+        },
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "parameters": {
+            "unet": sum(p.numel() for p in unet.parameters()),
+            "autoencoder": sum(p.numel() for p in vae.parameters()),
+        },
+        "size_mb": round(sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()) / 2**20, 2),
+    }
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pixelcast train`."""
+    from models import default_model_path
+
+    parser.add_argument("--out", type=Path, default=default_model_path(), help="pipeline folder to write")
+    parser.add_argument("--work-dir", type=Path, default=Path(".pixelcast/train"), help="checkpoints (resume)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a tiny run of the same recipe (smoke test)")
+    parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --work-dir")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `pixelcast train`."""
+    config = TrainConfig(seed=args.seed)
+    if args.quick:
+        config = config.quick()
+    if args.fresh and args.work_dir.exists():
+        shutil.rmtree(args.work_dir)
+    summary = train(config, args.out, args.work_dir)
+    print(json.dumps({k: v for k, v in summary.items() if k != "denoiser"}, indent=2))
+    print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes']} min")
+    return 0

@@ -1,0 +1,91 @@
+"""Captions for world scenes: templates x synonyms, with a held-out set of phrasings for evaluation."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Collection
+from functools import lru_cache
+
+import numpy as np
+
+from models.world.phrases import DESCRIPTIONS, HELDOUT_TEMPLATES, SLOT_ATTRIBUTE, SYNONYMS, TRAIN_TEMPLATES
+from models.world.spec import ATTRIBUTES, SceneSpec
+
+SPLITS = ("train", "heldout")
+HELDOUT_SYNONYM_RATE = 0.5
+"""In held-out captions, the chance that a slot uses a held-out synonym rather than a training one."""
+
+_ARTICLE = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def _slots(template: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+@lru_cache(maxsize=None)
+def templates(split: str, mention: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The templates of `split` that name every attribute in `mention`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    unknown = set(mention) - set(ATTRIBUTES)
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {', '.join(sorted(unknown))}")
+    pool = TRAIN_TEMPLATES if split == "train" else HELDOUT_TEMPLATES
+    chosen = tuple(t for t in pool if set(mention) <= {SLOT_ATTRIBUTE[s] for s in _slots(t)})
+    if not chosen:
+        raise ValueError(f"no {split} template names all of {', '.join(sorted(mention))}")
+    return chosen
+
+
+def synonyms(attribute: str, value: str, split: str = "train") -> list[str]:
+    """Every phrase that can name `value` of `attribute` in captions of `split` (held-out includes train's)."""
+    out: list[str] = []
+    for slot, table in SYNONYMS.items():
+        if SLOT_ATTRIBUTE[slot] == attribute and value in table:
+            train, heldout = table[value]
+            out += list(train) + (list(heldout) if split == "heldout" else [])
+    if not out:
+        raise ValueError(f"unknown {attribute} {value!r}")
+    return out
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def caption(
+    spec: SceneSpec, rng: np.random.Generator, split: str = "train", mention: Collection[str] = ()
+) -> str:
+    """A random caption of `spec` in the phrasings of `split` ("train" or "heldout").
+
+    Every caption names the subject and the palette; `mention` asks for other attributes to be named too.
+    """
+    pool = templates(split, frozenset(mention) | {"subject", "palette"})
+    template = _pick(rng, pool)
+    values = {}
+    for slot in _slots(template):
+        train, heldout = SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])]
+        use_heldout = split == "heldout" and rng.random() < HELDOUT_SYNONYM_RATE
+        values[slot] = _pick(rng, heldout if use_heldout else train)
+    text = _ARTICLE.sub(r"\1n ", template.format(**values))
+    style = rng.random()
+    if style < 0.25:
+        text = text[0].upper() + text[1:]
+    elif style < 0.35 and text[-1] not in ".?!)":
+        text += "."
+    return text
+
+
+def describe(spec: SceneSpec) -> str:
+    """One canonical caption naming every attribute, e.g. 'a calm ocean at sunset, in clear weather, static camera'."""
+    first = {slot: SYNONYMS[slot][getattr(spec, attr)][0][0] for slot, attr in SLOT_ATTRIBUTE.items()}
+    return _ARTICLE.sub(r"\1n ", "a {pa} {s} {p}, {w}, {c}".format(**first))
+
+
+def attribute_descriptions() -> dict[str, dict[str, list[str]]]:
+    """Attribute -> value -> short descriptions (a sentence, then training synonyms), for text matching."""
+    return {
+        attr: {value: [DESCRIPTIONS[attr][value], *synonyms(attr, value, "train")] for value in vocabulary}
+        for attr, vocabulary in ATTRIBUTES.items()
+    }
