@@ -2,8 +2,19 @@
 
 One engine serves every stream. Each call to `generate` takes any number of (state, conditioning)
 requests, possibly with different prompts, and runs one batched UNet call per denoising step and
-one batched VAE decode. The sampler is DDIM (eta = 0) with the schedule taken from the
-pipeline's scheduler config and precomputed for 1-4 steps, so nothing is set up per frame.
+one batched VAE decode. The sampler is DDIM (eta = 0) with the noise schedule (betas, prediction
+type) taken from the pipeline's scheduler config and precomputed for 1-4 steps, so nothing is set
+up per frame. Timesteps always use trailing spacing, whatever the folder's `timestep_spacing` says:
+few-step sampling must start at the last training timestep (leading spacing would sample a single
+step at t = 0, i.e. from pure noise as if it were a clean image).
+
+The engine runs two kinds of model folders (see `models.loading`):
+
+- the shipped `PixelcastPipeline`: the UNet also sees the previous frame's latent (autoregressive
+  video), text comes from MiniLM (`models.text.TextEncoder`);
+- any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
+  which comes from the pipeline's own tokenizer and text encoder. Frames stay coherent over time
+  because each stream's starting noise drifts slowly (`noise_drift`) instead of being drawn fresh.
 """
 
 from __future__ import annotations
@@ -13,11 +24,20 @@ import os
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from models.loading import (
+    PIXELCAST,
+    TEXT_TO_IMAGE,
+    PipelinePromptEncoder,
+    PromptEncoder,
+    load_pipeline,
+    vae_scale_factor,
+)
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
 from models.text import TextEncoder, sentence_embedding
 
@@ -32,10 +52,13 @@ class StreamState:
         generator: source of this stream's noise; the stream's frames depend only on it, the
             conditioning and the previous latent, never on what else is in the batch.
         latent: the previous frame's clean latent `[4, h, w]`, or `None` before the first frame.
+        noise: text-to-image models only: the starting noise of the previous frame, which drifts
+            a little each frame; `None` before the first frame.
     """
 
     generator: torch.Generator
     latent: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,13 @@ class _Schedule:
 
 
 def _ddim_schedule(config: dict, steps: int, device: torch.device) -> _Schedule:
-    scheduler = DDIMScheduler.from_config(config)
+    """DDIM coefficients for `steps` steps from any diffusers scheduler config.
+
+    Betas, their rescaling and `set_alpha_to_one` come from `config` (a DDIM, Euler, PNDM, ...
+    config); timesteps are always trailing (`T - 1, T - 1 - T / steps, ...`) regardless of the
+    config's `timestep_spacing`, so 1-step sampling starts from t = T - 1.
+    """
+    scheduler = DDIMScheduler.from_config({**dict(config), "timestep_spacing": "trailing"})
     scheduler.set_timesteps(steps)
     alphas = scheduler.alphas_cumprod.double()
     final = float(scheduler.final_alpha_cumprod)
@@ -100,16 +129,29 @@ def slerp_conditioning(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tens
 
 
 class StreamingEngine:
-    """Generates the next frame of many streams at once from a `PixelcastPipeline`.
+    """Generates the next frame of many streams at once from a `PixelcastPipeline` or a text-to-image pipeline.
 
     Args:
-        pipeline: loaded pipeline (its `unet`, `vae` and scheduler config are used).
-        text_encoder: encoder for `encode_prompt`; a `TextEncoder` is created lazily if `None`.
+        pipeline: loaded pipeline (its `unet`, `vae` and scheduler config are used; for a
+            text-to-image pipeline also its `tokenizer` and `text_encoder`).
+        text_encoder: encoder for `encode_prompt` (anything with `encode(texts) -> [B, tokens, dim]`);
+            if `None`, a `TextEncoder` (MiniLM) for a `PixelcastPipeline`, else a
+            `PipelinePromptEncoder` over the pipeline's own tokenizer and text encoder, created lazily.
         steps: denoising steps per frame, 1-4.
+        noise_drift: text-to-image models only: how far each stream's starting noise moves per
+            frame, as a fraction of a quarter turn (0 = frozen image, 1 = fresh noise every frame).
     """
 
-    def __init__(self, pipeline: PixelcastPipeline, *, text_encoder: TextEncoder | None = None, steps: int = 2) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        text_encoder: PromptEncoder | None = None,
+        steps: int = 2,
+        noise_drift: float = 0.05,
+    ) -> None:
         self.pipeline = pipeline
+        self.kind = PIXELCAST if isinstance(pipeline, PixelcastPipeline) else TEXT_TO_IMAGE
         self.unet = pipeline.unet.eval()
         # channels_last roughly halves the full-resolution decoder convolutions on CPU.
         self.vae = pipeline.vae.eval().to(memory_format=torch.channels_last)
@@ -120,23 +162,46 @@ class StreamingEngine:
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
         self.latent_channels = int(self.unet.config.out_channels)
-        if int(self.unet.config.in_channels) != 2 * self.latent_channels:
+        in_channels = int(self.unet.config.in_channels)
+        if self.kind == PIXELCAST and in_channels != 2 * self.latent_channels:
             raise ValueError(
-                f"unet.in_channels={self.unet.config.in_channels} must be 2 x out_channels "
+                f"unet.in_channels={in_channels} must be 2 x out_channels "
                 f"({self.latent_channels}): noisy latent + previous-frame latent"
             )
-        self.latent_size = int(self.unet.config.sample_size)
-        self.height = self.width = self.latent_size * pipeline.vae_scale_factor
+        if self.kind == TEXT_TO_IMAGE and in_channels != self.latent_channels:
+            raise ValueError(
+                f"unet.in_channels={in_channels} must equal out_channels ({self.latent_channels}) "
+                f"for a text-to-image pipeline ({type(pipeline).__name__})"
+            )
+        if self.kind == TEXT_TO_IMAGE:
+            for key in ("class_embed_type", "addition_embed_type"):
+                if self.unet.config.get(key) is not None:
+                    raise ValueError(f"unet needs extra conditioning ({key}={self.unet.config[key]!r}), not supported")
+        sample_size = self.unet.config.sample_size
+        if isinstance(sample_size, (list, tuple)):
+            self.latent_height, self.latent_width = (int(v) for v in sample_size)
+        else:
+            self.latent_height = self.latent_width = int(sample_size)
+        self.latent_size = self.latent_height
+        scale = pipeline.vae_scale_factor if self.kind == PIXELCAST else vae_scale_factor(self.vae)
+        self.height = self.latent_height * scale
+        self.width = self.latent_width * scale
         self._vae_scale = float(self.vae.config.scaling_factor)
+        self._vae_shift = float(self.vae.config.get("shift_factor") or 0.0)
         self._schedules = {n: _ddim_schedule(config, n, self.device) for n in range(1, MAX_STEPS + 1)}
-        self._zeros = torch.zeros(self.latent_channels, self.latent_size, self.latent_size, device=self.device, dtype=self.dtype)
+        self._shape = (self.latent_channels, self.latent_height, self.latent_width)
+        self._zeros = torch.zeros(self._shape, device=self.device, dtype=self.dtype)
         self._text_encoder = text_encoder
         # A UNet with a projection class embedding also takes the sentence embedding of the text.
-        self._pooled_conditioning = self.unet.config.class_embed_type == "projection"
+        self._pooled_conditioning = self.kind == PIXELCAST and self.unet.config.class_embed_type == "projection"
         # The model was trained with a little noise on the previous frame so that rollouts do not drift.
-        self._context_noise = float(pipeline.config.get("context_noise", 0.0))
+        self._context_noise = float(pipeline.config.get("context_noise", 0.0)) if self.kind == PIXELCAST else 0.0
+        # Latents are clamped to the range the shipped decoder was trained on; other VAEs get them as is.
+        self._latent_clamp: float | None = LATENT_CLAMP if self.kind == PIXELCAST else None
         self._steps = 0
         self.steps = steps
+        self._noise_drift = 0.0
+        self.noise_drift = noise_drift
 
     @classmethod
     def from_pretrained(
@@ -145,15 +210,19 @@ class StreamingEngine:
         *,
         device: str = "cpu",
         steps: int = 2,
-        text_encoder: TextEncoder | None = None,
+        text_encoder: PromptEncoder | None = None,
     ) -> StreamingEngine:
-        """Load a diffusers folder (`model_index.json`, `unet/`, `vae/`, `scheduler/`) with `from_pretrained`."""
-        # Weights may be stored in float16 to stay small; compute in float32 on CPU.
-        pipeline = PixelcastPipeline.from_pretrained(
-            os.fspath(path), local_files_only=True, low_cpu_mem_usage=False, torch_dtype=torch.float32
-        )
-        pipeline.set_progress_bar_config(disable=True)
-        pipeline.to(device)
+        """Load a diffusers folder with `from_pretrained` (see `models.loading.load_pipeline`).
+
+        The folder is either the shipped model (`PixelcastPipeline`: `model_index.json`, `unet/`,
+        `vae/`, `scheduler/`) or any local diffusers text-to-image folder such as Stable Diffusion
+        or SD-turbo (`unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`). Weights stored
+        in float16 are loaded as float32. Nothing is downloaded.
+
+        Raises:
+            ValueError: the folder is not a text-to-image pipeline the engine can run.
+        """
+        pipeline, _ = load_pipeline(path, device=device, dtype=torch.float32)
         return cls(pipeline, text_encoder=text_encoder, steps=steps)
 
     @property
@@ -168,20 +237,57 @@ class StreamingEngine:
         self._steps = int(value)
 
     @property
-    def text_encoder(self) -> TextEncoder:
+    def noise_drift(self) -> float:
+        """Per-frame drift of each stream's noise for text-to-image models, in [0, 1].
+
+        The next frame's noise is `cos(a) * previous + sin(a) * fresh` with `a = drift * pi / 2`,
+        i.e. a step of `drift` along the great circle from the previous noise towards fresh noise;
+        being variance preserving, it stays standard normal however long the stream runs.
+        """
+        return self._noise_drift
+
+    @noise_drift.setter
+    def noise_drift(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"noise_drift must be between 0 and 1, got {value}")
+        self._noise_drift = float(value)
+
+    @property
+    def text_encoder(self) -> PromptEncoder:
         """The text encoder (created on first use)."""
         if self._text_encoder is None:
-            self._text_encoder = TextEncoder(device=self.device)
+            if self.kind == PIXELCAST:
+                self._text_encoder = TextEncoder(device=self.device)
+            else:
+                self._text_encoder = PipelinePromptEncoder(self.pipeline.tokenizer, self.pipeline.text_encoder)
         return self._text_encoder
 
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """Conditioning `[32, 384]` for one text (cached by the text encoder)."""
+        """Conditioning `[tokens, dim]` for one text (cached by the text encoder).
+
+        `[32, 384]` MiniLM token states for the shipped model; the pipeline's own text encoder's
+        token states (e.g. `[77, 768]` for Stable Diffusion 1.x) for other folders.
+        """
         return self.text_encoder.encode([text])[0].to(device=self.device, dtype=self.dtype)
 
     def new_stream(self, seed: int) -> StreamState:
         """A fresh stream whose noise is drawn from `torch.Generator().manual_seed(seed)`."""
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         return StreamState(generator=generator)
+
+    def _draw(self, state: StreamState) -> torch.Tensor:
+        return torch.randn(self._shape, generator=state.generator, device=self.device, dtype=self.dtype)
+
+    def _drifted_noise(self, state: StreamState) -> torch.Tensor:
+        """This frame's starting noise of a text-to-image stream (updates `state.noise`)."""
+        fresh = self._draw(state)
+        if state.noise is None:
+            noise = fresh
+        else:
+            angle = self._noise_drift * math.pi / 2
+            noise = math.cos(angle) * state.noise.to(fresh) + math.sin(angle) * fresh
+        state.noise = noise
+        return noise
 
     def generate(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> list[np.ndarray]:
         """Next frame of each stream: `H x W x 3` uint8 RGB, in request order.
@@ -192,30 +298,33 @@ class StreamingEngine:
         if not requests:
             return []
         schedule = self._schedules[self._steps]
-        shape = (self.latent_channels, self.latent_size, self.latent_size)
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
-            previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
-            if self._context_noise:
-                previous = previous + self._context_noise * torch.stack(
-                    [torch.randn(shape, generator=s.generator, device=self.device, dtype=self.dtype) for s, _ in requests]
-                )
-            noise = torch.stack(
-                [torch.randn(shape, generator=s.generator, device=self.device, dtype=self.dtype) for s, _ in requests]
-            )
+            if self.kind == PIXELCAST:
+                previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
+                if self._context_noise:
+                    previous = previous + self._context_noise * torch.stack([self._draw(s) for s, _ in requests])
+                noise = torch.stack([self._draw(s) for s, _ in requests])
+            else:
+                previous = None
+                noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
             latents = self._denoise(noise, previous, cond, schedule)
-            decoded = self.vae.decode((latents / self._vae_scale).contiguous(memory_format=torch.channels_last)).sample
+            scaled = latents / self._vae_scale + self._vae_shift
+            decoded = self.vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
             frames = latents_to_uint8(decoded)
         for (state, _), latent in zip(requests, latents):
             state.latent = latent.clone()
         return list(frames)
 
-    def _denoise(self, x: torch.Tensor, previous: torch.Tensor, cond: torch.Tensor, schedule: _Schedule) -> torch.Tensor:
-        """DDIM (eta = 0) from pure noise `x` to clean, clamped latents."""
+    def _denoise(
+        self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
+    ) -> torch.Tensor:
+        """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model)."""
         pooled = sentence_embedding(cond) if self._pooled_conditioning else None
         for i in range(len(schedule.timesteps)):
+            model_input = x if previous is None else torch.cat([x, previous], dim=1)
             out = self.unet(
-                torch.cat([x, previous], dim=1),
+                model_input,
                 schedule.timesteps[i],
                 encoder_hidden_states=cond,
                 class_labels=pooled,
@@ -233,11 +342,14 @@ class StreamingEngine:
                 eps = (x - a * clean) / max(s, 1e-4)
             # 2. step to the previous timestep (after the last step alpha_bar_prev is the final alpha, 1 when shipped)
             x = schedule.sqrt_alpha_prev[i] * clean + schedule.sqrt_one_minus_alpha_prev[i] * eps
-        return x.clamp(-LATENT_CLAMP, LATENT_CLAMP)
+        if self._latent_clamp is None:
+            return x
+        return x.clamp(-self._latent_clamp, self._latent_clamp)
 
     def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
         """Run a few throwaway batches so the first real frame does not pay for lazy initialization."""
-        cond = torch.zeros(32, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
+        tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
+        cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
         for size in batch_sizes:
             states = [self.new_stream(i) for i in range(size)]
             for _ in range(2):

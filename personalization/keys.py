@@ -46,13 +46,44 @@ def steers_key(viewer_id: str) -> str:
     return f"{_tag(viewer_id)}:steers"
 
 
+def affinity_key(viewer_id: str) -> str:
+    """HASH: evidence behind the attribute posteriors, ``[<context>/]<attr>=<value>:a|b`` -> float.
+
+    Only evidence is stored (sums of reward increments); the prior is added when reading, so
+    changing the prior needs no migration. See ``personalization.profiles``.
+    """
+    return f"{_tag(viewer_id)}:affinity"
+
+
+def wishes_key(viewer_id: str) -> str:
+    """HASH: the viewer's current wishes from steer text, ``want:<attr>``, ``avoid:<attr>``, ``text``."""
+    return f"{_tag(viewer_id)}:wishes"
+
+
 def viewer_keys(viewer_id: str) -> list[str]:
     """Every key that belongs to a viewer, profile first.
 
     Erasure and the TTL of anonymous viewers go through this list, so a key type added later must be
     added here too (it is never discovered with KEYS or SCAN).
     """
-    return [profile_key(viewer_id), events_key(viewer_id), steers_key(viewer_id)]
+    return [
+        profile_key(viewer_id),
+        events_key(viewer_id),
+        steers_key(viewer_id),
+        affinity_key(viewer_id),
+        wishes_key(viewer_id),
+    ]
+
+
+#: STREAM shared by all viewers (not hash-tagged): one small pointer ``{"viewer": <id>}`` per feedback
+#: event, read by the consumer group of ``personalization.consumer``. A pointer says "this viewer
+#: has new events"; the consumer applies every event of that viewer after its last applied id.
+#: Pointers are deleted once processed, and pointers to erased viewers are skipped (and deleted),
+#: so erasure never has to search this stream.
+POINTERS_KEY = "pc:events"
+
+#: Approximate cap on the pointer stream, for when no consumer runs for a long time.
+POINTERS_MAXLEN = 100_000
 
 
 #: Profile field holding the TTL (seconds) of an anonymous viewer; absent for registered viewers.

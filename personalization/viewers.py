@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -13,14 +14,18 @@ from personalization.keys import (
     LUA_REFRESH_TTL,
     STEERS_MAX,
     TTL_FIELD,
+    affinity_key,
     events_key,
     is_valid_viewer_id,
     profile_key,
     steers_key,
     viewer_keys,
+    wishes_key,
 )
+from personalization.profiles import ProfileState
+from personalization.wishes import Wishes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # see personalization.profiles for the layout
 ANONYMOUS_TTL = 7 * 24 * 3600  # seconds; an anonymous viewer's data lives this long after its last activity
 _CREATE_ATTEMPTS = 5
 
@@ -80,6 +85,7 @@ class ViewerRegistry:
             "created_at": f"{time.time():.3f}",
             "anonymous": int(anonymous),
             "last_event_id": "0-0",
+            "n_applied": 0,
             "n_like": 0,
             "n_skip": 0,
             "n_dwell": 0,
@@ -111,7 +117,7 @@ class ViewerRegistry:
         return [str(text) for text in await self.redis.lrange(steers_key(viewer_id), 0, -1)]
 
     async def export(self, viewer_id: str) -> dict[str, Any]:
-        """Everything stored about a viewer, JSON-ready: profile fields, recent steers and events.
+        """Everything stored about a viewer, JSON-ready: profile, posteriors, wishes, steers and events.
 
         Profile values are returned as Redis stores them (strings). Raises ``UnknownViewer``.
         """
@@ -119,18 +125,27 @@ class ViewerRegistry:
             pipe.hgetall(profile_key(viewer_id))
             pipe.lrange(steers_key(viewer_id), 0, -1)
             pipe.xrange(events_key(viewer_id))
-            profile, steers, entries = await pipe.execute()
+            pipe.hgetall(affinity_key(viewer_id))
+            pipe.hgetall(wishes_key(viewer_id))
+            profile, steers, entries, affinity, wishes = await pipe.execute()
         if not profile:
             raise UnknownViewer(viewer_id)
         return {
             "viewer_id": viewer_id,
             "profile": dict(profile),
+            "posteriors": ProfileState.from_fields(affinity).to_json(),
+            "wishes": Wishes.from_fields(wishes).to_json(),
             "steers": list(steers),
             "events": [_event_dict(entry_id, fields) for entry_id, fields in entries],
         }
 
     async def erase(self, viewer_id: str) -> bool:
-        """Delete every key of the viewer (by name); return whether there was anything to delete."""
+        """Delete every key of the viewer (by name); return whether there was anything to delete.
+
+        Pointers to the viewer in the global ``pc:events`` stream are not searched for: they hold only
+        the viewer id, the consumer skips them once the profile is gone and deletes every pointer it
+        processes (see ``personalization.consumer``).
+        """
         if not is_valid_viewer_id(viewer_id):
             return False
         return bool(await self.redis.delete(*viewer_keys(viewer_id)))
@@ -140,10 +155,13 @@ def _event_dict(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     segment_id = fields.get("segment_id", "")
     seconds = fields.get("seconds", "")
     ts = fields.get("ts", "")
+    scene = fields.get("scene", "")
     return {
         "id": entry_id,
         "kind": fields.get("kind"),
         "segment_id": int(segment_id) if segment_id else None,
         "seconds": float(seconds) if seconds else None,
         "ts": float(ts) if ts else None,
+        "scene": json.loads(scene) if scene else None,
+        "context": fields.get("context") or None,
     }

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from benchmarks import engine as _bench_engine
+from benchmarks import redis_bench as _bench_redis
+from models.evaluation import model_eval as _eval_model
 from models.training import recipe as _train
+from personalization import simulator as _simulate
 
 from .generation import StreamSettings
 
@@ -65,11 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
     engine = benches.add_parser("engine", help="engine frames/s against the plain diffusers pipeline per frame")
     _bench_engine.add_arguments(engine)
     engine.set_defaults(run=_bench_engine.main)
+    redis_bench = benches.add_parser("redis", help="feedback events/s into Redis profiles, latency, exact counts")
+    _bench_redis.add_arguments(redis_bench)
+    redis_bench.set_defaults(run=_bench_redis.main)
 
     train = commands.add_parser("train", help="train the shipped model from scratch (resumable)")
     _train.add_arguments(train)
     train.set_defaults(run=_train.main)
+
+    evaluate = commands.add_parser("eval", help="evaluate and write JSON")
+    evaluations = evaluate.add_subparsers(dest="eval", required=True)
+    eval_model = evaluations.add_parser("model", help="prompt adherence, flicker, drift and transitions of a model")
+    _eval_model.add_arguments(eval_model)
+    eval_model.set_defaults(run=_eval_model.main)
+
+    simulate = commands.add_parser("simulate", help="compare personalization policies on simulated viewers")
+    _simulate.add_arguments(simulate)
+    simulate.set_defaults(run=_simulate_main)
     return parser
+
+
+def _simulate_main(args: argparse.Namespace) -> int:
+    from models.world.spec import ATTRIBUTES
+
+    return _simulate.main(args, ATTRIBUTES)
 
 
 def main(argv: list[str] | None = None) -> int:

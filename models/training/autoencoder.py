@@ -31,8 +31,8 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, edge_weight: float) -> torch.Tensor:
-    """L1 on pixels plus L1 on their gradients, so edges stay sharp rather than averaged away."""
-    loss = F.l1_loss(output, target)
+    """MSE on pixels plus L1 on their gradients, so edges stay sharp rather than averaged away."""
+    loss = F.mse_loss(output, target)
     for out_grad, target_grad in zip(image_gradients(output), image_gradients(target)):
         loss = loss + edge_weight * F.l1_loss(out_grad, target_grad)
     return loss

@@ -12,18 +12,18 @@ class TrainConfig:
 
     seed: int = 0
     # 1. autoencoder, on random crops of world frames
-    ae_steps: int = 1500
-    ae_batch: int = 16
+    ae_steps: int = 6000
+    ae_batch: int = 8
     ae_crop: int = 64
-    ae_lr: float = 2e-3
-    ae_edge_weight: float = 1.0
+    ae_lr: float = 1e-3
+    ae_edge_weight: float = 0.5
     # 2. the clip bank the denoiser learns from, encoded once to latents
     clips: int = 1536
-    clip_frames: int = 16
+    clip_frames: int = 12
     captions_per_clip: int = 8
     # 3. denoiser
     unet_steps: int = 3000
-    unet_batch: int = 48
+    unet_batch: int = 32
     unet_lr: float = 4e-4
     warmup_steps: int = 100
     ema_decay: float = 0.995
@@ -32,7 +32,7 @@ class TrainConfig:
     context_drop: float = 0.1
     context_swap: float = 0.15
     # bookkeeping
-    checkpoint_every: int = 250
+    checkpoint_every: int = 200
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for the model card and checkpoints."""

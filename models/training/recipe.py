@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -34,9 +35,10 @@ def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float) -> C
     return bank
 
 
-def train(config: TrainConfig, out_dir: Path, work_dir: Path) -> dict[str, Any]:
+def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | None = None) -> dict[str, Any]:
     """Run every stage (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # Fewer threads than cores when the machine is shared: oversubscribed OpenMP threads spin and crawl.
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # 1. autoencoder
@@ -81,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tiny run of the same recipe (smoke test)")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --work-dir")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores; fewer on a busy machine)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         config = config.quick()
     if args.fresh and args.work_dir.exists():
         shutil.rmtree(args.work_dir)
-    summary = train(config, args.out, args.work_dir)
+    summary = train(config, args.out, args.work_dir, args.threads)
     print(json.dumps({k: v for k, v in summary.items() if k != "denoiser"}, indent=2))
     print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes']} min")
     return 0

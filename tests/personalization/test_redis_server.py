@@ -48,7 +48,7 @@ async def test_profile_survives_restart(data_dir: Path) -> None:
         client = aioredis.Redis.from_url(url, decode_responses=True)
         exported = await ViewerRegistry(client).export(viewer_id)
         await client.aclose()
-    assert exported["profile"]["schema_version"] == "1"
+    assert exported["profile"]["schema_version"] == "2"
     assert exported["steers"] == ["more ocean"]
 
 

@@ -9,7 +9,9 @@ from personalization.errors import UnknownViewer
 from personalization.events import EventLog
 from personalization.keys import STEERS_MAX, VIEWER_ID_RE, profile_key, viewer_keys
 from personalization.messages import Feedback
+from personalization.profiles import ProfileStore
 from personalization.viewers import ANONYMOUS_TTL, ViewerRegistry
+from personalization.wishes import Wishes
 
 
 async def test_create_writes_profile(redis_client: aioredis.Redis) -> None:
@@ -18,7 +20,7 @@ async def test_create_writes_profile(redis_client: aioredis.Redis) -> None:
     assert VIEWER_ID_RE.fullmatch(viewer_id) and len(viewer_id) == 16
     assert await registry.exists(viewer_id)
     profile = await redis_client.hgetall(profile_key(viewer_id))
-    assert profile["schema_version"] == "1"
+    assert profile["schema_version"] == "2"
     assert profile["anonymous"] == "0"
     assert profile["last_event_id"] == "0-0"
     assert float(profile["created_at"]) > 0
@@ -37,9 +39,10 @@ async def test_anonymous_viewers_expire(redis_client: aioredis.Redis) -> None:
     registry = ViewerRegistry(redis_client)
     viewer_id = await registry.create(anonymous=True)
     await registry.record_steer(viewer_id, "more ocean")
-    await EventLog(redis_client).append(viewer_id, Feedback("like"))
+    await ProfileStore(redis_client).set_wishes(viewer_id, Wishes(want={"subject": "ocean"}))
+    await EventLog(redis_client).append(viewer_id, Feedback("like"), {"subject": "ocean"}, apply=True)
     assert await redis_client.hget(profile_key(viewer_id), "anonymous") == "1"
-    for key in viewer_keys(viewer_id):
+    for key in viewer_keys(viewer_id):  # every key exists now: profile, events, steers, affinity, wishes
         assert ANONYMOUS_TTL - 10 < await redis_client.ttl(key) <= ANONYMOUS_TTL, key
 
 
@@ -92,7 +95,8 @@ async def test_erase_removes_only_that_viewer(redis_client: aioredis.Redis) -> N
     victim, bystander = await registry.create(), await registry.create(anonymous=True)
     for viewer_id in (victim, bystander):
         await registry.record_steer(viewer_id, "more ocean")
-        await log.append(viewer_id, Feedback("like", 1))
+        await ProfileStore(redis_client).set_wishes(viewer_id, Wishes(avoid={"weather": frozenset({"rain"})}))
+        await log.append(viewer_id, Feedback("like", 1), {"subject": "ocean"}, apply=True)
     await redis_client.set("unrelated", "1")
     before = set(await redis_client.keys("*"))
     assert set(viewer_keys(victim)) <= before

@@ -1,0 +1,27 @@
+"""Pixel statistics of frame sequences: frame-to-frame change, brightness, colour spread."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def frame_changes(clips: np.ndarray) -> np.ndarray:
+    """Mean absolute pixel change (0-255) between consecutive frames: `[S, T, H, W, 3]` -> `[S, T-1]`."""
+    x = clips.astype(np.int16)
+    return np.abs(x[:, 1:] - x[:, :-1]).mean(axis=(2, 3, 4))
+
+
+def brightness(frames: np.ndarray) -> np.ndarray:
+    """Mean pixel value (0-255) of each frame `[..., H, W, 3]`."""
+    return frames.astype(np.float32).mean(axis=(-3, -2, -1))
+
+
+def colour_spread(frames: np.ndarray) -> np.ndarray:
+    """Standard deviation of all pixel values of each frame: near 0 for a blank or flat brown frame."""
+    flat = frames.reshape(*frames.shape[:-3], -1).astype(np.float32)
+    return flat.std(axis=-1)
+
+
+def rnd(value: float | None, digits: int = 4) -> float | None:
+    """Round for the report (None stays None)."""
+    return None if value is None else round(float(value), digits)

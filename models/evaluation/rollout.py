@@ -1,0 +1,61 @@
+"""Batched autoregressive rollouts from the `StreamingEngine`, keeping only the frames asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.engine import StreamingEngine
+
+Conditioning = Callable[[int], torch.Tensor]
+"""Frame index -> conditioning `[tokens, dim]` of one stream (lets a prompt change mid-stream)."""
+
+
+def rollout(
+    engine: StreamingEngine,
+    conditionings: Sequence[torch.Tensor | Conditioning],
+    seeds: Sequence[int],
+    num_frames: int,
+    keep: Sequence[int] | None = None,
+    *,
+    batch: int = 32,
+    desc: str = "rollout",
+    progress: bool = True,
+) -> np.ndarray:
+    """Stream `num_frames` frames for each conditioning from no context; return the kept frames.
+
+    Streams run in groups of `batch`, one `generate` call per frame for the whole group.
+
+    Args:
+        conditionings: one per stream, a fixed tensor or a function of the frame index.
+        seeds: noise seed per stream.
+        keep: frame indices to return (default all).
+
+    Returns:
+        uint8 `[streams, len(keep), H, W, 3]`.
+    """
+    if len(conditionings) != len(seeds):
+        raise ValueError("one seed per conditioning")
+    kept = list(range(num_frames)) if keep is None else sorted(set(int(k) for k in keep))
+    slot = {k: i for i, k in enumerate(kept)}
+    out = np.empty((len(seeds), len(kept), engine.height, engine.width, 3), np.uint8)
+    total = len(seeds) * num_frames
+    with tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False) as bar:
+        for start in range(0, len(seeds), batch):
+            group = range(start, min(start + batch, len(seeds)))
+            states = [engine.new_stream(int(seeds[i])) for i in group]
+            for t in range(num_frames):
+                conds = [_at(conditionings[i], t) for i in group]
+                frames = engine.generate(list(zip(states, conds)))
+                if t in slot:
+                    for j, frame in zip(group, frames):
+                        out[j, slot[t]] = frame
+                bar.update(len(states))
+    return out
+
+
+def _at(cond: torch.Tensor | Conditioning, t: int) -> torch.Tensor:
+    return cond(t) if callable(cond) else cond

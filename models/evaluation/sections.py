@@ -1,0 +1,269 @@
+"""The sections of `pixelcast eval model`: adherence (with flicker), drift and prompt transitions.
+
+Every section streams from the engine exactly as a viewer would (no context at the start,
+autoregressive afterwards) and reads the frames with the attribute probe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.engine import StreamingEngine, slerp_conditioning
+from models.evaluation.metrics import brightness, colour_spread, frame_changes, rnd
+from models.evaluation.probe import AttributeProbe, chance
+from models.evaluation.rollout import rollout
+from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, render_clip
+from models.world.spec import ATTRIBUTES
+
+JOINT = "subject+palette"
+MENTION = ("weather",)
+"""Evaluation captions always name subject, palette and weather (the probe reads all three)."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Sizes of the evaluation; `quick()` is a seconds-long smoke run."""
+
+    samples: int = 48  # specs for adherence and flicker (each streamed with a held-out and a train caption)
+    settle_frames: int = 24  # frames streamed from no context before probing
+    probe_frames: int = 4  # last frames of each stream read by the probe
+    flicker_frames: int = 16  # last frames of each stream used for frame-to-frame change
+    seconds_short: float = 10.0  # drift: the early window
+    drift_minutes: float = 5.0  # drift: rollout length
+    drift_streams: int = 8
+    drift_stride: int = 8  # drift: probe every n-th frame in each window
+    transition_pairs: int = 8
+    transition_frames: int = 6  # slerp length of a prompt change
+    after_frames: int = 24  # frames streamed after the change
+    steps: int = 2
+    batch: int = 32
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> EvalSettings:
+        """A smoke-test size: every section runs, on a handful of short streams."""
+        base = dict(
+            samples=8, settle_frames=12, probe_frames=2, flicker_frames=8, seconds_short=1.0, drift_minutes=0.1,
+            drift_streams=2, drift_stride=6, transition_pairs=2, after_frames=12,
+        )
+        return cls(**{**base, **overrides})
+
+
+def eval_specs(count: int, seed: int) -> list[SceneSpec]:
+    """`count` specs covering subject x palette combinations evenly, other attributes random."""
+    rng = np.random.default_rng([seed, 21])
+    combos = [(s, p) for s in SUBJECTS for p in PALETTES]
+    order = rng.permutation(len(combos))
+    specs = []
+    for i in range(count):
+        subject, palette = combos[order[i % len(combos)]]
+        rest = {n: ATTRIBUTES[n][int(rng.integers(len(ATTRIBUTES[n])))] for n in ("weather", "pace", "camera")}
+        specs.append(SceneSpec(subject=subject, palette=palette, **rest))
+    return specs
+
+
+def _repeat(specs: list[SceneSpec], times: int) -> list[SceneSpec]:
+    return [s for s in specs for _ in range(times)]
+
+
+def _rounded(acc: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in acc.items()}
+
+
+def adherence(
+    engine: StreamingEngine, probe: AttributeProbe, specs: list[SceneSpec], cfg: EvalSettings, progress: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Probe accuracy of generated frames per phrasing split, beside ceiling and chance; and flicker."""
+    rng = np.random.default_rng([cfg.seed, 22])
+    keep = range(max(0, cfg.settle_frames - cfg.flicker_frames), cfg.settle_frames)
+    truth = _repeat(specs, cfg.probe_frames)
+    splits: dict[str, Any] = {}
+    generated = []
+    for offset, split in enumerate(("heldout", "train")):
+        texts = [caption(s, rng, split=split, mention=MENTION) for s in specs]
+        conds = [engine.encode_prompt(t) for t in texts]
+        seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
+        clips = rollout(
+            engine, conds, seeds, cfg.settle_frames, keep, batch=cfg.batch, desc=f"adherence ({split})", progress=progress
+        )
+        generated.append(clips)
+        last = clips[:, -cfg.probe_frames :].reshape(-1, *clips.shape[2:])
+        splits[split] = {"accuracy": _rounded(probe.accuracy(last, truth)), "example_captions": texts[:4]}
+    real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])
+    real_last = real[:, -cfg.probe_frames :].reshape(-1, *real.shape[2:])
+    ceiling = probe.accuracy(real_last, truth)
+    result: dict[str, Any] = {
+        "specs": len(specs),
+        "frames_probed_per_stream": cfg.probe_frames,
+        "settle_frames": cfg.settle_frames,
+        **splits,
+        "ceiling": _rounded(ceiling),
+        "ceiling_through_autoencoder": _rounded(probe.accuracy(_autoencode(engine, real_last), truth)),
+        "chance": _rounded(chance()),
+    }
+    for split in ("heldout", "train"):
+        joint = splits[split]["accuracy"][JOINT]
+        result[f"{split}_joint_vs_ceiling"] = rnd(joint / ceiling[JOINT]) if ceiling[JOINT] > 0 else None
+    gen_change = float(np.concatenate([frame_changes(c) for c in generated], axis=0).mean())
+    world_change = float(frame_changes(real).mean())
+    flicker = {
+        "generated_mean_abs_change": rnd(gen_change, 3),
+        "world_mean_abs_change": rnd(world_change, 3),
+        "ratio": rnd(gen_change / max(world_change, 1e-6), 3),
+        "frames_per_stream": len(keep),
+        "units": "mean |frame[t] - frame[t-1]| in 0-255 pixel levels",
+    }
+    return result, flicker
+
+
+@torch.inference_mode()
+def _autoencode(engine: StreamingEngine, frames: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Real frames through the model's own autoencoder (the best a generated frame can look)."""
+    from diffusers import AutoencoderTiny
+
+    from models.pipeline import latents_to_uint8
+
+    vae = engine.vae
+    out = []
+    for i in range(0, len(frames), batch):
+        x = torch.from_numpy(frames[i : i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        x = x.to(device=engine.device, dtype=engine.dtype)
+        if isinstance(vae, AutoencoderTiny):
+            decoded = vae.decoder(vae.encoder(x))
+        else:  # AutoencoderKL and friends
+            decoded = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        out.append(latents_to_uint8(decoded))
+    return np.concatenate(out)
+
+
+def drift(
+    engine: StreamingEngine, probe: AttributeProbe, specs: list[SceneSpec], cfg: EvalSettings, progress: bool
+) -> dict[str, Any]:
+    """Adherence over the first `seconds_short` against the last `seconds_short` of one long rollout per spec."""
+    total = max(4, round(cfg.drift_minutes * 60 * FPS))
+    short = max(2, min(round(cfg.seconds_short * FPS), total // 2))
+    early = list(range(0, short - 1, cfg.drift_stride))
+    late = list(range(total - short, total - 1, cfg.drift_stride))
+    keep = sorted({t + d for t in early + late for d in (0, 1)})  # pairs give the frame-to-frame change
+    rng = np.random.default_rng([cfg.seed, 23])
+    texts = [caption(s, rng, split="heldout", mention=MENTION) for s in specs]
+    conds = [engine.encode_prompt(t) for t in texts]
+    started = time.perf_counter()
+    clips = rollout(engine, conds, [cfg.seed * 100_000 + 50_000 + i for i in range(len(specs))], total, keep,
+                    batch=max(cfg.batch, len(specs)), desc="drift rollout", progress=progress)
+    seconds = time.perf_counter() - started
+    index = {t: i for i, t in enumerate(keep)}
+
+    def joint_per_stream(times: list[int]) -> np.ndarray:
+        frames = clips[:, [index[t] for t in times]]
+        seen = probe.predict(frames.reshape(-1, *frames.shape[2:]))
+        hits = [
+            s == spec.subject and p == spec.palette
+            for s, p, spec in zip(seen["subject"], seen["palette"], _repeat(specs, len(times)), strict=True)
+        ]
+        return np.asarray(hits, np.float64).reshape(len(specs), len(times)).mean(axis=1)
+
+    def window(times: list[int]) -> dict[str, Any]:
+        frames = clips[:, [index[t] for t in times]]
+        after = clips[:, [index[t + 1] for t in times]]
+        flat = frames.reshape(-1, *frames.shape[2:])
+        change = np.abs(after.astype(np.int16) - frames).mean()
+        return {
+            "accuracy": _rounded(probe.accuracy(flat, _repeat(specs, len(times)))),
+            "mean_brightness": rnd(brightness(flat).mean(), 2),
+            "mean_colour_spread": rnd(colour_spread(flat).mean(), 2),
+            "mean_abs_change": rnd(change, 3),
+        }
+
+    first, last = window(early), window(late)
+    per_stream = joint_per_stream(early) - joint_per_stream(late)
+    stderr = per_stream.std(ddof=1) / np.sqrt(len(specs)) if len(specs) > 1 else float("nan")
+    return {
+        "streams": len(specs),
+        "rollout_frames": total,
+        "rollout_minutes": rnd(total / FPS / 60, 3),
+        "window_seconds": rnd(short / FPS, 2),
+        "frames_probed_per_window": len(early),
+        "first": first,
+        "last": last,
+        "drift_points": rnd(100 * (first["accuracy"][JOINT] - last["accuracy"][JOINT]), 2),
+        "drift_points_stderr": rnd(100 * stderr, 2),
+        "rollout_seconds": rnd(seconds, 1),
+        "frames_per_second": rnd(len(specs) * total / seconds, 1),
+    }
+
+
+def transition_pairs(specs: list[SceneSpec], count: int) -> list[tuple[SceneSpec, SceneSpec]]:
+    """`count` (A, B) pairs from `specs` whose subjects differ."""
+    pairs = []
+    for i in range(count):
+        a, b = specs[i % len(specs)], specs[(i + 1) % len(specs)]
+        if b.subject == a.subject:
+            b = b.replace(subject=SUBJECTS[(SUBJECTS.index(a.subject) + 1) % len(SUBJECTS)])
+        pairs.append((a, b))
+    return pairs
+
+
+def transition(
+    engine: StreamingEngine, probe: AttributeProbe, specs: list[SceneSpec], cfg: EvalSettings, progress: bool
+) -> dict[str, Any]:
+    """Stream A, slerp the conditioning to B over `transition_frames`, stream B; measure the change.
+
+    Per pair: `spike_ratio` is the largest frame-to-frame change from the switch to two frames after
+    the slerp, over the median change of A's settled frames (floored at 0.5 levels);
+    `frames_until_probe_sees_new_subject` counts frames from the first slerped one (0 = at once);
+    `blank_or_flat_frames` counts frames after the switch whose brightness leaves the range of the
+    settled A and B frames by more than 20 levels, or whose colour spread drops below half of theirs.
+    """
+    rng = np.random.default_rng([cfg.seed, 24])
+    pairs = transition_pairs(specs, cfg.transition_pairs)
+    pre, k, after = cfg.settle_frames, cfg.transition_frames, cfg.after_frames
+    total = pre + k + after
+
+    def schedule(a: torch.Tensor, b: torch.Tensor):  # noqa: ANN202 - a closure over one pair
+        return lambda t: a if t < pre else slerp_conditioning(a, b, min(1.0, (t - pre + 1) / k))
+
+    texts = [(caption(a, rng, split="heldout"), caption(b, rng, split="heldout")) for a, b in pairs]
+    conds = [schedule(engine.encode_prompt(ta), engine.encode_prompt(tb)) for ta, tb in texts]
+    seeds = [cfg.seed * 100_000 + 70_000 + i for i in range(len(pairs))]
+    clips = rollout(engine, conds, seeds, total, batch=cfg.batch, desc="transitions", progress=progress)
+    changes = frame_changes(clips)  # change j: frame j -> j+1
+    subjects = probe.predict(clips[:, pre:].reshape(-1, *clips.shape[2:]))["subject"]
+    subjects_per_pair = np.array(subjects, dtype=object).reshape(len(pairs), total - pre)
+    calm = slice(pre // 2, pre - 1)
+    per_pair = []
+    for i, (a, b) in enumerate(pairs):
+        typical = max(float(np.median(changes[i, calm])), 0.5)
+        spike = float(changes[i, pre - 1 : pre + k + 2].max())
+        seen = [j for j, s in enumerate(subjects_per_pair[i]) if s == b.subject]
+        stable = np.concatenate([clips[i, pre // 2 : pre], clips[i, total - after // 2 :]])
+        lo, hi = brightness(stable).min() - 20.0, brightness(stable).max() + 20.0
+        floor = 0.5 * colour_spread(stable).min()
+        middle = clips[i, pre : pre + k + after // 2]
+        light, spread = brightness(middle), colour_spread(middle)
+        odd = int(((light < lo) | (light > hi) | (spread < floor)).sum())
+        per_pair.append({
+            "from": a.key(), "to": b.key(), "captions": list(texts[i]),
+            "typical_change": rnd(typical, 3), "max_change": rnd(spike, 3), "spike_ratio": rnd(spike / typical, 3),
+            "frames_until_probe_sees_new_subject": seen[0] if seen else None,
+            "blank_or_flat_frames": odd,
+        })
+    ratios = [p["spike_ratio"] for p in per_pair]
+    reached = [n for n in (p["frames_until_probe_sees_new_subject"] for p in per_pair) if n is not None]
+    return {
+        "pairs": len(pairs),
+        "slerp_frames": k,
+        "frames_after_switch": k + after,
+        "mean_spike_ratio": rnd(np.mean(ratios), 3),
+        "max_spike_ratio": rnd(np.max(ratios), 3),
+        "new_subject_recognised_rate": rnd(len(reached) / len(pairs), 4),
+        "median_frames_until_new_subject": rnd(np.median(reached), 1) if reached else None,
+        "blank_or_flat_frames": int(sum(p["blank_or_flat_frames"] for p in per_pair)),
+        "no_blank_frames": all(p["blank_or_flat_frames"] == 0 for p in per_pair),
+        "per_pair": per_pair,
+    }

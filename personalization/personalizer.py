@@ -1,0 +1,89 @@
+"""``Personalizer``: the three calls a streaming session makes about its viewer.
+
+    scene = await personalizer.next_scene(viewer_id, context=ctx)          # before each segment
+    await personalizer.record_feedback(viewer_id, feedback, scene, context=ctx)  # applied at once
+    wishes = await personalizer.steer(viewer_id, text)                      # steer text -> wishes
+
+Scenes are plain ``dict[str, str]`` (attr -> value); the streamer converts to and from ``SceneSpec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from personalization.context import Context
+from personalization.events import EventLog
+from personalization.messages import Feedback
+from personalization.policies import DEFAULT_POLICY, POLICIES, Policy, get_policy
+from personalization.profiles import Profile, ProfileStore
+from personalization.viewers import ViewerRegistry
+from personalization.wishes import WishParser, Wishes
+
+
+class Personalizer:
+    """Profiles, wishes and policies of all viewers, over one Redis client."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        vocabulary: Mapping[str, Sequence[str]],
+        *,
+        wish_parser: WishParser | None = None,
+        default_policy: str = DEFAULT_POLICY,
+        seed: int | None = None,
+    ) -> None:
+        if default_policy not in POLICIES:
+            raise ValueError(f"unknown policy {default_policy!r}; expected one of {', '.join(POLICIES)}")
+        self.vocabulary = {attr: tuple(values) for attr, values in vocabulary.items()}
+        self.profiles = ProfileStore(redis)
+        self.events = EventLog(redis, self.profiles)
+        self.viewers = ViewerRegistry(redis)
+        self.wish_parser = wish_parser
+        self.default_policy = default_policy
+        self.rng = np.random.default_rng(seed)
+        self._policies: dict[str, Policy] = {}
+
+    def policy(self, name: str | None = None) -> Policy:
+        """The policy called ``name`` (an experiment's assignment), else the default one."""
+        name = name if name in POLICIES else self.default_policy
+        if name not in self._policies:
+            self._policies[name] = get_policy(name, self.vocabulary)
+        return self._policies[name]
+
+    async def profile(self, viewer_id: str) -> Profile:
+        """The viewer's posteriors and wishes. Raises ``UnknownViewer``."""
+        return await self.profiles.load(viewer_id)
+
+    async def next_scene(
+        self, viewer_id: str, *, context: Context | None = None, policy: str | None = None
+    ) -> dict[str, str]:
+        """The scene of the viewer's next segment (one Redis round trip). Raises ``UnknownViewer``."""
+        profile = await self.profiles.load(viewer_id)
+        return self.policy(policy).choose(profile.state, profile.wishes, context, self.rng)
+
+    async def record_feedback(
+        self, viewer_id: str, feedback: Feedback, scene: Mapping[str, str] | None, *, context: Context | None = None
+    ) -> str:
+        """Append feedback about a segment's scene and apply it at once (one round trip); return the event id."""
+        return await self.events.append(viewer_id, feedback, scene, context=context, apply=True)
+
+    async def steer(self, viewer_id: str, text: str) -> Wishes:
+        """Remember a steer text and update the viewer's wishes from it; return the wishes now in force.
+
+        Without a ``wish_parser`` the text is only remembered (it still goes into the prompt).
+        """
+        await self.viewers.record_steer(viewer_id, text)
+        current = await self.profiles.wishes(viewer_id)
+        if self.wish_parser is None:
+            return current
+        updated = self.wish_parser.update(current, text)
+        if updated != current:
+            await self.profiles.set_wishes(viewer_id, updated)
+        return updated
+
+    async def clear_wishes(self, viewer_id: str) -> None:
+        """Forget the viewer's wishes. Raises ``UnknownViewer``."""
+        await self.profiles.set_wishes(viewer_id, Wishes())

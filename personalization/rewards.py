@@ -1,0 +1,64 @@
+"""The reward mapping: how one feedback event moves the posteriors of the scene it was about.
+
+This module is the single place where feedback turns into numbers. Each attribute value has an
+independent Beta posterior over "this value makes a segment engaging"; one event about a scene
+adds the same evidence to every attribute value of that scene:
+
+=========  =====================================  ==================
+kind       success fraction ``s`` (0..1)          weight ``w``
+=========  =====================================  ==================
+like       1 (strong positive)                    ``LIKE_WEIGHT`` = 2
+skip       0 (negative)                           ``SKIP_WEIGHT`` = 1
+dwell      ``min(seconds / DWELL_FULL_SECONDS, 1)``  ``DWELL_WEIGHT`` = 1
+=========  =====================================  ==================
+
+and the update is ``alpha += w * s``, ``beta += w * (1 - s)``. The scalar *reward* of an event (used by
+the simulator's reports and regret) is its alpha increment ``w * s``: a fully watched segment is
+worth 1, a like 2 more, a skip nothing.
+
+The Lua apply script (``personalization.profiles.LUA_APPLY``) runs the same arithmetic inside Redis;
+its constants are formatted from the ones below (``LUA_INCREMENTS``), and a test checks that Redis and
+``feedback_increments`` agree.
+"""
+
+from __future__ import annotations
+
+LIKE_WEIGHT = 2.0
+SKIP_WEIGHT = 1.0
+DWELL_WEIGHT = 1.0
+DWELL_FULL_SECONDS = 1.0
+"""Seconds of dwell that count as a fully watched segment: keep equal to the streamer's segment length."""
+
+
+def feedback_increments(kind: str, seconds: float | None = None) -> tuple[float, float]:
+    """``(d_alpha, d_beta)`` that one event adds to each attribute value of its scene.
+
+    Unknown kinds add nothing (an older or newer event schema must never break the apply).
+    """
+    if kind == "like":
+        return LIKE_WEIGHT, 0.0
+    if kind == "skip":
+        return 0.0, SKIP_WEIGHT
+    if kind == "dwell":
+        fraction = min(max(float(seconds or 0.0), 0.0) / DWELL_FULL_SECONDS, 1.0)
+        return DWELL_WEIGHT * fraction, DWELL_WEIGHT * (1.0 - fraction)
+    return 0.0, 0.0
+
+
+def feedback_reward(kind: str, seconds: float | None = None) -> float:
+    """The scalar reward of one event: its alpha increment (0 for a skip, up to 1 for dwell, 2 for a like)."""
+    return feedback_increments(kind, seconds)[0]
+
+
+#: Lua twin of ``feedback_increments`` (constants formatted from this module, ``%.17g`` keeps them exact).
+LUA_INCREMENTS = f"""
+local function increments(kind, seconds)
+  if kind == 'like' then return {LIKE_WEIGHT!r}, 0 end
+  if kind == 'skip' then return 0, {SKIP_WEIGHT!r} end
+  if kind == 'dwell' then
+    local f = math.min(math.max(tonumber(seconds) or 0, 0) / {DWELL_FULL_SECONDS!r}, 1)
+    return {DWELL_WEIGHT!r} * f, {DWELL_WEIGHT!r} * (1 - f)
+  end
+  return 0, 0
+end
+"""

@@ -1,0 +1,112 @@
+"""Behaviour of the attribute probe and of `pixelcast eval model` (quick mode, shipped model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.evaluation.probe import (
+    PROBE_ATTRIBUTES,
+    AttributeProbe,
+    chance,
+    load_if_current,
+    load_or_train_probe,
+    render_examples,
+    shipped_probe_path,
+)
+from models.world import ATTRIBUTES
+from streamer.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """None when a usable probe is shipped (the eval finds it), else a folder with a quickly trained one."""
+    if load_if_current(shipped_probe_path()) is not None:
+        return None
+    folder = tmp_path_factory.mktemp("probe")
+    load_or_train_probe(folder, quick=True, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def probe(probe_dir: Path | None) -> AttributeProbe:
+    return AttributeProbe.load(probe_dir or shipped_probe_path())
+
+
+def test_probe_reads_real_renders_well_above_chance(probe: AttributeProbe) -> None:
+    frames, specs = render_examples(seed=424242, scenes=60, frames_per_scene=1, progress=False)
+    acc = probe.accuracy(frames, specs)
+    floor = chance()
+    assert acc["subject"] > 0.6
+    assert acc["palette"] > 0.6
+    assert acc["weather"] > floor["weather"] + 0.2
+    assert acc["subject+palette"] > 10 * floor["subject+palette"]
+
+
+def test_probe_predicts_vocabulary_values_and_round_trips(probe: AttributeProbe, tmp_path: Path) -> None:
+    frames, _ = render_examples(seed=7, scenes=5, frames_per_scene=1, progress=False)
+    predicted = probe.predict(frames)
+    assert set(predicted) == set(PROBE_ATTRIBUTES)
+    for name, values in predicted.items():
+        assert len(values) == len(frames)
+        assert set(values) <= set(ATTRIBUTES[name])
+    probe.save(tmp_path)
+    assert sum(f.stat().st_size for f in tmp_path.iterdir()) < 1_000_000
+    assert AttributeProbe.load(tmp_path).predict(frames) == predicted
+
+
+def _probabilities(node: object) -> list[float]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k in (*PROBE_ATTRIBUTES, "subject+palette") and isinstance(v, float)] + [
+            p for v in node.values() for p in _probabilities(v)
+        ]
+    return []
+
+
+def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    argv = ["eval", "model", "--quick", "--json", str(out)]
+    if probe_dir is not None:
+        argv += ["--probe", str(probe_dir)]
+    assert cli_main(argv) == 0
+    report = json.loads(out.read_text())
+    for section in ("machine", "model", "probe", "adherence", "flicker", "drift", "transition", "targets"):
+        assert section in report, section
+
+    adherence = report["adherence"]
+    for split in ("heldout", "train", "ceiling", "ceiling_through_autoencoder", "chance"):
+        values = adherence[split]["accuracy"] if split in ("heldout", "train") else adherence[split]
+        assert set(values) == {*PROBE_ATTRIBUTES, "subject+palette"}
+    probabilities = _probabilities(adherence)
+    assert len(probabilities) >= 5 * 4
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert adherence["chance"]["subject"] == pytest.approx(1 / len(ATTRIBUTES["subject"]), abs=1e-4)
+    assert adherence["chance"]["palette"] == pytest.approx(1 / len(ATTRIBUTES["palette"]), abs=1e-4)
+    assert adherence["chance"]["weather"] == pytest.approx(1 / len(ATTRIBUTES["weather"]), abs=1e-4)
+    assert adherence["chance"]["subject+palette"] == pytest.approx(1 / 48, abs=1e-4)
+    assert adherence["ceiling"]["subject"] > adherence["chance"]["subject"]
+
+    flicker = report["flicker"]
+    assert flicker["world_mean_abs_change"] > 0
+    expected_ratio = flicker["generated_mean_abs_change"] / flicker["world_mean_abs_change"]
+    assert flicker["ratio"] == pytest.approx(expected_ratio, rel=0.01)
+
+    drift = report["drift"]
+    for window in ("first", "last"):
+        assert all(0.0 <= p <= 1.0 for p in drift[window]["accuracy"].values())
+    assert -100.0 <= drift["drift_points"] <= 100.0
+    assert drift["rollout_frames"] > 2 * drift["frames_probed_per_window"]
+
+    transition = report["transition"]
+    assert transition["pairs"] == len(transition["per_pair"]) >= 1
+    assert 0.0 <= transition["new_subject_recognised_rate"] <= 1.0
+    assert transition["mean_spike_ratio"] > 0
+    assert all(p["from"].split("/")[0] != p["to"].split("/")[0] for p in transition["per_pair"])
+
+    assert set(report["targets"]) == {"adherence_heldout_vs_ceiling", "drift_points", "flicker_ratio"}
+    for target in report["targets"].values():
+        assert isinstance(target["pass"], bool)
+    assert np.isfinite(report["seconds"]["total"])
