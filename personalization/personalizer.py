@@ -9,6 +9,7 @@ Scenes are plain ``dict[str, str]`` (attr -> value); the streamer converts to an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -79,7 +80,8 @@ class Personalizer:
         current = await self.profiles.wishes(viewer_id)
         if self.wish_parser is None:
             return current
-        updated = self.wish_parser.update(current, text)
+        # Parsing embeds text (a model call): keep it off the event loop.
+        updated = await asyncio.to_thread(self.wish_parser.update, current, text)
         if updated != current:
             await self.profiles.set_wishes(viewer_id, updated)
         return updated

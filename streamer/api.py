@@ -62,14 +62,18 @@ async def post_event(request: Request) -> JSONResponse:
         message = parse_control_message(await read_json_object(request))
     except InvalidMessage as error:
         raise HTTPException(400, str(error)) from error
+    sessions: SessionManager = request.app.state.sessions
+    live = sessions.for_viewer(viewer_id)
     if isinstance(message, Steer):
-        await services.viewers.record_steer(viewer_id, message.text)
-        sessions: SessionManager = request.app.state.sessions
-        for session in sessions.for_viewer(viewer_id):
+        await services.personalizer.steer(viewer_id, message.text)
+        for session in live:
             session.steer(message.text)
         return JSONResponse({"accepted": "steer"}, status_code=202)
     assert isinstance(message, Feedback)
-    event_id = await services.events.append(viewer_id, message)
+    if live:  # credited to the scene that segment showed, and a skip changes the scene at once
+        event_id = await live[0].record_feedback(message)
+    else:
+        event_id = await services.personalizer.record_feedback(viewer_id, message, None)
     return JSONResponse({"accepted": "feedback", "event_id": event_id}, status_code=202)
 
 

@@ -23,9 +23,9 @@ class ConditioningBlend:
         """Whether a transition is still under way."""
         return self._step < self._transition_frames
 
-    def retarget(self, target: Any, current: Any) -> None:
-        """Start blending from `current` (what the last frame used) to `target`."""
-        self._source = current
+    def retarget(self, target: Any, current: Any | None) -> None:
+        """Start blending from `current` (what the last frame used; None before any frame) to `target`."""
+        self._source = current if current is not None else self._target
         self._target = target
         self._step = 0
 

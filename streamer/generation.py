@@ -14,6 +14,7 @@ from .batching import FrameBatcher
 from .conditioning import ConditioningBlend
 from .encoding import VIDEO_CLOCK_RATE, VideoEncoder
 from .metrics import Metrics
+from .planning import SegmentPlan, SegmentPlanner
 from .playout import EncodedFrame, PlayoutBuffer, PlayoutClock
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class StreamSettings:
         return VIDEO_CLOCK_RATE // self.fps
 
 
-SegmentListener = Callable[[int, str], None]
+SegmentListener = Callable[[int, SegmentPlan], None]
 
 
 class GenerationLoop:
@@ -64,7 +65,7 @@ class GenerationLoop:
         settings: StreamSettings,
         metrics: Metrics,
         *,
-        prompt: str,
+        planner: SegmentPlanner,
         seed: int,
         on_segment: SegmentListener | None = None,
     ) -> None:
@@ -77,18 +78,25 @@ class GenerationLoop:
         self._state = self._engine.new_stream(seed)
         self.buffer = buffer
         self.clock = clock
-        self.prompt = prompt
+        self._planner = planner
+        self.plan: SegmentPlan | None = None
         self.segment_id = -1
         self.frames_generated = 0
         self.frames_dropped = 0
-        self._pending_prompt: str | None = None
+        self._replan_now = False
         self._keyframe_requested = False
         self._cycle_seconds: deque[float] = deque(maxlen=2 * settings.fps)
         self._sent_at: deque[float] = deque(maxlen=4 * settings.fps)
 
     def steer(self, text: str) -> None:
-        """Blend towards `text` from the next generated frame on, starting a new segment."""
-        self._pending_prompt = text
+        """Re-plan with the viewer's words from the next generated frame on, starting a new segment."""
+        self._planner.steer(text)
+        self._replan_now = True
+
+    def skip(self) -> None:
+        """Show another scene from the next generated frame on, starting a new segment."""
+        self._planner.skip()
+        self._replan_now = True
 
     def request_keyframe(self) -> None:
         """Make the next encoded frame a keyframe (the receiver lost a picture)."""
@@ -132,24 +140,23 @@ class GenerationLoop:
     async def run(self) -> None:
         """Generate until cancelled."""
         settings = self.settings
-        conditioning = await self._batcher.run_on_engine(self._engine.encode_prompt, self.prompt)
-        blend = ConditioningBlend(conditioning, settings.transition_frames)
-        current = conditioning
+        blend: ConditioningBlend | None = None
+        current = None
         slot = 0
         segment_start = 0
-        keyframe_due = True
-        self._begin_segment()
         while True:
             # 1. segments follow the playout clock (slots), not the frames that happened to be made;
-            #    a steer starts a new segment at once and blends the conditioning over a few frames
-            if self._pending_prompt is not None:
-                text, self._pending_prompt = self._pending_prompt, None
-                target = await self._batcher.run_on_engine(self._engine.encode_prompt, text)
-                blend.retarget(target, current)
-                self.prompt = text
-                segment_start, keyframe_due = slot, True
-                self._begin_segment()
-            elif slot - segment_start >= settings.frames_per_segment:
+            #    a steer or skip starts a new segment at once; new prompts blend in over a few frames
+            if blend is None or self._replan_now or slot - segment_start >= settings.frames_per_segment:
+                self._replan_now = False
+                plan = await self._planner.plan()
+                if self.plan is None or plan.prompt != self.plan.prompt:
+                    target = await self._batcher.run_on_engine(self._engine.encode_prompt, plan.prompt)
+                    if blend is None:
+                        blend = ConditioningBlend(target, settings.transition_frames)
+                    else:
+                        blend.retarget(target, current)
+                self.plan = plan
                 segment_start, keyframe_due = slot, True
                 self._begin_segment()
 
@@ -181,5 +188,5 @@ class GenerationLoop:
 
     def _begin_segment(self) -> None:
         self.segment_id += 1
-        if self._on_segment is not None:
-            self._on_segment(self.segment_id, self.prompt)
+        if self._on_segment is not None and self.plan is not None:
+            self._on_segment(self.segment_id, self.plan)

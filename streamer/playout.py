@@ -10,6 +10,14 @@ import av
 
 from .encoding import VIDEO_CLOCK_RATE
 
+# Waiting for space polls instead of parking on Queue.put, so that closing the buffer stops the
+# generator even where a library on its path swallowed the task's cancellation (seen with redis-py).
+PUT_POLL_SECONDS = 0.005  # 5 ms, well under a frame interval
+
+
+class PlayoutClosed(Exception):
+    """The stream ended; no more frames are taken."""
+
 
 @dataclass(frozen=True)
 class EncodedFrame:
@@ -64,6 +72,11 @@ class PlayoutBuffer:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(maxsize=capacity)
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse further frames: a generator waiting for space stops with `PlayoutClosed`."""
+        self._closed = True
 
     @property
     def depth(self) -> int:
@@ -72,7 +85,14 @@ class PlayoutBuffer:
 
     async def put(self, frame: EncodedFrame) -> None:
         """Add a frame, waiting while the buffer is full."""
-        await self._queue.put(frame)
+        while True:
+            if self._closed:
+                raise PlayoutClosed("the playout buffer was closed")
+            try:
+                self._queue.put_nowait(frame)
+                return
+            except asyncio.QueueFull:
+                await asyncio.sleep(PUT_POLL_SECONDS)
 
     async def get(self) -> EncodedFrame:
         """Take the next frame, waiting while the buffer is empty."""

@@ -13,7 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from models import StreamingEngine
-from personalization.events import EventLog
+from models.text import TextEncoder
+from models.world import ATTRIBUTES
+from personalization.consumer import EventConsumer
+from personalization.personalizer import Personalizer
 from personalization.store import open_store
 from personalization.tokens import TokenSigner, load_or_create_secret
 from personalization.viewers import ViewerRegistry
@@ -25,6 +28,7 @@ from .metrics import Metrics
 from .services import Services
 from .session import SessionManager
 from .webrtc import restrict_host_candidates
+from .wishes import build_wish_parser
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,17 @@ def create_app(config: ServerConfig) -> Starlette:
             batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
             batcher.start()
             await batcher.run_on_engine(engine.warmup)
+            # Steering text is understood with MiniLM, whatever text encoder the video model has.
+            wish_encoder = engine.text_encoder if engine.kind == "pixelcast" else TextEncoder()
+            wish_parser = await batcher.run_on_engine(build_wish_parser, wish_encoder)
+            consumer = EventConsumer(store.redis)
+            await consumer.start()
             services = Services(
                 config=config,
                 metrics=metrics,
                 store=store,
                 viewers=ViewerRegistry(store.redis),
-                events=EventLog(store.redis),
+                personalizer=Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser),
                 signer=TokenSigner(load_or_create_secret(config.data_dir)),
                 batcher=batcher,
             )
@@ -68,6 +77,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 yield
             finally:
                 await app.state.sessions.close_all()
+                await consumer.stop()
                 await batcher.stop()
         finally:
             await store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from personalization.events import EventLog
+from personalization.personalizer import Personalizer
 from personalization.store import Store
 from personalization.tokens import TokenSigner
 from personalization.viewers import ViewerRegistry
@@ -22,6 +22,6 @@ class Services:
     metrics: Metrics
     store: Store
     viewers: ViewerRegistry
-    events: EventLog
+    personalizer: Personalizer
     signer: TokenSigner
     batcher: FrameBatcher

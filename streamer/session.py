@@ -11,12 +11,14 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
+from personalization.context import Context
 from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
 
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
-from .playout import PlayoutBuffer, PlayoutClock
+from .planning import SegmentPlan, SegmentPlanner
+from .playout import PlayoutBuffer, PlayoutClock, PlayoutClosed
 from .services import Services
 from .track import EncodedVideoTrack
 from .webrtc import answer_offer, negotiated_codec, route_rtcp_feedback
@@ -24,12 +26,16 @@ from .webrtc import answer_offer, negotiated_codec, route_rtcp_feedback
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL = 1.0  # seconds between `stats` messages
+PEER_CLOSE_SECONDS = 2.0
+SCENE_MEMORY = 120  # segments whose scene is remembered for late feedback
 
 
 class ViewerSession:
     """Streams generated video to one viewer until closed; `close()` is idempotent and frees everything."""
 
-    def __init__(self, services: Services, viewer_id: str, on_closed: Callable[[ViewerSession], None]) -> None:
+    def __init__(
+        self, services: Services, viewer_id: str, context: Context, on_closed: Callable[[ViewerSession], None]
+    ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.viewer_id = viewer_id
         self._services = services
@@ -40,6 +46,9 @@ class ViewerSession:
         self._closed = asyncio.Event()
         self._closing = False
         self._last_segment: dict[str, Any] | None = None
+        self.context = context
+        # scenes of recent segments, so feedback about a segment is credited to what it showed
+        self._scenes: dict[int, dict[str, str]] = {}
         settings = services.config.stream
         self._buffer = PlayoutBuffer(settings.buffer_frames)
         self._clock = PlayoutClock()
@@ -56,7 +65,7 @@ class ViewerSession:
     def _log(self, message: str, *args: object) -> None:
         logger.info("session %s (viewer %s): " + message, self.id[:8], self.viewer_id, *args)
 
-    async def start(self, offer_sdp: str, prompt: str) -> str:
+    async def start(self, offer_sdp: str, steer_text: str = "") -> str:
         """Answer the viewer's offer and start generating; returns the SDP answer."""
         services = self._services
         config = services.config
@@ -71,7 +80,7 @@ class ViewerSession:
             self._clock,
             config.stream,
             services.metrics,
-            prompt=prompt,
+            planner=SegmentPlanner(services.personalizer, self.viewer_id, self.context, steer_text=steer_text),
             seed=secrets.randbits(31),
             on_segment=self._segment_started,
         )
@@ -89,24 +98,48 @@ class ViewerSession:
             await self._closed.wait()
             return
         self._closing = True
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
-        self._track.stop()
+        self._log("closing")
+        self._buffer.close()
         try:
-            await self._pc.close()
-        except Exception:  # aiortc can trip over its own half-built transports after a failed negotiation
-            logger.warning("session %s: peer connection did not close cleanly", self.id[:8], exc_info=True)
-        self._on_closed(self)
-        self._closed.set()
-        self._log("closed")
+            current = asyncio.current_task()
+            for task in self._tasks:
+                if task is not current:
+                    task.cancel()
+            others = [t for t in self._tasks if t is not current]
+            if others:
+                _, stuck = await asyncio.wait(others, timeout=PEER_CLOSE_SECONDS)
+                for task in stuck:
+                    chain, coro = [], task.get_coro()
+                    while coro is not None:
+                        chain.append(getattr(coro, "__qualname__", repr(coro)))
+                        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                    logger.warning("session %s: task %s did not stop: %s", self.id[:8], task.get_name(), chain)
+            self._track.stop()
+            try:
+                # aiortc can wait on an ICE check in flight for a long time; never let that hold a DELETE
+                await asyncio.wait_for(self._pc.close(), PEER_CLOSE_SECONDS)
+            except asyncio.TimeoutError:
+                logger.warning("session %s: peer connection took over %ss to close", self.id[:8], PEER_CLOSE_SECONDS)
+            except Exception:  # aiortc can trip over its own half-built transports after a failed negotiation
+                logger.warning("session %s: peer connection did not close cleanly", self.id[:8], exc_info=True)
+        finally:
+            self._on_closed(self)
+            self._closed.set()
+            self._log("closed")
 
     def steer(self, text: str) -> None:
-        """Apply a steer that arrived over HTTP to the live stream."""
+        """Apply a steer (its wishes already stored) to the live stream from the next frame on."""
         if self._loop is not None:
             self._loop.steer(text)
+
+    def skip(self) -> None:
+        """Show another scene from the next frame on."""
+        if self._loop is not None:
+            self._loop.skip()
+
+    def scene_of(self, segment_id: int | None) -> dict[str, str] | None:
+        """The scene a recent segment showed (None for unknown or old segments)."""
+        return self._scenes.get(segment_id) if segment_id is not None else None
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -116,6 +149,8 @@ class ViewerSession:
             await self._loop.run()
         except asyncio.CancelledError:
             raise
+        except PlayoutClosed:
+            return  # the session is closing
         except Exception:
             logger.exception("session %s: generation failed", self.id[:8])
             self._send({"type": "error", "message": "generation failed on the server; reconnect to try again"})
@@ -131,8 +166,16 @@ class ViewerSession:
         if self._loop is not None:
             self._loop.frame_sent(frame, late_seconds)
 
-    def _segment_started(self, segment_id: int, prompt: str) -> None:
-        self._last_segment = {"type": "segment", "segment_id": segment_id, "prompt": prompt, "variant": None}
+    def _segment_started(self, segment_id: int, plan: SegmentPlan) -> None:
+        self._scenes[segment_id] = plan.scene
+        self._scenes.pop(segment_id - SCENE_MEMORY, None)
+        self._last_segment = {
+            "type": "segment",
+            "segment_id": segment_id,
+            "prompt": plan.prompt,
+            "scene": plan.scene,
+            "variant": plan.variant,
+        }
         self._send(self._last_segment)
 
     # -- control channel --------------------------------------------------------------------------
@@ -162,14 +205,22 @@ class ViewerSession:
             return
         try:
             if isinstance(message, Steer):
-                assert self._loop is not None
-                self._loop.steer(message.text)
-                await self._services.viewers.record_steer(self.viewer_id, message.text)
+                await self._services.personalizer.steer(self.viewer_id, message.text)
+                self.steer(message.text)
             elif isinstance(message, Feedback):
-                await self._services.events.append(self.viewer_id, message)
+                await self.record_feedback(message)
         except Exception:
             logger.exception("session %s: could not store %s", self.id[:8], type(message).__name__)
             self._send({"type": "error", "message": "the server could not store that message; please retry"})
+
+    async def record_feedback(self, feedback: Feedback) -> str:
+        """Store feedback about one of this session's segments, applied to the profile at once."""
+        event_id = await self._services.personalizer.record_feedback(
+            self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context
+        )
+        if feedback.kind == "skip":
+            self.skip()
+        return event_id
 
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel
@@ -212,13 +263,15 @@ class SessionManager:
         factors = [s.realtime_factor for s in self._sessions.values() if s.realtime_factor > 0]
         return min(factors, default=0.0)
 
-    async def open(self, viewer_id: str, offer_sdp: str, prompt: str) -> tuple[ViewerSession, str]:
+    async def open(
+        self, viewer_id: str, offer_sdp: str, context: Context, steer_text: str = ""
+    ) -> tuple[ViewerSession, str]:
         """Create and start a session; on any failure everything it took is released again."""
-        session = ViewerSession(self._services, viewer_id, on_closed=self._forget)
+        session = ViewerSession(self._services, viewer_id, context, on_closed=self._forget)
         self._sessions[session.id] = session
         self._services.metrics.sessions.set(len(self._sessions))
         try:
-            answer = await session.start(offer_sdp, prompt)
+            answer = await session.start(offer_sdp, steer_text)
         except BaseException:
             await session.close()
             raise

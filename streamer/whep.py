@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from personalization.context import Context, device_class
+
 from .auth import viewer_from_token
 from .bodies import read_json_object, read_limited
 from .services import Services
@@ -58,9 +60,9 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
         )
     viewer_id = await _viewer_for(request, token_viewer)
     recent = await services.viewers.recent_steers(viewer_id)
-    prompt = recent[0] if recent else services.config.default_prompt
+    context = Context.at(device=device_class(request.headers.get("user-agent")))
     try:
-        return await sessions.open(viewer_id, offer_sdp, prompt)
+        return await sessions.open(viewer_id, offer_sdp, context, steer_text=recent[0] if recent else "")
     except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
         raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
 

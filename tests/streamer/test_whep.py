@@ -88,8 +88,12 @@ async def test_steer_and_feedback_over_the_data_channel(server_url: str) -> None
         await client.frames(5)
 
         client.send({"type": "steer", "text": "snowy mountains at night"})
-        steered = await client.next_message("segment", where=lambda m: m["prompt"] == "snowy mountains at night")
+        steered = await client.next_message(
+            "segment", where=lambda m: m["prompt"].startswith("snowy mountains at night")
+        )
         assert steered["segment_id"] > first["segment_id"]
+        wanted = {"subject": "mountains", "palette": "night", "weather": "snow"}
+        assert {k: steered["scene"][k] for k in wanted} == wanted, "the steer's wishes decide the very next scene"
         frames_after = await client.frames(10)
         assert frames_after[-1].shape == (128, 128, 3), "video keeps flowing after a steer"
 

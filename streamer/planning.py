@@ -1,0 +1,73 @@
+"""What each segment shows: the personalization policy's scene, the viewer's words, and when to change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.world import SceneSpec, describe
+from personalization.context import Context
+from personalization.personalizer import Personalizer
+
+HOLD_SEGMENTS = 4  # a scene stays this many segments unless the viewer skips or steers
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The decision for one segment: its scene, the prompt that shows it, and the policy that chose it."""
+
+    prompt: str
+    scene: dict[str, str] = field(default_factory=dict)
+    variant: str | None = None
+
+
+class SegmentPlanner:
+    """Asks the personalizer for a scene and turns it into a prompt, holding scenes for a few segments.
+
+    A skip or a steer makes the next segment draw a new scene at once; a steer's raw text also leads
+    the prompt, so words the world's vocabulary lacks still reach the model.
+    """
+
+    def __init__(
+        self,
+        personalizer: Personalizer,
+        viewer_id: str,
+        context: Context,
+        *,
+        policy: str | None = None,
+        steer_text: str = "",
+        hold_segments: int = HOLD_SEGMENTS,
+    ) -> None:
+        self._personalizer = personalizer
+        self._viewer_id = viewer_id
+        self._context = context
+        self._policy = policy
+        self._steer_text = steer_text
+        self._hold_segments = hold_segments
+        self._current: SegmentPlan | None = None
+        self._held = 0
+
+    @property
+    def context(self) -> Context:
+        """The viewing context the policy sees."""
+        return self._context
+
+    def skip(self) -> None:
+        """The viewer skipped: the next segment shows a new scene."""
+        self._current = None
+
+    def steer(self, text: str) -> None:
+        """The viewer said `text` (its wishes are already stored): re-plan with it from the next segment."""
+        self._steer_text = text
+        self._current = None
+
+    async def plan(self) -> SegmentPlan:
+        """The plan of the next segment."""
+        if self._current is not None and self._held < self._hold_segments:
+            self._held += 1
+            return self._current
+        scene = await self._personalizer.next_scene(self._viewer_id, context=self._context, policy=self._policy)
+        caption = describe(SceneSpec(**scene))
+        prompt = f"{self._steer_text}, {caption}" if self._steer_text else caption
+        self._current = SegmentPlan(prompt=prompt, scene=scene, variant=self._personalizer.policy(self._policy).name)
+        self._held = 1
+        return self._current
