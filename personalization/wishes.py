@@ -145,6 +145,11 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms > 0, norms, 1.0)
 
 
+def is_reset(text: str) -> bool:
+    """Whether the text asks to drop every wish ("surprise me", "anything")."""
+    return " ".join(_words(text)) in RESET_PHRASES
+
+
 class WishParser:
     """Map steer text onto per-attribute wishes by cosine similarity to value descriptions.
 
@@ -221,7 +226,7 @@ class WishParser:
 
     def update(self, current: Wishes, text: str) -> Wishes:
         """The viewer's wishes after saying ``text``: merged into ``current``, or cleared by "surprise me"."""
-        if " ".join(_words(text)) in RESET_PHRASES:
+        if is_reset(text):
             return Wishes(text=text)
         parsed = self.parse(text)
         return current.merged(parsed) if not parsed.empty else current

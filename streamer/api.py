@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from personalization.errors import InvalidMessage, UnknownViewer
 from personalization.messages import Feedback, Steer, parse_control_message
+from personalization.wishes import is_reset
 
 from .auth import require_viewer, viewer_from_token
 from .bodies import read_json_object, read_limited
@@ -67,7 +68,7 @@ async def post_event(request: Request) -> JSONResponse:
     if isinstance(message, Steer):
         await services.personalizer.steer(viewer_id, message.text)
         for session in live:
-            session.steer(message.text)
+            session.steer("" if is_reset(message.text) else message.text)
         return JSONResponse({"accepted": "steer"}, status_code=202)
     assert isinstance(message, Feedback)
     if live:  # credited to the scene that segment showed, and a skip changes the scene at once

@@ -14,6 +14,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from personalization.context import Context
 from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
+from personalization.wishes import is_reset
 
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
@@ -206,7 +207,7 @@ class ViewerSession:
         try:
             if isinstance(message, Steer):
                 await self._services.personalizer.steer(self.viewer_id, message.text)
-                self.steer(message.text)
+                self.steer("" if is_reset(message.text) else message.text)
             elif isinstance(message, Feedback):
                 await self.record_feedback(message)
         except Exception:
