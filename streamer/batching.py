@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,13 @@ class FrameBatcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-engine")
         self._task: asyncio.Task[None] | None = None
+        self._recent: deque[tuple[int, float]] = deque(maxlen=48)  # (frames, seconds) of recent batches
+
+    def throughput(self) -> float | None:
+        """Frames per second of engine time over recent batches (None before any batch)."""
+        frames = sum(n for n, _ in self._recent)
+        seconds = sum(t for _, t in self._recent)
+        return frames / seconds if seconds > 0 else None
 
     def start(self) -> None:
         """Start the batching task on the running loop."""
@@ -90,7 +98,9 @@ class FrameBatcher:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
-            self._metrics.observe_batch(len(batch), time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._recent.append((len(batch), elapsed))
+            self._metrics.observe_batch(len(batch), elapsed)
             for request, frame in zip(batch, frames):
                 if not request.future.done():
                     request.future.set_result(frame)

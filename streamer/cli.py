@@ -9,6 +9,7 @@ from pathlib import Path
 
 from benchmarks import engine as _bench_engine
 from benchmarks import redis_bench as _bench_redis
+from benchmarks import stream as _bench_stream
 from models.evaluation import model_eval as _eval_model
 from models.training import recipe as _train
 from personalization import simulator as _simulate
@@ -37,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         stream=StreamSettings(fps=args.fps),
         steps=args.steps,
         max_sessions=args.max_sessions,
+        min_fps=args.min_fps,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fps", type=int, default=24, help="frames per second of each stream (default 24)")
     serve.add_argument("--steps", type=int, default=2, choices=(1, 2, 3, 4), help="denoising steps (default 2)")
     serve.add_argument("--max-sessions", type=int, default=8, help="viewers served at once (default 8)")
+    serve.add_argument(
+        "--min-fps", type=int, default=12, help="frame-rate floor; new viewers get 503 below it (default 12)"
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     redis_bench = benches.add_parser("redis", help="feedback events/s into Redis profiles, latency, exact counts")
     _bench_redis.add_arguments(redis_bench)
     redis_bench.set_defaults(run=_bench_redis.main)
+    stream = benches.add_parser("stream", help="K real WebRTC viewers over loopback: fps, stalls, latency")
+    _bench_stream.add_arguments(stream)
+    stream.set_defaults(run=_bench_stream.main)
 
     train = commands.add_parser("train", help="train the shipped model from scratch (resumable)")
     _train.add_arguments(train)

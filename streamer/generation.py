@@ -30,19 +30,9 @@ class StreamSettings:
     transition_frames: int = 6
 
     @property
-    def frames_per_segment(self) -> int:
-        """Frames sharing one scene decision (and one GOP)."""
-        return max(1, round(self.fps * self.segment_seconds))
-
-    @property
     def buffer_frames(self) -> int:
         """How many encoded frames generation may run ahead of playback."""
         return max(1, round(self.fps * self.buffer_seconds))
-
-    @property
-    def ticks_per_frame(self) -> int:
-        """Frame duration on the 90 kHz clock."""
-        return VIDEO_CLOCK_RATE // self.fps
 
 
 SegmentListener = Callable[[int, SegmentPlan], None]
@@ -85,6 +75,7 @@ class GenerationLoop:
         self.frames_dropped = 0
         self._replan_now = False
         self._keyframe_requested = False
+        self.fps = settings.fps  # the adaptive controller may lower it (and raise it back)
         self._cycle_seconds: deque[float] = deque(maxlen=2 * settings.fps)
         self._sent_at: deque[float] = deque(maxlen=4 * settings.fps)
 
@@ -117,7 +108,7 @@ class GenerationLoop:
         if not self._cycle_seconds:
             return 0.0
         mean_cycle = sum(self._cycle_seconds) / len(self._cycle_seconds)
-        return (1.0 / self.settings.fps) / mean_cycle if mean_cycle > 0 else 0.0
+        return (1.0 / self.fps) / mean_cycle if mean_cycle > 0 else 0.0
 
     def stats(self) -> dict[str, Any]:
         """The numbers a viewer sees in the overlay (the data channel's `stats` message)."""
@@ -126,9 +117,9 @@ class GenerationLoop:
         return {
             "type": "stats",
             "fps": float(len(recent)),
-            "target_fps": self.settings.fps,
+            "target_fps": self.fps,
             "realtime_factor": round(self.realtime_factor, 3),
-            "buffer_seconds": round(self.buffer.depth / self.settings.fps, 3),
+            "buffer_seconds": round(self.buffer.depth / self.fps, 3),
             "steps": int(self._engine.steps),
             "width": int(self._engine.width),
             "height": int(self._engine.height),
@@ -142,12 +133,13 @@ class GenerationLoop:
         settings = self.settings
         blend: ConditioningBlend | None = None
         current = None
-        slot = 0
+        pts = 0  # 90 kHz ticks of the next frame slot; advances by one frame interval per slot
         segment_start = 0
+        segment_ticks = round(settings.segment_seconds * VIDEO_CLOCK_RATE)
         while True:
-            # 1. segments follow the playout clock (slots), not the frames that happened to be made;
+            # 1. segments follow the playout clock, not the frames that happened to be made;
             #    a steer or skip starts a new segment at once; new prompts blend in over a few frames
-            if blend is None or self._replan_now or slot - segment_start >= settings.frames_per_segment:
+            if blend is None or self._replan_now or pts - segment_start >= segment_ticks:
                 self._replan_now = False
                 plan = await self._planner.plan()
                 if self.plan is None or plan.prompt != self.plan.prompt:
@@ -157,13 +149,13 @@ class GenerationLoop:
                     else:
                         blend.retarget(target, current)
                 self.plan = plan
-                segment_start, keyframe_due = slot, True
+                segment_start, keyframe_due = pts, True
                 self._begin_segment()
 
             # 2. skip slots whose time has already passed: late frames are dropped, not queued
-            pts = slot * settings.ticks_per_frame
-            if self.clock.lateness(pts) > 1.0 / settings.fps:
-                slot += 1
+            interval = VIDEO_CLOCK_RATE // self.fps
+            if self.clock.lateness(pts) > 1.0 / self.fps:
+                pts += interval
                 self.frames_dropped += 1
                 self._metrics.frames_dropped.inc()
                 continue
@@ -184,7 +176,7 @@ class GenerationLoop:
             # 4. hand it to playout; waits while the buffer is full (bounded lead)
             for packet in packets:
                 await self.buffer.put(EncodedFrame(pts, packet, keyframe, self.segment_id))
-            slot += 1
+            pts += interval
 
     def _begin_segment(self) -> None:
         self.segment_id += 1

@@ -36,6 +36,16 @@ class Metrics:
             buckets=_FRAME_SECONDS,
             registry=self.registry,
         )
+        self.engine_steps = Gauge(
+            "pixelcast_engine_steps", "Denoising steps per frame now (the adaptive controller lowers them)",
+            registry=self.registry,
+        )
+        self.adaptations = Counter(
+            "pixelcast_adaptations", "Adaptive-control decisions by action", ["action"], registry=self.registry
+        )
+        self.admissions_refused = Counter(
+            "pixelcast_admissions_refused", "Viewers turned away with 503 to protect the others", registry=self.registry
+        )
         self.batch_size = Histogram(
             "pixelcast_generation_batch_size",
             "Frames per batched engine call",

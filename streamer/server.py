@@ -72,10 +72,12 @@ def create_app(config: ServerConfig) -> Starlette:
             )
             app.state.services = services
             app.state.sessions = SessionManager(services)
+            control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
             logger.info("Pixelcast ready on http://%s:%d (Redis: %s)", config.host, config.port, store.url)
             try:
                 yield
             finally:
+                control.cancel()
                 await app.state.sessions.close_all()
                 await consumer.stop()
                 await batcher.stop()

@@ -16,6 +16,7 @@ from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
 from personalization.wishes import is_reset
 
+from .adaptive import AdaptiveController, Decision
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
 from .planning import SegmentPlan, SegmentPlanner
@@ -35,12 +36,18 @@ class ViewerSession:
     """Streams generated video to one viewer until closed; `close()` is idempotent and frees everything."""
 
     def __init__(
-        self, services: Services, viewer_id: str, context: Context, on_closed: Callable[[ViewerSession], None]
+        self,
+        services: Services,
+        viewer_id: str,
+        context: Context,
+        on_closed: Callable[[ViewerSession], None],
+        adaptation: Callable[[], Decision | None] = lambda: None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.viewer_id = viewer_id
         self._services = services
         self._on_closed = on_closed
+        self._adaptation = adaptation
         self._pc = RTCPeerConnection()
         self._channel: RTCDataChannel | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -57,6 +64,11 @@ class ViewerSession:
         self._track = EncodedVideoTrack(self._buffer, self._clock, on_sent=self._frame_sent)
         self._pc.on("datachannel", self._attach_channel)
         self._pc.on("connectionstatechange", self._connection_state_changed)
+
+    @property
+    def generation(self) -> GenerationLoop | None:
+        """The generation loop (None until the offer is answered)."""
+        return self._loop
 
     @property
     def realtime_factor(self) -> float:
@@ -161,7 +173,11 @@ class ViewerSession:
         assert self._loop is not None
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            self._send(self._loop.stats())
+            stats = self._loop.stats()
+            last = self._adaptation()
+            if last is not None:
+                stats["adaptation"] = {"action": last.action, "value": last.value}
+            self._send(stats)
 
     def _frame_sent(self, frame: Any, late_seconds: float) -> None:
         if self._loop is not None:
@@ -242,14 +258,31 @@ class SessionManager:
         self._services = services
         self._sessions: dict[str, ViewerSession] = {}
         services.metrics.track_realtime_factor(self.lowest_realtime_factor)
+        config = services.config
+        self.controller = AdaptiveController(
+            services.batcher.engine,
+            self.generation_loops,
+            services.metrics,
+            max_steps=config.steps,
+            target_fps=config.stream.fps,
+            min_fps=config.min_fps,
+            throughput=services.batcher.throughput,
+        )
+
+    def generation_loops(self) -> list[GenerationLoop]:
+        """The generation loops of live sessions that have started streaming."""
+        return [s.generation for s in self._sessions.values() if s.generation is not None]
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    @property
-    def full(self) -> bool:
-        """Whether another viewer would exceed the configured maximum."""
-        return len(self._sessions) >= self._services.config.max_sessions
+    def admission_refusal(self) -> str | None:
+        """Why another viewer cannot be served right now, or None if it can."""
+        if len(self._sessions) >= self._services.config.max_sessions:
+            return f"the server streams to at most {self._services.config.max_sessions} viewers at once"
+        if not self.controller.can_admit():
+            return "one more viewer could not be served in real time without slowing everyone down"
+        return None
 
     def get(self, session_id: str) -> ViewerSession | None:
         """The live session with that id, if any."""
@@ -268,7 +301,9 @@ class SessionManager:
         self, viewer_id: str, offer_sdp: str, context: Context, steer_text: str = ""
     ) -> tuple[ViewerSession, str]:
         """Create and start a session; on any failure everything it took is released again."""
-        session = ViewerSession(self._services, viewer_id, context, on_closed=self._forget)
+        session = ViewerSession(
+            self._services, viewer_id, context, on_closed=self._forget, adaptation=lambda: self.controller.last
+        )
         self._sessions[session.id] = session
         self._services.metrics.sessions.set(len(self._sessions))
         try:

@@ -52,11 +52,11 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     except OfferError as error:
         raise HTTPException(400, str(error)) from error
     sessions = _sessions(request)
-    if sessions.full:
+    refusal = sessions.admission_refusal()
+    if refusal is not None:
+        services.metrics.admissions_refused.inc()
         raise HTTPException(
-            503,
-            "Pixelcast is at capacity: no more viewers can be served in real time right now",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            503, f"Pixelcast is at capacity: {refusal}; try again shortly", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
     viewer_id = await _viewer_for(request, token_viewer)
     recent = await services.viewers.recent_steers(viewer_id)

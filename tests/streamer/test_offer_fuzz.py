@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 from aiortc import RTCPeerConnection
 
-from .client import WhepClient  # noqa: F401  (keeps the client's ICE on loopback)
 
 
 async def _real_offer() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .client import WhepClient
+from streamer.whep_client import WhepClient
 
 OCEAN_SKIPS = 5
 DRAWS_AFTER = 8

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from aiortc.sdp import SessionDescription
 
-from .client import WhepClient
+from streamer.whep_client import WhepClient
 
 
 async def _new_viewer(server_url: str) -> dict[str, str]:

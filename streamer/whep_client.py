@@ -1,4 +1,7 @@
-"""A real WHEP client for tests: an aiortc peer that receives video and talks on `control`."""
+"""A WHEP client: an aiortc peer that receives Pixelcast video and talks on the `control` channel.
+
+Used by the tests and the stream benchmark; also a starting point for native clients.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from streamer.webrtc import restrict_host_candidates
+from .webrtc import restrict_host_candidates
 
-# Keep the test client's ICE on loopback, like the server it talks to.
-restrict_host_candidates(["127.0.0.1"])
+
+def use_loopback_only() -> None:
+    """Offer only loopback ICE candidates (for a client of a server on this machine)."""
+    restrict_host_candidates(["127.0.0.1"])
 
 
 @dataclass

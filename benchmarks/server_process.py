@@ -1,0 +1,63 @@
+"""Run `pixelcast serve` as a child process on a free loopback port, as a user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """`pixelcast serve` on loopback with its own data dir; a context manager that always stops it."""
+
+    def __init__(self, *extra_args: str, start_seconds: float = 180) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._extra_args = extra_args
+        self._start_seconds = start_seconds
+        self._data = tempfile.TemporaryDirectory(prefix="pixelcast-bench-")
+        self.log_path = Path(self._data.name) / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        command = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(self.port)]
+        command += ["--data-dir", self._data.name, *self._extra_args]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+        deadline = time.monotonic() + self._start_seconds
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pixelcast serve exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pixelcast serve did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._data.cleanup()

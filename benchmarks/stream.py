@@ -1,0 +1,170 @@
+"""`pixelcast bench stream`: K real WebRTC viewers over loopback, each with its own prompt.
+
+What each viewer's client measures on decoded frames: frames/s received, stalls (gaps longer than
+two frame intervals), time to first frame, and, for one viewer, how long a steer takes to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from streamer.whep_client import WhepClient, use_loopback_only
+
+from .report import machine, percentiles_ms, write_json
+from .server_process import ServerProcess
+
+PROMPTS = (
+    "a calm ocean at sunset",
+    "a neon city at night in the rain",
+    "snowy mountains at dawn",
+    "a desert at noon",
+    "a forest in the fog at dusk",
+    "a volcano at night",
+    "a waterfall at noon",
+    "the night sky full of stars",
+)
+STEER_FROM, STEER_TO = "a desert at noon", "a neon city at night"
+CHANGE_FRACTION = 0.5  # a steer is visible once the picture moved half way to its new look
+
+
+class ViewerProbe:
+    """One viewer: connects, steers to its own prompt, and records decoded frames with their times."""
+
+    def __init__(self, url: str, prompt: str) -> None:
+        self.client = WhepClient(url)
+        self.prompt = prompt
+        self.times: list[float] = []
+        self.means: list[np.ndarray] = []
+        self.first_frame_seconds: float | None = None
+        self._started = 0.0
+
+    async def start(self) -> None:
+        self._started = time.perf_counter()
+        response = await self.client.connect()
+        if response.status_code != 201:
+            raise RuntimeError(f"WHEP refused a viewer: {response.status_code} {response.text}")
+        await self.client.wait_channel_open()
+        self.client.send({"type": "steer", "text": self.prompt})
+
+    async def receive(self, until: float) -> None:
+        while time.perf_counter() < until:
+            frame = (await self.client.frames(1))[0]
+            now = time.perf_counter()
+            if self.first_frame_seconds is None:
+                self.first_frame_seconds = now - self._started
+            self.times.append(now)
+            self.means.append(frame.reshape(-1, 3).mean(axis=0))
+
+    def summary(self, fps: int, after: float) -> dict[str, Any]:
+        times = [t for t in self.times if t >= after]
+        gaps = np.diff(times) if len(times) > 1 else np.array([])
+        duration = times[-1] - times[0] if len(times) > 1 else 0.0
+        return {
+            "prompt": self.prompt,
+            "frames": len(times),
+            "fps": round((len(times) - 1) / duration, 2) if duration else 0.0,
+            "stalls": int((gaps > 2.0 / fps).sum()),
+            "longest_gap_ms": round(float(gaps.max()) * 1000, 1) if len(gaps) else None,
+            "time_to_first_frame_s": round(self.first_frame_seconds or float("nan"), 3),
+            **{f"frame_interval_{k}": v for k, v in percentiles_ms(list(gaps)).items()},
+        }
+
+
+def steer_visible_seconds(probe: ViewerProbe, steered_at: float) -> float | None:
+    """Seconds from the steer until the mean colour moved `CHANGE_FRACTION` of the way to its new level."""
+    times = np.asarray(probe.times)
+    means = np.asarray(probe.means)
+    before = means[(times < steered_at) & (times > steered_at - 1.0)]
+    after = means[times > steered_at + 2.0]
+    if not len(before) or not len(after):
+        return None
+    start, end = before.mean(axis=0), after.mean(axis=0)
+    distance = np.linalg.norm(end - start)
+    if distance < 5.0:  # under 5 grey levels: the steer did not visibly change the picture
+        return None
+    for t, m in zip(times, means):
+        if t > steered_at and np.linalg.norm(m - start) >= CHANGE_FRACTION * distance:
+            return float(t - steered_at)
+    return None
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime in clock ticks (USER_HZ = 100)
+
+
+async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> dict[str, Any]:
+    probes = [ViewerProbe(url, PROMPTS[i % len(PROMPTS)]) for i in range(viewers)]
+    probes[0].prompt = STEER_FROM
+    for probe in probes:
+        await probe.start()
+    warm = time.perf_counter() + 2.0  # the first seconds include connecting and the first steer
+    end = warm + seconds
+    receivers = [asyncio.create_task(p.receive(end)) for p in probes]
+    cpu_start, wall_start = _cpu_seconds(pid), time.perf_counter()
+    with tqdm(total=round(end - time.perf_counter()), desc=f"bench stream x{viewers}", unit="s") as bar:
+        steered_at = None
+        while time.perf_counter() < end:
+            await asyncio.sleep(1.0)
+            bar.update(1)
+            if steered_at is None and time.perf_counter() > warm + seconds / 2:
+                probes[0].client.send({"type": "steer", "text": STEER_TO})
+                steered_at = time.perf_counter()
+    await asyncio.gather(*receivers)
+    cpu = (_cpu_seconds(pid) - cpu_start) / (time.perf_counter() - wall_start)
+    results = [p.summary(fps, warm) for p in probes]
+    for probe in probes:
+        await probe.client.close()
+    latency = steer_visible_seconds(probes[0], steered_at) if steered_at else None
+    return {
+        "viewers": results,
+        "min_fps": min(r["fps"] for r in results),
+        "total_stalls": sum(r["stalls"] for r in results),
+        "max_time_to_first_frame_s": max(r["time_to_first_frame_s"] for r in results),
+        "steer_visible_s": round(latency, 3) if latency is not None else None,
+        "server_cpu_cores": round(cpu, 2),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pixelcast bench stream`."""
+    parser.add_argument("--viewers", type=int, default=1, help="concurrent viewers (default 1)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds (default 30)")
+    parser.add_argument("--fps", type=int, default=24, help="target frames per second (default 24)")
+    parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 3, 4))
+    parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `pixelcast bench stream`."""
+    use_loopback_only()
+    extra = ["--fps", str(args.fps), "--steps", str(args.steps), "--max-sessions", str(max(8, args.viewers))]
+    if args.model:
+        extra += ["--model", args.model]
+    with ServerProcess(*extra) as server:
+        assert server.process is not None
+        measured = asyncio.run(_run(server.url, server.process.pid, args.viewers, args.seconds, args.fps))
+    report = {
+        "benchmark": "stream",
+        "machine": machine(),
+        "viewers": args.viewers,
+        "seconds": args.seconds,
+        "target_fps": args.fps,
+        "steps": args.steps,
+        **measured,
+    }
+    write_json(report, args.json)
+    print(
+        f"{args.viewers} viewer(s): min {report['min_fps']} fps, {report['total_stalls']} stalls, "
+        f"first frame <= {report['max_time_to_first_frame_s']} s, steer visible {report['steer_visible_s']} s, "
+        f"server CPU {report['server_cpu_cores']} cores"
+    )
+    return 0

@@ -1,0 +1,71 @@
+"""Adaptive control and admission: streams stay real-time, and a viewer too many is refused, not everyone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from benchmarks.server_process import ServerProcess
+from streamer.adaptive import AdaptiveController
+from streamer.metrics import Metrics
+from streamer.whep_client import WhepClient
+
+
+@dataclass
+class _Engine:
+    steps: int
+
+
+@dataclass
+class _Stream:
+    realtime_factor: float
+    fps: int = 24
+
+
+def _controller(engine: _Engine, streams: list[_Stream], throughput: float | None = None) -> AdaptiveController:
+    return AdaptiveController(
+        engine, lambda: streams, Metrics(), max_steps=2, target_fps=24, min_fps=12, throughput=lambda: throughput
+    )
+
+
+def test_falling_behind_cuts_steps_first_then_frame_rate_down_to_the_floor() -> None:
+    engine, streams = _Engine(steps=2), [_Stream(0.8), _Stream(1.3)]
+    controller = _controller(engine, streams)
+    actions = [controller.check() for _ in range(5)]
+    assert [a.action for a in actions if a] == ["steps_down", "fps_down", "fps_down", "fps_down"]
+    assert engine.steps == 1 and all(s.fps == 12 for s in streams), "never below the floor"
+    assert actions[-1] is None
+
+
+def test_headroom_restores_frame_rate_then_steps() -> None:
+    engine, streams = _Engine(steps=1), [_Stream(2.5, fps=16)]
+    controller = _controller(engine, streams)
+    decisions = [controller.check() for _ in range(9)]
+    assert [d.action for d in decisions if d] == ["fps_up", "fps_up", "steps_up"]
+    assert streams[0].fps == 24 and engine.steps == 2
+
+
+def test_admission_needs_throughput_for_everyone_at_the_floor() -> None:
+    streams = [_Stream(1.2), _Stream(1.2)]
+    assert _controller(_Engine(1), streams, throughput=40.0).can_admit()  # 3 x 12 = 36 <= 40
+    assert not _controller(_Engine(1), streams, throughput=30.0).can_admit()
+
+
+async def test_a_viewer_beyond_capacity_gets_503_with_retry_after() -> None:
+    with ServerProcess("--max-sessions", "1") as server:
+        first, second = WhepClient(server.url), WhepClient(server.url)
+        try:
+            assert (await first.connect()).status_code == 201
+            refused = await second.connect()
+            assert refused.status_code == 503
+            assert int(refused.headers["retry-after"]) > 0
+            assert "capacity" in refused.text
+            assert len(await first.frames(10)) == 10, "the admitted viewer keeps streaming"
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                assert "pixelcast_admissions_refused_total 1.0" in (await http.get("/metrics")).text
+                assert (await http.delete(first.location)).status_code == 200
+            assert (await WhepClient(server.url).connect()).status_code == 201, "capacity is back once one leaves"
+        finally:
+            await first.close()
+            await second.close()
