@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixelcast-installed
 ARGS ?=
 
-.PHONY: run test bench install browser clean
+.PHONY: run test bench train eval simulate install browser clean
 
 run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
@@ -13,8 +13,22 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest $(ARGS)
 
+# Speed, measured side by side and written as JSON under bench-results/ (see README, Performance).
 bench: $(STAMP)
-	$(VENV)/bin/pixelcast bench engine --seconds 10 --json bench-results/engine.json
+	$(VENV)/bin/pixelcast bench engine --seconds 20 --steps 1 --json bench-results/engine.json
+	$(VENV)/bin/pixelcast bench stream --viewers 1 --seconds 30 --json bench-results/stream-1.json
+	$(VENV)/bin/pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json
+	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
+
+train: $(STAMP)
+	$(VENV)/bin/pixelcast train $(ARGS)
+
+eval: $(STAMP)
+	$(VENV)/bin/pixelcast eval model --json bench-results/eval-model.json $(ARGS)
+
+simulate: $(STAMP)
+	$(VENV)/bin/pixelcast simulate --viewers 300 --segments 50 --json bench-results/simulate.json \
+		--plot bench-results/simulate.png
 
 install: $(STAMP)
 

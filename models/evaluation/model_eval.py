@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from models.card import EVALUATION_FILE, write_model_card
 from models.engine import StreamingEngine, default_model_path
 from models.evaluation import sections
 from models.evaluation.probe import load_or_train_probe
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", type=Path, help="attribute probe folder (default: shipped, cached or trained)")
     parser.add_argument("--seed", type=int, default=0, help="seed of specs, captions and noise (default 0)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--card", action="store_true", help="also store the report in the model folder and rewrite its model card"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
@@ -160,5 +164,8 @@ def main(args: argparse.Namespace) -> int:
     report = evaluate(model, settings_from_args(args), probe_path=args.probe, quick=args.quick)
     if args.json:
         write_json(report, args.json)
+    if args.card:
+        write_json(report, model / EVALUATION_FILE)
+        print(f"updated the model card {write_model_card(model)}")
     print(summary(report))
     return 0

@@ -22,7 +22,7 @@ class TrainConfig:
     clip_frames: int = 12
     captions_per_clip: int = 8
     # 3. denoiser
-    unet_steps: int = 3000
+    unet_steps: int = 2000
     unet_batch: int = 32
     unet_lr: float = 4e-4
     warmup_steps: int = 100

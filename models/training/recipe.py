@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from models.build import make_scheduler
+from models.card import TRAINING_FILE, write_model_card
 from models.pipeline import PixelcastPipeline
 from models.text import TextEncoder
 
@@ -70,7 +71,8 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
         },
         "size_mb": round(sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()) / 2**20, 2),
     }
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_model_card(out_dir)
     return summary
 
 

@@ -1,0 +1,106 @@
+"""The model card of a trained Pixelcast pipeline folder, written from its own figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TRAINING_FILE = "training.json"
+EVALUATION_FILE = "evaluation.json"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _evaluation_section(report: dict[str, Any]) -> str:
+    a, f, d, t = report["adherence"], report["flicker"], report["drift"], report["transition"]
+    rows = "\n".join(
+        f"| {name} | {_pct(a['heldout']['accuracy'][name])} | {_pct(a['train']['accuracy'][name])} "
+        f"| {_pct(a['ceiling'][name])} | {_pct(a['chance'][name])} |"
+        for name in a["ceiling"]
+    )
+    targets = "\n".join(
+        f"- {name}: {target['value']} (target {target['target']}): {'pass' if target['pass'] else 'FAIL'}"
+        for name, target in report["targets"].items()
+    )
+    return f"""## Evaluation
+
+`pixelcast eval model` ({report['machine']['date']}, {report['settings']['steps']} step(s) per frame;
+full report in `{EVALUATION_FILE}`). Prompt adherence is read by the attribute probe (trained on real
+renders) from frames streamed for new, held-out phrasings and for training phrasings:
+
+| attribute | held-out phrasings | training phrasings | ceiling (probe on real renders) | chance |
+|---|---|---|---|---|
+{rows}
+
+- Held-out subject+palette adherence / ceiling: {a['heldout_joint_vs_ceiling']} (training phrasings:
+  {a['train_joint_vs_ceiling']}).
+- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
+  {f['world_mean_abs_change']} (ratio {f['ratio']}).
+- Drift over a {d['rollout_minutes']}-minute rollout: subject+palette adherence
+  {_pct(d['first']['accuracy']['subject+palette'])} in the first window,
+  {_pct(d['last']['accuracy']['subject+palette'])} in the last ({d['drift_points']} points).
+- Prompt change: largest frame-to-frame change x{t['max_spike_ratio']} of the usual; the new subject is
+  recognised in {_pct(t['new_subject_recognised_rate'])} of changes after a median of
+  {t['median_frames_until_new_subject']} frames; blank or flat frames: {t['blank_or_flat_frames']}.
+
+Targets:
+{targets}
+"""
+
+
+def write_model_card(folder: Path) -> Path:
+    """(Re)write `README.md` in a trained folder from `training.json` and, if present, `evaluation.json`."""
+    training = json.loads((folder / TRAINING_FILE).read_text())
+    config, ae = training["config"], training["autoencoder"]
+    params = training["parameters"]
+    evaluation_path = folder / EVALUATION_FILE
+    evaluation = (
+        _evaluation_section(json.loads(evaluation_path.read_text()))
+        if evaluation_path.is_file()
+        else "## Evaluation\n\nNot evaluated yet: run `pixelcast eval model --json models/weights/evaluation.json`.\n"
+    )
+    card = f"""# Pixelcast world model
+
+A small text-to-video diffusion model trained by `pixelcast train` (seed {config['seed']}) on Pixelcast's
+procedural world, in diffusers layout (`PixelcastPipeline`: `unet`, `vae`, `scheduler`). It streams
+128x128 video autoregressively, one frame at a time, conditioned on MiniLM text and the previous frame.
+
+## Data
+
+Renders of `models/world/`: 8 subjects x 6 palettes x 4 weathers x 2 paces x 4 camera motions, at random
+times in the first ten minutes of each scene. {config['clips']} clips of {config['clip_frames']} consecutive
+frames (every scene combination once), each with {config['captions_per_clip']} captions drawn from the
+training phrasings; the held-out phrasings (templates and synonyms) are never seen in training.
+
+## Recipe
+
+1. Autoencoder (`AutoencoderTiny`, {params['autoencoder']:,} parameters): {config['ae_steps']} steps on random
+   {config['ae_crop']}x{config['ae_crop']} crops, batch {config['ae_batch']}, MSE plus an L1 loss on image
+   gradients (weight {config['ae_edge_weight']}) so thin features survive. On unseen full frames:
+   {ae['psnr_db']} dB PSNR, edge energy {ae['edge_energy_ratio']} of the original. Latents are scaled by
+   {ae['latent_scale']} to unit variance.
+2. Denoiser (`UNet2DConditionModel`, {params['unet']:,} parameters; input = noisy latent + previous frame's
+   latent; MiniLM token states through cross-attention and its sentence embedding as class embedding):
+   {config['unet_steps']} steps, batch {config['unet_batch']}, AdamW at {config['unet_lr']} with warm-up and cosine
+   decay, EMA {config['ema_decay']}, v-prediction on a zero-terminal-SNR schedule, half the batch at the
+   timesteps 1-2-step DDIM visits. The previous frame is noised (std up to {config['context_noise_max']}),
+   swapped for another scene's ({config['context_swap']:.0%}) and dropped ({config['context_drop']:.0%}); at
+   inference it gets noise of std {config['context_noise_inference']}. No classifier-free guidance.
+3. Final denoiser loss {training['denoiser']['final_loss']}; {training['minutes']} minutes in all; weights stored
+   as float16 ({training['size_mb']} MB).
+
+{evaluation}
+## Limits
+
+- Only the procedural world: it has never seen a photograph; words outside the world's vocabulary
+  steer it only as far as MiniLM relates them to words it knows.
+- 128x128 at 24 fps; fine texture (rain streaks, single stars) is softer than in the renders.
+- Pace and camera motion are weaker than subject, palette and weather (they are not measured by the
+  single-frame probe).
+"""
+    path = folder / "README.md"
+    path.write_text(card)
+    return path
