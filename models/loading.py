@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
+
+from models.text import CachedTextEncoder
 
 PIXELCAST = "pixelcast"
 """Kind of the shipped model: a `PixelcastPipeline` (previous-frame conditioned UNet, MiniLM text)."""
@@ -162,7 +162,7 @@ def vae_scale_factor(vae: Any) -> int:
     return 2 ** (len(blocks) - 1)
 
 
-class PipelinePromptEncoder:
+class PipelinePromptEncoder(CachedTextEncoder):
     """A text-to-image pipeline's own tokenizer + text encoder -> token states `[B, max_length, dim]`.
 
     Matches `StableDiffusionPipeline.encode_prompt` without guidance, LoRA scale or clip skip:
@@ -186,31 +186,7 @@ class PipelinePromptEncoder:
             raise ValueError(f"tokenizer model_max_length={tokenizer.model_max_length} is not a usable length")
         self.embedding_dim = int(text_encoder.config.hidden_size)
         self._use_attention_mask = bool(getattr(text_encoder.config, "use_attention_mask", False))
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token states `[len(texts), max_tokens, embedding_dim]` on the text encoder's device."""
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
-        if not texts:
-            return torch.zeros(0, self.max_tokens, self.embedding_dim, device=self.device)
-        with self._lock:
-            found = {t: self._cache[t] for t in texts if t in self._cache}
-            for t in found:
-                self._cache.move_to_end(t)
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing:
-            states = self._run(missing)
-            with self._lock:
-                for t, s in zip(missing, states):
-                    found[t] = s
-                    self._cache[t] = s
-                    self._cache.move_to_end(t)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return torch.stack([found[t] for t in texts])
+        self._init_cache(cache_size)
 
     def _run(self, texts: list[str]) -> list[torch.Tensor]:
         batch = self.tokenizer(

@@ -10,7 +10,50 @@ from collections.abc import Sequence
 import torch
 
 
-class TextEncoder:
+class CachedTextEncoder:
+    """Text -> token states `[B, max_tokens, embedding_dim]`, cached per text (LRU, thread-safe).
+
+    Subclasses set `device`, `max_tokens`, `embedding_dim` and `cache_size` and implement `_run`,
+    which encodes texts that are not cached yet.
+    """
+
+    device: torch.device
+    max_tokens: int
+    embedding_dim: int
+    cache_size: int
+
+    def _init_cache(self, cache_size: int) -> None:
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _run(self, texts: list[str]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token states `[len(texts), max_tokens, embedding_dim]` on `device`."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
+        if not texts:
+            return torch.zeros(0, self.max_tokens, self.embedding_dim, device=self.device)
+        with self._lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in found:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            states = self._run(missing)
+            with self._lock:
+                for t, state in zip(missing, states):
+                    found[t] = state
+                    self._cache[t] = state
+                    self._cache.move_to_end(t)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return torch.stack([found[t] for t in texts])
+
+
+class TextEncoder(CachedTextEncoder):
     """Turns text into token states `[B, max_tokens, embedding_dim]` for cross-attention.
 
     Padded positions are zero. Results are cached per text (LRU), so steering with a text seen
@@ -47,31 +90,7 @@ class TextEncoder:
         hidden = int(self.model.config.hidden_size)
         if hidden != self.embedding_dim:
             raise ValueError(f"text model at {model_path} has hidden_size={hidden}, expected {self.embedding_dim}")
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token states `[len(texts), 32, 384]` (float32, on `device`), padded positions zeroed."""
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
-        with self._lock:
-            found = {t: self._cache[t] for t in texts if t in self._cache}
-            for t in found:
-                self._cache.move_to_end(t)
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing:
-            states = self._run(missing)
-            with self._lock:
-                for t, s in zip(missing, states):
-                    found[t] = s
-                    self._cache[t] = s
-                    self._cache.move_to_end(t)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        if not texts:
-            return torch.zeros(0, self.max_tokens, self.embedding_dim, device=self.device)
-        return torch.stack([found[t] for t in texts])
+        self._init_cache(cache_size)
 
     def mean_pooled(self, texts: Sequence[str]) -> torch.Tensor:
         """Sentence embeddings `[B, 384]`: mean of the non-padded token states (not normalized)."""

@@ -54,8 +54,8 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
     unet, losses = train_denoiser(config, bank, scheduler, work_dir)
     # 4. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(unet=unet, vae=vae, scheduler=scheduler, context_noise=config.context_noise_inference)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    for part in ("unet", "vae", "scheduler"):  # replace the pipeline, keep anything else (the probe)
+        shutil.rmtree(out_dir / part, ignore_errors=True)
     pipeline.to(torch.float16).save_pretrained(out_dir)
     summary = {
         "config": config.to_dict(),
@@ -69,7 +69,11 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
             "unet": sum(p.numel() for p in unet.parameters()),
             "autoencoder": sum(p.numel() for p in vae.parameters()),
         },
-        "size_mb": round(sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()) / 2**20, 2),
+        "size_mb": round(
+            sum(f.stat().st_size for part in ("unet", "vae") for f in (out_dir / part).rglob("*") if f.is_file())
+            / 2**20,
+            2,
+        ),
     }
     (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     write_model_card(out_dir)

@@ -1,0 +1,65 @@
+"""The shipped weights, loaded offline: what a viewer asks for is what the probe sees in the frames."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from models import StreamingEngine, default_model_path
+from models.evaluation.probe import AttributeProbe
+from models.world import SceneSpec, describe
+
+SETTLE_FRAMES = 24  # one second of stream before looking
+LOOK_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def engine() -> StreamingEngine:
+    return StreamingEngine.from_pretrained(default_model_path(), steps=1)
+
+
+@pytest.fixture(scope="module")
+def probe() -> AttributeProbe:
+    shipped = default_model_path() / "probe"
+    if not shipped.is_dir():
+        pytest.fail("the attribute probe must ship with the model in models/weights/probe")
+    return AttributeProbe.load(shipped)
+
+
+def _stream(engine: StreamingEngine, prompts: list[str], frames: int, states: list | None = None) -> tuple[list, list]:
+    states = states or [engine.new_stream(seed) for seed in range(len(prompts))]
+    conditions = [engine.encode_prompt(p) for p in prompts]
+    out: list = [[] for _ in prompts]
+    for _ in range(frames):
+        for i, frame in enumerate(engine.generate(list(zip(states, conditions)))):
+            out[i].append(frame)
+    return states, out
+
+
+def _majority(probe: AttributeProbe, frames: list) -> dict[str, str]:
+    predicted = probe.predict(frames[-LOOK_FRAMES:])
+    return {attr: Counter(values).most_common(1)[0][0] for attr, values in predicted.items()}
+
+
+def test_the_probe_sees_the_asked_for_subject_and_palette(engine: StreamingEngine, probe: AttributeProbe) -> None:
+    specs = [
+        SceneSpec("ocean", "sunset"),
+        SceneSpec("city", "night"),
+        SceneSpec("mountains", "noon"),
+        SceneSpec("desert", "dawn"),
+        SceneSpec("forest", "dusk"),
+        SceneSpec("volcano", "neon"),
+    ]
+    _, streams = _stream(engine, [describe(s) for s in specs], SETTLE_FRAMES)
+    seen = [_majority(probe, frames) for frames in streams]
+    hits = sum(s.subject == p["subject"] and s.palette == p["palette"] for s, p in zip(specs, seen))
+    assert hits >= 5, f"asked for {[(s.subject, s.palette) for s in specs]}, the probe saw {seen}"
+
+
+def test_a_steer_to_another_subject_changes_what_the_probe_sees(engine: StreamingEngine, probe: AttributeProbe) -> None:
+    before, after = "a calm ocean at sunset", "a city skyline at night"
+    states, streams = _stream(engine, [before], SETTLE_FRAMES)
+    assert _majority(probe, streams[0])["subject"] == "ocean"
+    _, streams = _stream(engine, [after], SETTLE_FRAMES, states)
+    assert _majority(probe, streams[0])["subject"] == "city", "the stream did not follow the steer"
