@@ -69,6 +69,8 @@ class VideoEncoder:
         context.time_base = VIDEO_TIME_BASE
         context.framerate = fractions.Fraction(self.fps, 1)
         context.bit_rate = self._target_bitrate
+        # One thread per encoder: frames are tiny, and the cores belong to the model.
+        context.thread_count = 1
         # Keyframes come only when asked for (segment starts, PLI/FIR), never on the codec's own schedule.
         context.gop_size = 10 * self.fps
         if self.codec == "h264":
