@@ -109,10 +109,23 @@ class EpsilonGreedyPolicy(Policy):
         return candidates[_argmax(alpha / (alpha + beta), rng)]
 
 
+EVIDENCE_SCALE = 3.0
+"""Thompson samples from tempered posteriors in which each observation counts this many times.
+
+One viewer gives few, noisy reactions; sharper posteriors move to exploitation sooner. Chosen with
+the simulator on seed 0 (share of the oracle's reward by segment 20: 0.784 at 1, 0.800 at 2, 0.816
+at 3) and confirmed on seed 7 (0.786 at 1, 0.813 at 3).
+"""
+
+
 class ThompsonPolicy(Policy):
     """Thompson sampling over attribute values: independent Beta posteriors, sample, argmax."""
 
     name = "thompson"
+
+    def __init__(self, vocabulary: Vocabulary, evidence_scale: float = EVIDENCE_SCALE) -> None:
+        super().__init__(vocabulary)
+        self.evidence_scale = evidence_scale
 
     def bucket(self, attr: str, profile: ProfileState, context: Context | None) -> str:
         """Which posteriors to sample: the global ones."""
@@ -120,7 +133,11 @@ class ThompsonPolicy(Policy):
 
     def pick(self, attr, candidates, profile, context, rng):  # type: ignore[no-untyped-def]
         alpha, beta = profile.posterior(attr, candidates, self.bucket(attr, profile, context))
-        return candidates[_argmax(rng.beta(alpha, beta), rng)]
+        prior_alpha, prior_beta = profile.prior
+        scale = self.evidence_scale
+        tempered_alpha = prior_alpha + scale * (alpha - prior_alpha)
+        tempered_beta = prior_beta + scale * (beta - prior_beta)
+        return candidates[_argmax(rng.beta(tempered_alpha, tempered_beta), rng)]
 
 
 class ContextualThompsonPolicy(ThompsonPolicy):
