@@ -89,8 +89,9 @@ training phrasings; the held-out phrasings (templates and synonyms) are never se
    timesteps 1-2-step DDIM visits. The previous frame is noised (std up to {config['context_noise_max']}),
    swapped for another scene's ({config['context_swap']:.0%}) and dropped ({config['context_drop']:.0%}); at
    inference it gets noise of std {config['context_noise_inference']}. No classifier-free guidance.
-3. Final denoiser loss {training['denoiser']['final_loss']}; {training['minutes']} minutes in all; weights stored
-   as float16 ({training['size_mb']} MB).
+3. Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
+   {training.get('minutes_this_run', training.get('minutes'))} minutes (a resumed run counts only its own
+   time); weights stored as float16 ({training['size_mb']} MB).
 
 {evaluation}
 ## Limits

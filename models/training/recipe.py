@@ -64,7 +64,7 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
         },
-        "minutes": round((time.monotonic() - started) / 60, 1),
+        "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
             "unet": sum(p.numel() for p in unet.parameters()),
             "autoencoder": sum(p.numel() for p in vae.parameters()),
@@ -101,5 +101,5 @@ def main(args: argparse.Namespace) -> int:
         shutil.rmtree(args.work_dir)
     summary = train(config, args.out, args.work_dir, args.threads)
     print(json.dumps({k: v for k, v in summary.items() if k != "denoiser"}, indent=2))
-    print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes']} min")
+    print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes_this_run']} min")
     return 0
