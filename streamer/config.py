@@ -26,7 +26,6 @@ class ServerConfig:
     max_sessions: int = 8
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
-    default_prompt: str = "a calm ocean at sunset with gentle waves"
 
     @property
     def ice_addresses(self) -> list[str] | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from diffusers import AutoencoderTiny, UNet2DConditionModel
+from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 
-from models.build import LATENT_CHANNELS, LATENT_SIZE, TEXT_DIM
+LATENT_CHANNELS = 4
+LATENT_SIZE = 16  # 16x16 latent -> 128x128 pixels (AutoencoderTiny upsamples 2x three times)
+TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
 
 
 def make_autoencoder() -> AutoencoderTiny:
@@ -42,4 +44,19 @@ def make_video_unet() -> UNet2DConditionModel:
         class_embed_type="projection",
         projection_class_embeddings_input_dim=TEXT_DIM,
         norm_num_groups=16,
+    )
+
+
+def make_scheduler() -> DDIMScheduler:
+    """DDIM with trailing spacing and zero terminal SNR, v-prediction: well posed at 1-4 steps."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
     )

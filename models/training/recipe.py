@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from models.build import make_scheduler
 from models.card import TRAINING_FILE, write_model_card
 from models.pipeline import PixelcastPipeline
 from models.text import TextEncoder
 
+from .architecture import make_scheduler
 from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
