@@ -72,7 +72,7 @@ class AdaptiveController:
 
     def check(self) -> Decision | None:
         """One control step: returns the adjustment made, if any."""
-        streams = [s for s in self._streams() if s.realtime_factor > 0]
+        streams = [s for s in self._streams() if s.realtime_factor > 0 and s.settled]
         if not streams:
             return None
         slowest = min(s.realtime_factor for s in streams)

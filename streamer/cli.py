@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         steps=args.steps,
         max_sessions=args.max_sessions,
         min_fps=args.min_fps,
+        engine_threads=args.engine_threads,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--min-fps", type=int, default=12, help="frame-rate floor; new viewers get 503 below it (default 12)"
     )
+    serve.add_argument("--engine-threads", type=int, help="torch threads for the model (default: all cores but one)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 

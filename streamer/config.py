@@ -24,6 +24,7 @@ class ServerConfig:
     stream: StreamSettings = field(default_factory=StreamSettings)
     steps: int = 2
     max_sessions: int = 8
+    engine_threads: int | None = None  # torch threads; default: all cores but one
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
 

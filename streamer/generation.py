@@ -103,6 +103,11 @@ class GenerationLoop:
         self._metrics.frames_sent.inc()
 
     @property
+    def settled(self) -> bool:
+        """Whether a full window of frames was measured (the first ones include start-up work)."""
+        return self.frames_generated >= 2 * self.settings.fps
+
+    @property
     def realtime_factor(self) -> float:
         """Seconds of video this stream can produce per second of wall time (>= 1 keeps up)."""
         if not self._cycle_seconds:

@@ -21,6 +21,7 @@ class _Engine:
 class _Stream:
     realtime_factor: float
     fps: int = 24
+    settled: bool = True
 
 
 def _controller(engine: _Engine, streams: list[_Stream], throughput: float | None = None) -> AdaptiveController:
