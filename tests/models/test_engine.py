@@ -10,6 +10,7 @@ import torch
 
 from models import StreamingEngine, StreamState, TextEncoder, default_model_path, slerp_conditioning
 from models.pipeline import PixelcastPipeline
+from tests.models.streaming import assert_batch_equals_streams_alone, rollout
 
 OCEAN = "a calm ocean at sunset"
 CITY = "a busy city at night"
@@ -23,12 +24,6 @@ def text_encoder() -> TextEncoder:
 @pytest.fixture(scope="module")
 def engine(text_encoder: TextEncoder) -> StreamingEngine:
     return StreamingEngine.from_pretrained(default_model_path(), steps=2, text_encoder=text_encoder)
-
-
-def rollout(engine: StreamingEngine, seed: int, prompt: str, frames: int) -> list[np.ndarray]:
-    state = engine.new_stream(seed)
-    cond = engine.encode_prompt(prompt)
-    return [engine.generate([(state, cond)])[0] for _ in range(frames)]
 
 
 def test_shipped_folder_is_a_diffusers_pipeline() -> None:
@@ -75,17 +70,7 @@ def test_same_seed_same_frames_and_prompt_matters(engine: StreamingEngine) -> No
 
 
 def test_batch_equals_streams_alone(engine: StreamingEngine) -> None:
-    ocean, city = engine.encode_prompt(OCEAN), engine.encode_prompt(CITY)
-    alone = [rollout(engine, seed=1, prompt=OCEAN, frames=3), rollout(engine, seed=2, prompt=CITY, frames=3)]
-    a, b = engine.new_stream(1), engine.new_stream(2)
-    batched: list[list[np.ndarray]] = [[], []]
-    for _ in range(3):
-        fa, fb = engine.generate([(a, ocean), (b, city)])
-        batched[0].append(fa)
-        batched[1].append(fb)
-    for stream_alone, stream_batched in zip(alone, batched):
-        for x, y in zip(stream_alone, stream_batched):
-            assert np.abs(x.astype(int) - y.astype(int)).max() <= 2
+    assert_batch_equals_streams_alone(engine, OCEAN, CITY)
 
 
 def test_engine_matches_plain_pipeline(engine: StreamingEngine) -> None:

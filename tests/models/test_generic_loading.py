@@ -28,6 +28,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from models import StreamingEngine, slerp_conditioning
 from models.engine import _ddim_schedule
 from models.loading import PIXELCAST, TEXT_TO_IMAGE, check_pipeline_folder, load_pipeline
+from tests.models.streaming import assert_batch_equals_streams_alone, rollout
 
 TOKENS = 16  # tokenizer model_max_length (77 in real Stable Diffusion)
 CROSS_ATTENTION_GAIN = 8.0
@@ -134,12 +135,6 @@ def engine(sd_folder: Path) -> StreamingEngine:
     return StreamingEngine.from_pretrained(sd_folder, steps=1)
 
 
-def rollout(engine: StreamingEngine, seed: int, prompt: str, frames: int) -> list[np.ndarray]:
-    state = engine.new_stream(seed)
-    cond = engine.encode_prompt(prompt)
-    return [engine.generate([(state, cond)])[0] for _ in range(frames)]
-
-
 def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(float) - b.astype(float)).mean())
 
@@ -186,17 +181,7 @@ def test_same_seed_same_frames_and_prompt_matters(engine: StreamingEngine) -> No
 
 
 def test_batch_equals_streams_alone(engine: StreamingEngine) -> None:
-    ocean, city = engine.encode_prompt(OCEAN), engine.encode_prompt(CITY)
-    alone = [rollout(engine, seed=1, prompt=OCEAN, frames=3), rollout(engine, seed=2, prompt=CITY, frames=3)]
-    a, b = engine.new_stream(1), engine.new_stream(2)
-    batched: list[list[np.ndarray]] = [[], []]
-    for _ in range(3):
-        fa, fb = engine.generate([(a, ocean), (b, city)])
-        batched[0].append(fa)
-        batched[1].append(fb)
-    for stream_alone, stream_batched in zip(alone, batched):
-        for x, y in zip(stream_alone, stream_batched):
-            assert np.abs(x.astype(int) - y.astype(int)).max() <= 2
+    assert_batch_equals_streams_alone(engine, OCEAN, CITY)
 
 
 def test_server_calls_work(engine: StreamingEngine) -> None:
