@@ -86,6 +86,13 @@ class VideoEncoder:
         self._context_bitrate = self._target_bitrate
         return context
 
+    def restart(self) -> None:
+        """Start a new coded stream at the next frame: a keyframe, and pts may go back in time.
+
+        Used when frames the codec already referenced were thrown away before being sent.
+        """
+        self._context = None
+
     def encode(self, rgb: np.ndarray, pts: int, keyframe: bool) -> list[av.Packet]:
         """Encode one HxWx3 uint8 frame shown at `pts` (90 kHz ticks); force an IDR frame if `keyframe`."""
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:

@@ -21,6 +21,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class _MadeFrame:
+    """What the stream looked like after one generated frame, so a steer can resume from it."""
+
+    pts: int
+    latent: Any
+    noise: Any
+    conditioning: Any
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     """Timing of one stream."""
 
@@ -44,6 +54,10 @@ class GenerationLoop:
     Frame slots are numbered on the playout clock; when generation falls so far behind that a
     slot's due time has passed, that slot is skipped rather than generated late, so the stream
     stays on time and nothing queues up.
+
+    A steer or skip does not wait behind the buffered lead: frames made before it that have not
+    been sent yet are thrown away, and generation resumes from the last frame the viewer got (its
+    slot, latent and conditioning), with a keyframe, so the change shows one generation later.
     """
 
     def __init__(
@@ -73,6 +87,9 @@ class GenerationLoop:
         self.segment_id = -1
         self.frames_generated = 0
         self.frames_dropped = 0
+        self.frames_replaced = 0
+        self._obsolete_pts: int | None = None  # a made frame a steer overtook before it was queued
+        self._made: deque[_MadeFrame] = deque(maxlen=buffer.capacity + 2)
         self._replan_now = False
         self._keyframe_requested = False
         self.fps = settings.fps  # the adaptive controller may lower it (and raise it back)
@@ -130,6 +147,7 @@ class GenerationLoop:
             "height": int(self._engine.height),
             "frames_generated": self.frames_generated,
             "frames_dropped": self.frames_dropped,
+            "frames_replaced": self.frames_replaced,
             "segment_id": self.segment_id,
         }
 
@@ -145,6 +163,8 @@ class GenerationLoop:
             # 1. segments follow the playout clock, not the frames that happened to be made;
             #    a steer or skip starts a new segment at once; new prompts blend in over a few frames
             if blend is None or self._replan_now or pts - segment_start >= segment_ticks:
+                if self._replan_now:
+                    pts, current = self._rewind(pts, current)
                 self._replan_now = False
                 plan = await self._planner.plan()
                 if self.plan is None or plan.prompt != self.plan.prompt:
@@ -177,11 +197,39 @@ class GenerationLoop:
             self._metrics.encode_seconds.observe(finished - encode_started)
             self._cycle_seconds.append(finished - started)
             self.frames_generated += 1
+            self._made.append(_MadeFrame(pts, self._state.latent, self._state.noise, current))
 
-            # 4. hand it to playout; waits while the buffer is full (bounded lead)
+            # 4. hand it to playout; waits while the buffer is full (bounded lead), unless a steer
+            #    or skip makes this frame obsolete while it waits
             for packet in packets:
-                await self.buffer.put(EncodedFrame(pts, packet, keyframe, self.segment_id))
+                queued = await self.buffer.put(
+                    EncodedFrame(pts, packet, keyframe, self.segment_id), unless=lambda: self._replan_now
+                )
+                if not queued:
+                    self._obsolete_pts = pts
+                    break
             pts += interval
+
+    def _rewind(self, pts: int, current: Any) -> tuple[int, Any]:
+        """Drop the unsent lead; return the slot and conditioning to go on from."""
+        unsent = {frame.pts for frame in self.buffer.drain()}
+        if self._obsolete_pts is not None:
+            unsent.add(self._obsolete_pts)
+            self._obsolete_pts = None
+        if not unsent:
+            return pts, current
+        first = min(unsent)
+        self.frames_replaced += len(unsent)
+        self._metrics.frames_replaced.inc(len(unsent))
+        shown = [made for made in self._made if made.pts < first]
+        self._made.clear()
+        if shown:
+            self._state.latent, self._state.noise = shown[-1].latent, shown[-1].noise
+            self._made.append(shown[-1])
+            current = shown[-1].conditioning
+        # the codec referenced the dropped frames: start a fresh coded stream (keyframe) at `first`
+        self._encoder.restart()
+        return first, current
 
     def _begin_segment(self) -> None:
         self.segment_id += 1

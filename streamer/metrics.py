@@ -22,6 +22,11 @@ class Metrics:
         self.frames_dropped = Counter(
             "pixelcast_frames_dropped", "Frame slots skipped because generation fell behind", registry=self.registry
         )
+        self.frames_replaced = Counter(
+            "pixelcast_frames_replaced",
+            "Buffered frames thrown away unsent because a steer or skip replaced them",
+            registry=self.registry,
+        )
         self.realtime_factor = Gauge(
             "pixelcast_realtime_factor_min",
             "Lowest real-time factor over live sessions (seconds of video generated per second; >= 1 keeps up)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -74,6 +75,11 @@ class PlayoutBuffer:
         self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(maxsize=capacity)
         self._closed = False
 
+    @property
+    def capacity(self) -> int:
+        """The most frames it holds."""
+        return self._queue.maxsize
+
     def close(self) -> None:
         """Refuse further frames: a generator waiting for space stops with `PlayoutClosed`."""
         self._closed = True
@@ -83,16 +89,25 @@ class PlayoutBuffer:
         """Frames waiting to be sent."""
         return self._queue.qsize()
 
-    async def put(self, frame: EncodedFrame) -> None:
-        """Add a frame, waiting while the buffer is full."""
+    async def put(self, frame: EncodedFrame, *, unless: Callable[[], bool] | None = None) -> bool:
+        """Add a frame, waiting while the buffer is full; give up (False) once `unless()` is true."""
         while True:
             if self._closed:
                 raise PlayoutClosed("the playout buffer was closed")
             try:
                 self._queue.put_nowait(frame)
-                return
+                return True
             except asyncio.QueueFull:
+                if unless is not None and unless():
+                    return False
                 await asyncio.sleep(PUT_POLL_SECONDS)
+
+    def drain(self) -> list[EncodedFrame]:
+        """Take every frame still waiting, oldest first (a steer replaces what was made before it)."""
+        frames = []
+        while not self._queue.empty():
+            frames.append(self._queue.get_nowait())
+        return frames
 
     async def get(self) -> EncodedFrame:
         """Take the next frame, waiting while the buffer is empty."""
