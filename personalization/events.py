@@ -2,8 +2,10 @@
 
 Each event records which scene it was about (``scene``: compact JSON attr -> value, written by the
 streamer from the segment's ``SceneSpec``) and the viewing context bucket (``context``), so that
-``profiles.LUA_APPLY`` can turn it into posterior evidence. Every append also adds a pointer
-``{"viewer": <id>}`` to the global stream ``keys.POINTERS_KEY`` for ``consumer.EventConsumer``.
+``profiles.LUA_APPLY_PENDING`` can turn it into posterior evidence. Appends are group-committed
+(``group_commit.GroupCommit``): the appends of every viewer that arrive while one round trip is in
+flight share the next one, one ``LUA_APPEND`` call per viewer plus one pointer ``{"viewer": <id>}`` per
+viewer on the global stream ``keys.POINTERS_KEY`` for ``consumer.EventConsumer``.
 """
 
 from __future__ import annotations
@@ -11,39 +13,45 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from personalization.context import Context
 from personalization.errors import UnknownViewer
+from personalization.group_commit import GroupCommit
 from personalization.keys import (
     EVENTS_MAXLEN,
     LUA_REFRESH_TTL,
     POINTERS_KEY,
     POINTERS_MAXLEN,
+    affinity_key,
     events_key,
     profile_key,
     viewer_keys,
 )
 from personalization.messages import FEEDBACK_KINDS, Feedback
-from personalization.profiles import ProfileStore, scene_field
+from personalization.profiles import APPLY_LIMIT, LUA_APPLY_PENDING, ProfileStore, scene_field
 from personalization.scripts import ScriptCall, run_scripts
 
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _MAX_SCENE_ATTRIBUTES = 16
+_ARGS_PER_EVENT = 5
 
-# KEYS[1] profile hash, KEYS[2] events stream, KEYS[3..] every key of the viewer (for the TTL)
-# ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the stream, then 5 values per event:
-# kind ("like" | "skip" | "dwell"), segment_id or "", seconds or "", scene (compact JSON attr -> value)
-# or "", context bucket or ""
-# Returns the new stream entry ids (one per event, in order), or false (nil) when the viewer has no
-# profile. XADD and the counters run in one script, so the counters always equal what the stream received.
+# KEYS[1] profile hash, KEYS[2] events stream, KEYS[3] affinity hash, KEYS[4..] every key of the viewer (TTL)
+# ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the stream, ARGV[3] most events to apply after
+# appending (0: leave them to the consumer), then 5 values per event: kind ("like" | "skip" | "dwell"),
+# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or ""
+# Returns {applied, {stream ids, one per event, in order}}, or false (nil) when the viewer has no
+# profile. XADD and the counters run in one script, so the counters always equal what the stream
+# received; the apply in the same script makes the events count before the caller hears back.
 LUA_APPEND = (
     LUA_REFRESH_TTL
+    + LUA_APPLY_PENDING
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local ids = {}
-for i = 3, #ARGV, 5 do
+for i = 4, #ARGV, 5 do
   local kind, seconds = ARGV[i], ARGV[i + 2]
   ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
     'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
@@ -51,10 +59,21 @@ for i = 3, #ARGV, 5 do
   redis.call('HINCRBY', KEYS[1], 'n_' .. kind, 1)
   if kind == 'dwell' then redis.call('HINCRBYFLOAT', KEYS[1], 'dwell_seconds', seconds) end
 end
+local applied = 0
+if tonumber(ARGV[3]) > 0 then applied = apply_pending('+', tonumber(ARGV[3])) end
 refresh_ttl()
-return ids
+return {applied, ids}
 """
 )
+
+
+@dataclass(frozen=True)
+class _Append:
+    """One caller's events for one viewer, waiting for the next group commit."""
+
+    viewer_id: str
+    args: list[str | int]  # _ARGS_PER_EVENT values per event
+    apply: bool
 
 
 def _check_scene(scene: Mapping[str, str]) -> None:
@@ -66,12 +85,17 @@ def _check_scene(scene: Mapping[str, str]) -> None:
 
 
 class EventLog:
-    """Append feedback to a viewer's event stream and keep per-kind counters in the profile."""
+    """Append feedback to a viewer's event stream and keep per-kind counters in the profile.
 
-    def __init__(self, redis: aioredis.Redis, profiles: ProfileStore | None = None) -> None:
+    Args:
+        max_batch: most callers' appends that share one round trip.
+    """
+
+    def __init__(self, redis: aioredis.Redis, profiles: ProfileStore | None = None, *, max_batch: int = 256) -> None:
         self.redis = redis
         self.profiles = profiles or ProfileStore(redis)
         self._append = redis.register_script(LUA_APPEND)  # EVALSHA, loading the script on NOSCRIPT
+        self._commit: GroupCommit[_Append, list[str]] = GroupCommit(self._flush, max_batch=max_batch)
 
     async def append(
         self,
@@ -82,12 +106,12 @@ class EventLog:
         context: Context | None = None,
         apply: bool = False,
     ) -> str:
-        """Record one feedback event in one round trip; return its stream id.
+        """Record one feedback event; return its stream id once Redis has it.
 
         ``scene`` is the segment's scene (attr -> value) the feedback is about; ``context`` the viewing
-        context. With ``apply=True`` the same round trip also applies the viewer's pending events
-        (this one included) to the profile, so the next segment already reflects it; otherwise the
-        consumer applies it (``consumer.EventConsumer``). Either way a pointer goes to ``pc:events``.
+        context. With ``apply=True`` the same script also applies the viewer's pending events (this
+        one included) to the profile, so the next segment already reflects it; otherwise the consumer
+        applies it (``consumer.EventConsumer``). Either way a pointer goes to ``pc:events``.
 
         Raises ``UnknownViewer`` if the viewer has no profile, ``ValueError`` for a malformed event
         (``parse_control_message`` never produces one).
@@ -101,27 +125,46 @@ class EventLog:
         *,
         apply: bool = False,
     ) -> list[str]:
-        """Append several events ``(feedback, scene, context)`` of one viewer in one round trip.
+        """Append several events ``(feedback, scene, context)`` of one viewer, in order, in one script call.
 
-        Same as ``append`` for each, in order; with ``apply=True`` one apply call at the end applies them all.
+        Same as ``append`` for each; with ``apply=True`` they are all applied before this returns.
         """
         if not events:
             return []
-        keys = [profile_key(viewer_id), events_key(viewer_id), *viewer_keys(viewer_id)]
-        args: list[str | int] = [f"{time.time():.3f}", EVENTS_MAXLEN]
+        viewer_keys(viewer_id)  # validates the id before anything is queued
+        args: list[str | int] = []
         for feedback, scene, context in events:
             args += self._args(feedback, scene, context)
-        calls = [ScriptCall(self._append, keys, args)]
-        if apply:
-            calls.append(self.profiles.apply_call(viewer_id))
+        return await self._commit.submit(_Append(viewer_id, args, apply))
 
-        def pointer(pipe: aioredis.client.Pipeline) -> None:  # one per call: the consumer catches up the viewer
-            pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
+    async def _flush(self, appends: Sequence[_Append]) -> list[list[str] | BaseException]:
+        """One round trip for a batch: per viewer one ``LUA_APPEND`` call (its appends in order) and a pointer."""
+        by_viewer: dict[str, list[_Append]] = {}
+        for item in appends:
+            by_viewer.setdefault(item.viewer_id, []).append(item)
+        now = f"{time.time():.3f}"
+        calls = []
+        for viewer_id, items in by_viewer.items():
+            keys = [profile_key(viewer_id), events_key(viewer_id), affinity_key(viewer_id), *viewer_keys(viewer_id)]
+            limit = APPLY_LIMIT if any(item.apply for item in items) else 0
+            calls.append(ScriptCall(self._append, keys, [now, EVENTS_MAXLEN, limit, *(a for i in items for a in i.args)]))
 
-        results = await run_scripts(self.redis, calls, then=pointer)
-        if results[0] is None:
-            raise UnknownViewer(viewer_id)
-        return [str(event_id) for event_id in results[0]]
+        def pointers(pipe: aioredis.client.Pipeline) -> None:  # the consumer catches each viewer up
+            for viewer_id in by_viewer:
+                pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
+
+        results = await run_scripts(self.redis, calls, then=pointers)
+        ids_of: dict[int, list[str] | BaseException] = {}
+        for (viewer_id, items), result in zip(by_viewer.items(), results):
+            if result is None:
+                for item in items:
+                    ids_of[id(item)] = UnknownViewer(viewer_id)
+                continue
+            ids = [str(event_id) for event_id in result[1]]
+            for item in items:
+                count = len(item.args) // _ARGS_PER_EVENT
+                ids_of[id(item)], ids = ids[:count], ids[count:]
+        return [ids_of[id(item)] for item in appends]
 
     @staticmethod
     def _args(feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None) -> list[str | int]:

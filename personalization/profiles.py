@@ -47,44 +47,70 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+# Lua function shared by ``LUA_APPLY`` and ``events.LUA_APPEND``, with KEYS[1] the profile hash, KEYS[2] the
+# events stream and KEYS[3] the affinity hash: ``apply_pending(upto, limit)`` applies the events with ids
+# in (last_event_id, upto], at most ``limit`` of them, and returns how many.
+# Idempotent: events are applied in stream order (XRANGE compares ids as ms-seq pairs) and last_event_id
+# moves to the newest applied one in the same atomic script, so a retry, a replay, or the consumer
+# seeing an event the live session already applied changes nothing. The arithmetic is
+# rewards.feedback_increments (see LUA_INCREMENTS); the increments of all events of one call are summed
+# per field first, so each field costs one HINCRBYFLOAT however many events touched it.
+LUA_APPLY_PENDING = (
+    LUA_INCREMENTS
+    + """
+local function apply_pending(upto, limit)
+  local last = redis.call('HGET', KEYS[1], 'last_event_id') or '0-0'
+  local entries = redis.call('XRANGE', KEYS[2], '(' .. last, upto, 'COUNT', limit)
+  if #entries == 0 then return 0 end
+  local sums, order = {}, {}
+  local function add(name, da, db)
+    local cell = sums[name]
+    if cell == nil then
+      cell = {0, 0}
+      sums[name] = cell
+      order[#order + 1] = name
+    end
+    cell[1] = cell[1] + da
+    cell[2] = cell[2] + db
+  end
+  for _, entry in ipairs(entries) do
+    local f = {}
+    local raw = entry[2]
+    for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+    if f['scene'] and f['scene'] ~= '' then
+      local da, db = increments(f['kind'], f['seconds'])
+      local ctx = f['context'] or ''
+      for attr, value in pairs(cjson.decode(f['scene'])) do
+        local name = attr .. '=' .. value
+        add(name, da, db)
+        if ctx ~= '' then add(ctx .. '/' .. name, da, db) end
+      end
+    end
+  end
+  for _, name in ipairs(order) do
+    local cell = sums[name]
+    if cell[1] ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':a', string.format('%.17g', cell[1])) end
+    if cell[2] ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':b', string.format('%.17g', cell[2])) end
+  end
+  redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1])
+  redis.call('HINCRBY', KEYS[1], 'n_applied', #entries)
+  return #entries
+end
+"""
+)
+
 # KEYS[1] profile hash, KEYS[2] events stream, KEYS[3] affinity hash, KEYS[4..] every key of the viewer (TTL)
 # ARGV[1] newest event id to apply ("+" for all), ARGV[2] most events to apply in this call
 # Returns the number of events applied (0 when all of them were applied before), or -1 when the
-# viewer has no profile.
-# Idempotent: only events with ids in (last_event_id, ARGV[1]] are applied, in stream order (XRANGE
-# compares ids as ms-seq pairs), and last_event_id moves to the newest applied one in the same atomic
-# script, so a retry, a replay, or the consumer seeing an event the live session already applied
-# changes nothing. The arithmetic is rewards.feedback_increments (see LUA_INCREMENTS).
+# viewer has no profile. See LUA_APPLY_PENDING.
 LUA_APPLY = (
     LUA_REFRESH_TTL
-    + LUA_INCREMENTS
+    + LUA_APPLY_PENDING
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local last = redis.call('HGET', KEYS[1], 'last_event_id') or '0-0'
-local entries = redis.call('XRANGE', KEYS[2], '(' .. last, ARGV[1], 'COUNT', tonumber(ARGV[2]))
-if #entries == 0 then return 0 end
-local function bump(name, da, db)
-  if da ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':a', string.format('%.17g', da)) end
-  if db ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':b', string.format('%.17g', db)) end
-end
-for _, entry in ipairs(entries) do
-  local f = {}
-  local raw = entry[2]
-  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-  if f['scene'] and f['scene'] ~= '' then
-    local da, db = increments(f['kind'], f['seconds'])
-    local ctx = f['context'] or ''
-    for attr, value in pairs(cjson.decode(f['scene'])) do
-      local name = attr .. '=' .. value
-      bump(name, da, db)
-      if ctx ~= '' then bump(ctx .. '/' .. name, da, db) end
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1])
-redis.call('HINCRBY', KEYS[1], 'n_applied', #entries)
-refresh_ttl()
-return #entries
+local applied = apply_pending(ARGV[1], tonumber(ARGV[2]))
+if applied > 0 then refresh_ttl() end
+return applied
 """
 )
 

@@ -106,7 +106,8 @@ async def test_64_concurrent_writers_count_exactly(redis_client: aioredis.Redis)
         assert await profiles.apply(viewer_id) == 0  # nothing left, nothing counted twice
     consumer = EventConsumer(redis_client, name="test")
     assert await consumer.drain() == 0  # the live path applied everything already
-    assert consumer.pointers == total
+    # one pointer per viewer per shared round trip: concurrent appends were group-committed
+    assert 0 < consumer.pointers < total
     assert await redis_client.xlen(POINTERS_KEY) == 0  # processed pointers are deleted
 
 
