@@ -2,7 +2,7 @@
 
 Each event records which scene it was about (``scene``: compact JSON attr -> value, written by the
 streamer from the segment's ``SceneSpec``) and the viewing context bucket (``context``), so that
-``profiles.LUA_APPLY_PENDING`` can turn it into posterior evidence. Appends are group-committed
+``profiles.LUA_EVIDENCE`` can turn it into posterior evidence. Appends are group-committed
 (``group_commit.GroupCommit``): the appends of every viewer that arrive while one round trip is in
 flight share the next one, one ``LUA_APPEND`` call per viewer plus one pointer ``{"viewer": <id>}`` per
 viewer on the global stream ``keys.POINTERS_KEY`` for ``consumer.EventConsumer``.
@@ -31,7 +31,7 @@ from personalization.keys import (
     viewer_keys,
 )
 from personalization.messages import FEEDBACK_KINDS, Feedback
-from personalization.profiles import APPLY_LIMIT, LUA_APPLY_PENDING, ProfileStore, scene_field
+from personalization.profiles import APPLY_LIMIT, LUA_EVIDENCE, ProfileStore, scene_field
 from personalization.scripts import ScriptCall, run_scripts
 
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -45,23 +45,44 @@ _ARGS_PER_EVENT = 5
 # Returns {applied, {stream ids, one per event, in order}}, or false (nil) when the viewer has no
 # profile. XADD and the counters run in one script, so the counters always equal what the stream
 # received; the apply in the same script makes the events count before the caller hears back.
+# ``last_appended_id`` lets the apply skip re-reading the stream: when every event appended before
+# was applied already, the pending events are exactly the ones in ARGV.
 LUA_APPEND = (
     LUA_REFRESH_TTL
-    + LUA_APPLY_PENDING
+    + LUA_EVIDENCE
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds',
+  'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds')
+if not p[1] then return false end
+local counts = {like = tonumber(p[6]) or 0, skip = tonumber(p[7]) or 0, dwell = tonumber(p[8]) or 0}
+local dwell_seconds = tonumber(p[9]) or 0
+local last = p[2] or '0-0'
+local limit = tonumber(ARGV[3])
+local caught_up = limit > 0 and p[5] and p[5] == last and (#ARGV - 3) / 5 <= limit
+local evidence = new_evidence()
 local ids = {}
 for i = 4, #ARGV, 5 do
   local kind, seconds = ARGV[i], ARGV[i + 2]
   ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
     'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
     'scene', ARGV[i + 3], 'context', ARGV[i + 4])
-  redis.call('HINCRBY', KEYS[1], 'n_' .. kind, 1)
-  if kind == 'dwell' then redis.call('HINCRBYFLOAT', KEYS[1], 'dwell_seconds', seconds) end
+  counts[kind] = counts[kind] + 1
+  if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
+  if caught_up then evidence:add(kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
 end
-local applied = 0
-if tonumber(ARGV[3]) > 0 then applied = apply_pending('+', tonumber(ARGV[3])) end
-refresh_ttl()
+local applied, newest = 0, last
+if caught_up then
+  applied, newest = #ids, ids[#ids]
+elseif limit > 0 then
+  local entries = pending(last, '+', limit, evidence)
+  applied = #entries
+  if applied > 0 then newest = entries[applied][1] end
+end
+evidence:write(KEYS[3])
+redis.call('HSET', KEYS[1], 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
+  'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
+  'n_applied', (tonumber(p[3]) or 0) + applied)
+refresh_ttl(p[4] or '0')
 return {applied, ids}
 """
 )

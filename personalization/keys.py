@@ -92,9 +92,10 @@ TTL_FIELD = "ttl_seconds"
 #: Lua fragment shared by the scripts that write a viewer's keys. With KEYS[1] the profile and the
 #: rest of KEYS the viewer's other keys, ``refresh_ttl()`` restarts the expiry of all of them when
 #: the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last activity.
+#: A script that already read the profile's ``ttl_seconds`` passes it (``"0"`` when absent) to save a call.
 LUA_REFRESH_TTL = f"""
-local function refresh_ttl()
-  local ttl = tonumber(redis.call('HGET', KEYS[1], '{TTL_FIELD}') or '0')
+local function refresh_ttl(ttl)
+  ttl = tonumber(ttl or redis.call('HGET', KEYS[1], '{TTL_FIELD}') or '0')
   if ttl and ttl > 0 then
     for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
   end

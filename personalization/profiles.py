@@ -47,54 +47,67 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-# Lua function shared by ``LUA_APPLY`` and ``events.LUA_APPEND``, with KEYS[1] the profile hash, KEYS[2] the
-# events stream and KEYS[3] the affinity hash: ``apply_pending(upto, limit)`` applies the events with ids
-# in (last_event_id, upto], at most ``limit`` of them, and returns how many.
-# Idempotent: events are applied in stream order (XRANGE compares ids as ms-seq pairs) and last_event_id
-# moves to the newest applied one in the same atomic script, so a retry, a replay, or the consumer
-# seeing an event the live session already applied changes nothing. The arithmetic is
-# rewards.feedback_increments (see LUA_INCREMENTS); the increments of all events of one call are summed
-# per field first, so each field costs one HINCRBYFLOAT however many events touched it.
-LUA_APPLY_PENDING = (
+# Lua helpers shared by ``LUA_APPLY`` and ``events.LUA_APPEND`` (KEYS[2] the events stream):
+# - ``fmt(x)``: a number as the shortest of %.15g / %.17g that reads back exactly;
+# - ``new_evidence()``: collects the increments of events (``:add(kind, seconds, scene, context)``, the
+#   arithmetic of rewards.feedback_increments via LUA_INCREMENTS) and writes them to the affinity hash
+#   with one HMGET and one HSET (``:write(key)``), adding each event's increment in event order, as
+#   ``ProfileState.apply`` does; inside Redis every call costs microseconds, so calls are few;
+# - ``pending(last, upto, limit, evidence)``: the stream entries with ids in (last, upto], at most
+#   ``limit``, added to ``evidence``; XRANGE compares ids as ms-seq pairs, so order is stream order.
+LUA_EVIDENCE = (
     LUA_INCREMENTS
     + """
-local function apply_pending(upto, limit)
-  local last = redis.call('HGET', KEYS[1], 'last_event_id') or '0-0'
-  local entries = redis.call('XRANGE', KEYS[2], '(' .. last, upto, 'COUNT', limit)
-  if #entries == 0 then return 0 end
-  local sums, order = {}, {}
-  local function add(name, da, db)
-    local cell = sums[name]
-    if cell == nil then
-      cell = {0, 0}
-      sums[name] = cell
-      order[#order + 1] = name
-    end
-    cell[1] = cell[1] + da
-    cell[2] = cell[2] + db
+local function fmt(x)
+  local s = string.format('%.15g', x)
+  if tonumber(s) ~= x then s = string.format('%.17g', x) end
+  return s
+end
+local Evidence = {}
+Evidence.__index = Evidence
+local function new_evidence() return setmetatable({names = {}, index = {}, deltas = {}}, Evidence) end
+function Evidence:bump(name, d)
+  local i = self.index[name]
+  if i == nil then
+    i = #self.names + 1
+    self.names[i], self.index[name], self.deltas[i] = name, i, {}
   end
+  local list = self.deltas[i]
+  list[#list + 1] = d
+end
+function Evidence:add(kind, seconds, scene, ctx)
+  if not scene or scene == '' then return end
+  local da, db = increments(kind, seconds)
+  for attr, value in pairs(cjson.decode(scene)) do
+    local cells = {attr .. '=' .. value}
+    if ctx and ctx ~= '' then cells[2] = ctx .. '/' .. cells[1] end
+    for _, cell in ipairs(cells) do
+      if da ~= 0 then self:bump(cell .. ':a', da) end
+      if db ~= 0 then self:bump(cell .. ':b', db) end
+    end
+  end
+end
+function Evidence:write(key)
+  if #self.names == 0 then return end
+  local stored = redis.call('HMGET', key, unpack(self.names))
+  local fields = {}
+  for i, name in ipairs(self.names) do
+    local value = tonumber(stored[i]) or 0
+    for _, d in ipairs(self.deltas[i]) do value = value + d end
+    fields[#fields + 1] = name
+    fields[#fields + 1] = fmt(value)
+  end
+  redis.call('HSET', key, unpack(fields))
+end
+local function pending(last, upto, limit, evidence)
+  local entries = redis.call('XRANGE', KEYS[2], '(' .. last, upto, 'COUNT', limit)
   for _, entry in ipairs(entries) do
     local f = {}
     local raw = entry[2]
     for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-    if f['scene'] and f['scene'] ~= '' then
-      local da, db = increments(f['kind'], f['seconds'])
-      local ctx = f['context'] or ''
-      for attr, value in pairs(cjson.decode(f['scene'])) do
-        local name = attr .. '=' .. value
-        add(name, da, db)
-        if ctx ~= '' then add(ctx .. '/' .. name, da, db) end
-      end
-    end
+    evidence:add(f['kind'], f['seconds'], f['scene'], f['context'])
   end
-  for _, name in ipairs(order) do
-    local cell = sums[name]
-    if cell[1] ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':a', string.format('%.17g', cell[1])) end
-    if cell[2] ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], name .. ':b', string.format('%.17g', cell[2])) end
-  end
-  redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1])
-  redis.call('HINCRBY', KEYS[1], 'n_applied', #entries)
-  return #entries
+  return entries
 end
 """
 )
@@ -102,15 +115,23 @@ end
 # KEYS[1] profile hash, KEYS[2] events stream, KEYS[3] affinity hash, KEYS[4..] every key of the viewer (TTL)
 # ARGV[1] newest event id to apply ("+" for all), ARGV[2] most events to apply in this call
 # Returns the number of events applied (0 when all of them were applied before), or -1 when the
-# viewer has no profile. See LUA_APPLY_PENDING.
+# viewer has no profile.
+# Idempotent: only events with ids in (last_event_id, ARGV[1]] are applied, in stream order, and
+# last_event_id moves to the newest applied one in the same atomic script, so a retry, a replay, or
+# the consumer seeing an event the live session already applied changes nothing.
 LUA_APPLY = (
     LUA_REFRESH_TTL
-    + LUA_APPLY_PENDING
+    + LUA_EVIDENCE
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local applied = apply_pending(ARGV[1], tonumber(ARGV[2]))
-if applied > 0 then refresh_ttl() end
-return applied
+local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds')
+if not p[1] then return -1 end
+local evidence = new_evidence()
+local entries = pending(p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), evidence)
+if #entries == 0 then return 0 end
+evidence:write(KEYS[3])
+redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
+refresh_ttl(p[4] or '0')
+return #entries
 """
 )
 
