@@ -13,8 +13,11 @@ The engine runs two kinds of model folders (see `models.loading`):
 - the shipped `PixelcastPipeline`: the UNet also sees the previous frame's latent (autoregressive
   video), text comes from MiniLM (`models.text.TextEncoder`);
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
-  which comes from the pipeline's own tokenizer and text encoder. Frames stay coherent over time
-  because each stream's starting noise drifts slowly (`noise_drift`) instead of being drawn fresh.
+  which comes from the pipeline's own tokenizer and text encoder.
+
+In both, each stream's starting noise drifts slowly from frame to frame (`noise_drift`) instead of
+being drawn fresh: fresh noise would re-roll every frame's fine detail (flicker), and for a
+text-to-image model it is the only thing that keeps consecutive frames alike.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +56,8 @@ class StreamState:
         generator: source of this stream's noise; the stream's frames depend only on it, the
             conditioning and the previous latent, never on what else is in the batch.
         latent: the previous frame's clean latent `[4, h, w]`, or `None` before the first frame.
-        noise: text-to-image models only: the starting noise of the previous frame, which drifts
-            a little each frame; `None` before the first frame.
+        noise: the starting noise of the previous frame, which drifts a little each frame; `None`
+            before the first frame.
     """
 
     generator: torch.Generator
@@ -138,8 +142,9 @@ class StreamingEngine:
             if `None`, a `TextEncoder` (MiniLM) for a `PixelcastPipeline`, else a
             `PipelinePromptEncoder` over the pipeline's own tokenizer and text encoder, created lazily.
         steps: denoising steps per frame, 1-4.
-        noise_drift: text-to-image models only: how far each stream's starting noise moves per
-            frame, as a fraction of a quarter turn (0 = frozen image, 1 = fresh noise every frame).
+        noise_drift: how far each stream's starting noise moves per frame, as a fraction of a
+            quarter turn (0 = frozen noise, 1 = fresh noise every frame); default: the shipped
+            pipeline's `noise_drift` config (1 for folders without one), 0.05 for text-to-image.
     """
 
     def __init__(
@@ -148,7 +153,7 @@ class StreamingEngine:
         *,
         text_encoder: PromptEncoder | None = None,
         steps: int = 2,
-        noise_drift: float = 0.05,
+        noise_drift: float | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.kind = PIXELCAST if isinstance(pipeline, PixelcastPipeline) else TEXT_TO_IMAGE
@@ -200,6 +205,8 @@ class StreamingEngine:
         self._latent_clamp: float | None = LATENT_CLAMP if self.kind == PIXELCAST else None
         self._steps = 0
         self.steps = steps
+        if noise_drift is None:
+            noise_drift = float(pipeline.config.get("noise_drift", 1.0)) if self.kind == PIXELCAST else 0.05
         self._noise_drift = 0.0
         self.noise_drift = noise_drift
 
@@ -238,7 +245,7 @@ class StreamingEngine:
 
     @property
     def noise_drift(self) -> float:
-        """Per-frame drift of each stream's noise for text-to-image models, in [0, 1].
+        """Per-frame drift of each stream's starting noise, in [0, 1].
 
         The next frame's noise is `cos(a) * previous + sin(a) * fresh` with `a = drift * pi / 2`,
         i.e. a step of `drift` along the great circle from the previous noise towards fresh noise;
@@ -279,9 +286,9 @@ class StreamingEngine:
         return torch.randn(self._shape, generator=state.generator, device=self.device, dtype=self.dtype)
 
     def _drifted_noise(self, state: StreamState) -> torch.Tensor:
-        """This frame's starting noise of a text-to-image stream (updates `state.noise`)."""
+        """This frame's starting noise of a stream (updates `state.noise`)."""
         fresh = self._draw(state)
-        if state.noise is None:
+        if state.noise is None or self._noise_drift >= 1.0:
             noise = fresh
         else:
             angle = self._noise_drift * math.pi / 2
@@ -297,6 +304,17 @@ class StreamingEngine:
         """
         if not requests:
             return []
+        latents = self.advance(requests)
+        with torch.inference_mode():
+            scaled = latents / self._vae_scale + self._vae_shift
+            decoded = self.vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
+            return list(latents_to_uint8(decoded))
+
+    def advance(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> torch.Tensor:
+        """Next latent of each stream without decoding it (`[B, 4, h, w]`); states move on as in `generate`.
+
+        For frames nobody looks at, such as the middle of a long evaluation rollout.
+        """
         schedule = self._schedules[self._steps]
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
@@ -304,17 +322,13 @@ class StreamingEngine:
                 previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
                 if self._context_noise:
                     previous = previous + self._context_noise * torch.stack([self._draw(s) for s, _ in requests])
-                noise = torch.stack([self._draw(s) for s, _ in requests])
             else:
                 previous = None
-                noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
+            noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
             latents = self._denoise(noise, previous, cond, schedule)
-            scaled = latents / self._vae_scale + self._vae_shift
-            decoded = self.vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
-            frames = latents_to_uint8(decoded)
         for (state, _), latent in zip(requests, latents):
             state.latent = latent.clone()
-        return list(frames)
+        return latents
 
     def _denoise(
         self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
@@ -345,6 +359,26 @@ class StreamingEngine:
         if self._latent_clamp is None:
             return x
         return x.clamp(-self._latent_clamp, self._latent_clamp)
+
+    def measure_fps(self, batch: int, steps: int, calls: int = 2) -> float:
+        """Frames per second of `generate` at `batch` streams and `steps` steps, on throwaway streams.
+
+        One untimed call first (allocations for a new batch size), then `calls` timed ones; the
+        engine's own `steps` setting is left as it was.
+        """
+        tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
+        cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
+        requests = [(self.new_stream(i), cond) for i in range(batch)]
+        saved, self.steps = self.steps, steps
+        try:
+            self.generate(requests)
+            started = time.perf_counter()
+            for _ in range(calls):
+                self.generate(requests)
+            elapsed = time.perf_counter() - started
+        finally:
+            self.steps = saved
+        return batch * calls / elapsed
 
     def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
         """Run a few throwaway batches so the first real frame does not pay for lazy initialization."""

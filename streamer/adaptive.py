@@ -2,7 +2,9 @@
 
 Order of cost cuts: denoising steps first (shared by the whole batch), then each stream's frame rate
 down to a floor. With headroom for a while, frame rate comes back first, then steps. New viewers are
-admitted only while the engine's measured throughput covers every stream at the floor.
+admitted only while the engine can cover every stream at the floor: its capacity at the larger batch
+(measured at start-up, `capacity.CapacityModel`), discounted by how far live throughput falls short of
+what the same measurement expects today (another process on the machine, thermal limits).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .capacity import CapacityModel
 from .generation import GenerationLoop
 from .metrics import Metrics
 
@@ -23,6 +26,7 @@ BEHIND = 1.05  # below this real-time factor a stream is about to stall
 HEADROOM = 1.6  # above this for a while there is room to restore quality
 CALM_CHECKS = 3  # checks in a row with headroom before restoring
 FPS_STEP = 4  # frames per second per adjustment
+ADMISSION_MARGIN = 1.15  # capacity must beat the floor by this much: encoding and WebRTC need CPU too
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class AdaptiveController:
         target_fps: int,
         min_fps: int,
         throughput: Callable[[], float | None],
+        mean_batch: Callable[[], float | None] = lambda: None,
+        capacity: CapacityModel | None = None,
     ) -> None:
         self._engine = engine
         self._streams = streams
@@ -56,6 +62,8 @@ class AdaptiveController:
         self._target_fps = target_fps
         self.min_fps = min_fps
         self._throughput = throughput
+        self._mean_batch = mean_batch
+        self.capacity = capacity
         self._calm = 0
         self.last: Decision | None = None
         metrics.engine_steps.set(engine.steps)
@@ -66,9 +74,16 @@ class AdaptiveController:
         throughput = self._throughput()
         if not streams or throughput is None:
             return True
-        # Engine frames/s measured at today's batch and steps; frames are cheaper in bigger batches, so
-        # this errs on the side of turning a viewer away rather than stalling everyone.
-        return throughput >= (len(streams) + 1) * self.min_fps
+        viewers = len(streams) + 1
+        needed = viewers * self.min_fps * ADMISSION_MARGIN
+        if self.capacity is None:
+            # Only today's throughput at today's batch is known: frames are cheaper in bigger
+            # batches, so this errs on the side of turning a viewer away.
+            return throughput >= needed
+        batch = self._mean_batch() or float(len(streams))
+        expected_now = self.capacity.fps(max(1, round(batch)), self._engine.steps)
+        slowdown = max(1.0, expected_now / throughput)
+        return self.capacity.fps(viewers, 1) / slowdown >= needed
 
     def check(self) -> Decision | None:
         """One control step: returns the adjustment made, if any."""

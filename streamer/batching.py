@@ -44,6 +44,10 @@ class FrameBatcher:
         seconds = sum(t for _, t in self._recent)
         return frames / seconds if seconds > 0 else None
 
+    def mean_batch(self) -> float | None:
+        """Average frames per batch over recent batches (None before any batch)."""
+        return sum(n for n, _ in self._recent) / len(self._recent) if self._recent else None
+
     def start(self) -> None:
         """Start the batching task on the running loop."""
         if self._task is None:

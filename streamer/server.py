@@ -25,6 +25,7 @@ from personalization.viewers import ViewerRegistry
 
 from . import api, pages, whep
 from .batching import FrameBatcher
+from .capacity import CapacityModel
 from .config import ServerConfig
 from .metrics import Metrics
 from .services import Services
@@ -61,6 +62,9 @@ def create_app(config: ServerConfig) -> Starlette:
             batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
             batcher.start()
             await batcher.run_on_engine(engine.warmup)
+            capacity = await batcher.run_on_engine(
+                CapacityModel.calibrate, engine, config.max_sessions, {1, config.steps}
+            )
             # Steering text is understood with MiniLM, whatever text encoder the video model has.
             wish_encoder = engine.text_encoder if engine.kind == "pixelcast" else TextEncoder()
             wish_parser = await batcher.run_on_engine(build_wish_parser, wish_encoder)
@@ -74,6 +78,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 personalizer=Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser),
                 signer=TokenSigner(load_or_create_secret(config.data_dir)),
                 batcher=batcher,
+                capacity=capacity,
             )
             app.state.services = services
             app.state.sessions = SessionManager(services)

@@ -10,6 +10,7 @@ from personalization.tokens import TokenSigner
 from personalization.viewers import ViewerRegistry
 
 from .batching import FrameBatcher
+from .capacity import CapacityModel
 from .config import ServerConfig
 from .metrics import Metrics
 
@@ -25,3 +26,4 @@ class Services:
     personalizer: Personalizer
     signer: TokenSigner
     batcher: FrameBatcher
+    capacity: CapacityModel | None = None

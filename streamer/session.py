@@ -267,6 +267,8 @@ class SessionManager:
             target_fps=config.stream.fps,
             min_fps=config.min_fps,
             throughput=services.batcher.throughput,
+            mean_batch=services.batcher.mean_batch,
+            capacity=services.capacity,
         )
 
     def generation_loops(self) -> list[GenerationLoop]:

@@ -27,7 +27,8 @@ def rollout(
 ) -> np.ndarray:
     """Stream `num_frames` frames for each conditioning from no context; return the kept frames.
 
-    Streams run in groups of `batch`, one `generate` call per frame for the whole group.
+    Streams run in groups of `batch`, one engine call per frame for the whole group; frames that are
+    not kept are not decoded.
 
     Args:
         conditionings: one per stream, a fixed tensor or a function of the frame index.
@@ -49,10 +50,12 @@ def rollout(
             states = [engine.new_stream(int(seeds[i])) for i in group]
             for t in range(num_frames):
                 conds = [_at(conditionings[i], t) for i in group]
-                frames = engine.generate(list(zip(states, conds)))
+                requests = list(zip(states, conds))
                 if t in slot:
-                    for j, frame in zip(group, frames):
+                    for j, frame in zip(group, engine.generate(requests)):
                         out[j, slot[t]] = frame
+                else:  # a frame nobody looks at needs no decoding
+                    engine.advance(requests)
                 bar.update(len(states))
     return out
 

@@ -8,6 +8,7 @@ import httpx
 
 from benchmarks.server_process import ServerProcess
 from streamer.adaptive import AdaptiveController
+from streamer.capacity import CapacityModel
 from streamer.metrics import Metrics
 from streamer.whep_client import WhepClient
 
@@ -49,8 +50,40 @@ def test_headroom_restores_frame_rate_then_steps() -> None:
 
 def test_admission_needs_throughput_for_everyone_at_the_floor() -> None:
     streams = [_Stream(1.2), _Stream(1.2)]
-    assert _controller(_Engine(1), streams, throughput=40.0).can_admit()  # 3 x 12 = 36 <= 40
+    assert _controller(_Engine(1), streams, throughput=45.0).can_admit()  # 3 x 12 x 1.15 = 41.4 <= 45
     assert not _controller(_Engine(1), streams, throughput=30.0).can_admit()
+
+
+def _calibrated_controller(streams: list[_Stream], live_fps: float) -> AdaptiveController:
+    # one viewer streams at batch 1 with 2 steps (20 frames/s); batch 2 at 1 step would give 40
+    capacity = CapacityModel({(1, 1): 30.0, (2, 1): 40.0, (4, 1): 60.0, (1, 2): 20.0, (2, 2): 28.0, (4, 2): 40.0})
+    return AdaptiveController(
+        _Engine(steps=2),
+        lambda: streams,
+        Metrics(),
+        max_steps=2,
+        target_fps=24,
+        min_fps=12,
+        throughput=lambda: live_fps,
+        mean_batch=lambda: 1.0,
+        capacity=capacity,
+    )
+
+
+def test_admission_judges_the_larger_batch_from_the_start_up_measurement() -> None:
+    streams = [_Stream(1.1)]
+    # live 20 frames/s is below 2 x 12 x 1.15 = 27.6, but at batch 2 and 1 step the engine makes 40
+    assert _calibrated_controller(streams, live_fps=20.0).can_admit()
+    # the machine is now half as fast as measured at start-up (something else is running): 40 / 2 < 27.6
+    assert not _calibrated_controller(streams, live_fps=10.0).can_admit()
+
+
+def test_capacity_interpolates_per_frame_cost_between_measured_batches() -> None:
+    capacity = CapacityModel({(1, 1): 25.0, (4, 1): 50.0, (1, 2): 15.0})
+    assert capacity.fps(1, 1) == 25.0 and capacity.fps(4, 1) == 50.0
+    assert 25.0 < capacity.fps(2, 1) < capacity.fps(3, 1) < 50.0
+    assert capacity.fps(8, 1) == 50.0, "held flat beyond the largest measured batch"
+    assert capacity.fps(1, 2) == 15.0 and capacity.fps(1, 3) == 15.0, "nearest measured step count"
 
 
 async def test_a_viewer_beyond_capacity_gets_503_with_retry_after() -> None:
