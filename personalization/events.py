@@ -25,9 +25,7 @@ from personalization.keys import (
     LUA_REFRESH_TTL,
     POINTERS_KEY,
     POINTERS_MAXLEN,
-    affinity_key,
     events_key,
-    profile_key,
     viewer_keys,
 )
 from personalization.messages import FEEDBACK_KINDS, Feedback
@@ -38,7 +36,7 @@ _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _MAX_SCENE_ATTRIBUTES = 16
 _ARGS_PER_EVENT = 5
 
-# KEYS[1] profile hash, KEYS[2] events stream, KEYS[3] affinity hash, KEYS[4..] every key of the viewer (TTL)
+# KEYS: keys.viewer_keys (every key of the viewer, for the TTL): [1] profile hash, [2] events stream, [4] affinity hash
 # ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the stream, ARGV[3] most events to apply after
 # appending (0: leave them to the consumer), then 5 values per event: kind ("like" | "skip" | "dwell"),
 # segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or ""
@@ -78,7 +76,7 @@ elseif limit > 0 then
   applied = #entries
   if applied > 0 then newest = entries[applied][1] end
 end
-evidence:write(KEYS[3])
+evidence:write(KEYS[4])
 redis.call('HSET', KEYS[1], 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
   'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
   'n_applied', (tonumber(p[3]) or 0) + applied)
@@ -166,7 +164,7 @@ class EventLog:
         now = f"{time.time():.3f}"
         calls = []
         for viewer_id, items in by_viewer.items():
-            keys = [profile_key(viewer_id), events_key(viewer_id), affinity_key(viewer_id), *viewer_keys(viewer_id)]
+            keys = viewer_keys(viewer_id)
             limit = APPLY_LIMIT if any(item.apply for item in items) else 0
             calls.append(ScriptCall(self._append, keys, [now, EVENTS_MAXLEN, limit, *(a for i in items for a in i.args)]))
 

@@ -64,7 +64,8 @@ def viewer_keys(viewer_id: str) -> list[str]:
     """Every key that belongs to a viewer, profile first.
 
     Erasure and the TTL of anonymous viewers go through this list, so a key type added later must be
-    added here too (it is never discovered with KEYS or SCAN).
+    added here too (it is never discovered with KEYS or SCAN). The profile scripts take this list as
+    their KEYS and rely on its order: add new key types at the end.
     """
     return [
         profile_key(viewer_id),

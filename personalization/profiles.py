@@ -112,7 +112,7 @@ end
 """
 )
 
-# KEYS[1] profile hash, KEYS[2] events stream, KEYS[3] affinity hash, KEYS[4..] every key of the viewer (TTL)
+# KEYS: keys.viewer_keys (every key of the viewer, for the TTL): [1] profile hash, [2] events stream, [4] affinity hash
 # ARGV[1] newest event id to apply ("+" for all), ARGV[2] most events to apply in this call
 # Returns the number of events applied (0 when all of them were applied before), or -1 when the
 # viewer has no profile.
@@ -128,7 +128,7 @@ if not p[1] then return -1 end
 local evidence = new_evidence()
 local entries = pending(p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), evidence)
 if #entries == 0 then return 0 end
-evidence:write(KEYS[3])
+evidence:write(KEYS[4])
 redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
 refresh_ttl(p[4] or '0')
 return #entries
@@ -257,7 +257,7 @@ class ProfileStore:
 
     def apply_call(self, viewer_id: str, upto: str = "+", limit: int = APPLY_LIMIT) -> ScriptCall:
         """The ``LUA_APPLY`` call for a viewer, for use in ``scripts.run_scripts`` pipelines."""
-        keys = [profile_key(viewer_id), events_key(viewer_id), affinity_key(viewer_id), *viewer_keys(viewer_id)]
+        keys = viewer_keys(viewer_id)
         return ScriptCall(self.lua_apply, keys, (upto, limit))
 
     async def apply(self, viewer_id: str, upto: str = "+") -> int:
