@@ -76,8 +76,8 @@ def viewer_keys(viewer_id: str) -> list[str]:
     ]
 
 
-#: STREAM shared by all viewers (not hash-tagged): one small pointer ``{"viewer": <id>}`` per feedback
-#: event, read by the consumer group of ``personalization.consumer``. A pointer says "this viewer
+#: STREAM shared by all viewers (not hash-tagged): one small pointer ``{"viewer": <id>}`` per viewer per
+#: append round trip, read by the consumer group of ``personalization.consumer``. A pointer says "this viewer
 #: has new events"; the consumer applies every event of that viewer after its last applied id.
 #: Pointers are deleted once processed, and pointers to erased viewers are skipped (and deleted),
 #: so erasure never has to search this stream.

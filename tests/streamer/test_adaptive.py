@@ -50,7 +50,7 @@ def test_headroom_restores_frame_rate_then_steps() -> None:
 
 def test_admission_needs_throughput_for_everyone_at_the_floor() -> None:
     streams = [_Stream(1.2), _Stream(1.2)]
-    assert _controller(_Engine(1), streams, throughput=45.0).can_admit()  # 3 x 12 x 1.15 = 41.4 <= 45
+    assert _controller(_Engine(1), streams, throughput=45.0).can_admit()  # 3 x 12 x 1.1 = 39.6 <= 45
     assert not _controller(_Engine(1), streams, throughput=30.0).can_admit()
 
 
@@ -72,9 +72,9 @@ def _calibrated_controller(streams: list[_Stream], live_fps: float) -> AdaptiveC
 
 def test_admission_judges_the_larger_batch_from_the_start_up_measurement() -> None:
     streams = [_Stream(1.1)]
-    # live 20 frames/s is below 2 x 12 x 1.15 = 27.6, but at batch 2 and 1 step the engine makes 40
+    # live 20 frames/s is below 2 x 12 x 1.1 = 26.4, but at batch 2 and 1 step the engine makes 40
     assert _calibrated_controller(streams, live_fps=20.0).can_admit()
-    # the machine is now half as fast as measured at start-up (something else is running): 40 / 2 < 27.6
+    # the machine is now half as fast as measured at start-up (something else is running): 40 / 2 < 26.4
     assert not _calibrated_controller(streams, live_fps=10.0).can_admit()
 
 
