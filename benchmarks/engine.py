@@ -136,7 +136,7 @@ def _has_cuda() -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pixelcast bench engine`."""
     parser.add_argument("--seconds", type=float, default=20.0, help="total measuring time (default 20)")
-    parser.add_argument("--steps", type=int, default=2, choices=(1, 2, 3, 4), help="denoising steps (default 2)")
+    parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 3, 4), help="denoising steps (default 1)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="engine batch sizes (default 1 4)")
     parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")

@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from models.world.phrases import HELDOUT_TEMPLATES, SYNONYMS, TRAIN_TEMPLATES
+
 TRAINING_FILE = "training.json"
 EVALUATION_FILE = "evaluation.json"
+
+
+def _synonym_count(split: str) -> int:
+    return sum(len(table[value][0 if split == "train" else 1]) for table in SYNONYMS.values() for value in table)
 
 
 def _pct(value: float | None) -> str:
@@ -73,7 +79,9 @@ procedural world, in diffusers layout (`PixelcastPipeline`: `unet`, `vae`, `sche
 Renders of `models/world/`: 8 subjects x 6 palettes x 4 weathers x 2 paces x 4 camera motions, at random
 times in the first ten minutes of each scene. {config['clips']} clips of {config['clip_frames']} consecutive
 frames (every scene combination once), each with {config['captions_per_clip']} captions drawn from the
-training phrasings; the held-out phrasings (templates and synonyms) are never seen in training.
+training phrasings ({len(TRAIN_TEMPLATES)} templates, {_synonym_count('train')} synonyms, descriptive and
+colloquial); the held-out phrasings ({len(HELDOUT_TEMPLATES)} templates, {_synonym_count('heldout')} synonyms)
+are never seen in training.
 
 ## Recipe
 
@@ -88,7 +96,13 @@ training phrasings; the held-out phrasings (templates and synonyms) are never se
    decay, EMA {config['ema_decay']}, v-prediction on a zero-terminal-SNR schedule, half the batch at the
    timesteps 1-2-step DDIM visits. The previous frame is noised (std up to {config['context_noise_max']}),
    swapped for another scene's ({config['context_swap']:.0%}) and dropped ({config['context_drop']:.0%}); at
-   inference it gets noise of std {config['context_noise_inference']}. No classifier-free guidance.
+   inference it gets noise of std {config['context_noise_inference']}. Text is augmented so that new
+   wordings land where known ones did: the sentence embedding is a random blend of two captions of the
+   same clip plus noise of std {config.get('text_noise', 0)}, and the token states are dropped
+   ({config.get('text_drop', 0):.0%}) so the sentence embedding alone must carry the scene. No
+   classifier-free guidance. At inference each stream's starting noise drifts by
+   {config.get('noise_drift_inference', 1.0)} of a quarter turn per frame instead of being drawn fresh,
+   which keeps fine detail in place from frame to frame.
 3. Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
    {training.get('minutes_this_run', training.get('minutes'))} minutes (a resumed run counts only its own
    time); weights stored as float16 ({training['size_mb']} MB).

@@ -152,7 +152,7 @@ class StreamingEngine:
         pipeline: Any,
         *,
         text_encoder: PromptEncoder | None = None,
-        steps: int = 2,
+        steps: int = 1,
         noise_drift: float | None = None,
     ) -> None:
         self.pipeline = pipeline
@@ -216,7 +216,7 @@ class StreamingEngine:
         path: str | os.PathLike[str],
         *,
         device: str = "cpu",
-        steps: int = 2,
+        steps: int = 1,
         text_encoder: PromptEncoder | None = None,
     ) -> StreamingEngine:
         """Load a diffusers folder with `from_pretrained` (see `models.loading.load_pipeline`).

@@ -52,17 +52,28 @@ class PixelcastPipeline(DiffusionPipeline):
         vae: `AutoencoderTiny` decoding the latent to RGB.
         scheduler: a diffusers scheduler for few-step sampling (the shipped one is `DDIMScheduler`
             with trailing timestep spacing).
+        context_noise: std of the noise put on the previous frame's latent (as in training).
+        noise_drift: per-frame drift of a stream's starting noise in `models.engine.StreamingEngine`
+            (1 = fresh noise every frame); this per-call pipeline always draws fresh noise.
     """
 
     model_cpu_offload_seq = "unet->vae"
 
     def __init__(
-        self, unet: UNet2DConditionModel, vae: AutoencoderTiny, scheduler: SchedulerMixin, context_noise: float = 0.0
+        self,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderTiny,
+        scheduler: SchedulerMixin,
+        context_noise: float = 0.0,
+        noise_drift: float = 1.0,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler)
         # std of the noise added to the previous frame's latent, as in training (keeps rollouts stable)
         self.register_to_config(context_noise=float(context_noise))
+        # how far a stream's starting noise moves per frame in the streaming engine (1 = fresh noise);
+        # correlated noise keeps a frame's fine detail where the previous frame had it, so less flicker
+        self.register_to_config(noise_drift=float(noise_drift))
 
     @property
     def vae_scale_factor(self) -> int:

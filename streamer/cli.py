@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="a Redis server to use (default: $REDIS_URL, else an embedded one)")
     serve.add_argument("--data-dir", type=Path, help="where the embedded Redis and the token secret live")
     serve.add_argument("--fps", type=int, default=24, help="frames per second of each stream (default 24)")
-    serve.add_argument("--steps", type=int, default=2, choices=(1, 2, 3, 4), help="denoising steps (default 2)")
+    serve.add_argument(
+        "--steps", type=int, default=1, choices=(1, 2, 3, 4), help="most denoising steps per frame (default 1)"
+    )
     serve.add_argument("--max-sessions", type=int, default=8, help="viewers served at once (default 8)")
     serve.add_argument(
         "--min-fps", type=int, default=12, help="frame-rate floor; new viewers get 503 below it (default 12)"

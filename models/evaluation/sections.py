@@ -40,7 +40,7 @@ class EvalSettings:
     transition_pairs: int = 8
     transition_frames: int = 6  # slerp length of a prompt change
     after_frames: int = 24  # frames streamed after the change
-    steps: int = 2
+    steps: int = 1
     batch: int = 32
     seed: int = 0
 

@@ -12,7 +12,7 @@ class TrainConfig:
 
     seed: int = 0
     # 1. autoencoder, on random crops of world frames
-    ae_steps: int = 6000
+    ae_steps: int = 8000
     ae_batch: int = 8
     ae_crop: int = 64
     ae_lr: float = 1e-3
@@ -20,9 +20,9 @@ class TrainConfig:
     # 2. the clip bank the denoiser learns from, encoded once to latents
     clips: int = 1536
     clip_frames: int = 12
-    captions_per_clip: int = 8
+    captions_per_clip: int = 12
     # 3. denoiser
-    unet_steps: int = 2000
+    unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 4e-4
     warmup_steps: int = 100
@@ -31,6 +31,12 @@ class TrainConfig:
     context_noise_inference: float = 0.05
     context_drop: float = 0.1
     context_swap: float = 0.15
+    # text augmentation, so that new phrasings land where the training phrasings of the same scene did
+    text_drop: float = 0.2
+    text_mix: bool = True
+    text_noise: float = 0.015
+    # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
+    noise_drift_inference: float = 0.2
     # bookkeeping
     checkpoint_every: int = 200
 

@@ -44,8 +44,22 @@ class Batch:
         sigma = torch.from_numpy(rng.uniform(0, config.context_noise_max, size=size)).float().view(-1, 1, 1, 1)
         noise = torch.from_numpy(rng.standard_normal(context.shape)).float()
         self.context = context + sigma * noise
-        caption = rng.integers(bank.tokens.shape[1], size=size)
-        self.tokens = bank.tokens[clip, caption].float()
+        captions = bank.tokens.shape[1]
+        caption = rng.integers(captions, size=size)
+        tokens = bank.tokens[clip, caption].float()
+        # 4. the sentence embedding is a random blend of two captions of the same clip plus a little
+        #    noise: the class embedding learns a region around each scene, not a point per phrasing
+        pooled = sentence_embedding(tokens)
+        if config.text_mix:
+            other_caption = sentence_embedding(bank.tokens[clip, rng.integers(captions, size=size)].float())
+            weight = torch.from_numpy(rng.uniform(0.0, 1.0, size=size)).float().view(-1, 1)
+            pooled = pooled + weight * (other_caption - pooled)
+        text_noise = torch.from_numpy(rng.standard_normal(pooled.shape)).float()
+        self.pooled = F.normalize(pooled + config.text_noise * text_noise, dim=-1)
+        # 5. dropped token states: the sentence embedding alone must carry the scene (it generalizes
+        #    to new wordings far better than individual tokens do)
+        tokens[rng.random(size) < config.text_drop] = 0.0
+        self.tokens = tokens
 
 
 def _timesteps(rng: np.random.Generator, size: int, train_steps: int) -> torch.Tensor:
@@ -102,7 +116,7 @@ def train_denoiser(
                 torch.cat([noisy, batch.context], dim=1),
                 t,
                 encoder_hidden_states=batch.tokens,
-                class_labels=sentence_embedding(batch.tokens),
+                class_labels=batch.pooled,
             ).sample
             loss = F.mse_loss(prediction, velocity)
             for group in optimizer.param_groups:

@@ -53,7 +53,13 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
     scheduler = make_scheduler()
     unet, losses = train_denoiser(config, bank, scheduler, work_dir)
     # 4. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
-    pipeline = PixelcastPipeline(unet=unet, vae=vae, scheduler=scheduler, context_noise=config.context_noise_inference)
+    pipeline = PixelcastPipeline(
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        context_noise=config.context_noise_inference,
+        noise_drift=config.noise_drift_inference,
+    )
     for part in ("unet", "vae", "scheduler"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)
     pipeline.to(torch.float16).save_pretrained(out_dir)
