@@ -3,7 +3,8 @@
 Many viewers' feedback arrives at once; one Redis round trip per event would spend most of the time in
 per-call overhead on both ends. A ``GroupCommit`` keeps one flusher task per event loop that takes
 every waiting item (up to ``max_batch``) and hands them to ``flush`` as one list; a lone item still goes
-out at once, so batching adds no waiting of its own, only under load does a batch grow.
+out at once, so batching adds no waiting of its own, only under load does a batch grow. Up to
+``max_in_flight`` flushes run at once, so the client prepares the next batch while Redis executes one.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ class GroupCommit(Generic[Item, Result]):
         flush: takes a batch of items, returns one result or exception per item, in order. If it
             raises, every item of the batch gets that exception.
         max_batch: most items per flush (bounds one round trip's size and the latency of its items).
+        max_in_flight: most flushes under way at once. An item is in one flush only, and a caller
+            that waits for its result before submitting again keeps its own order.
     """
 
-    def __init__(self, flush: Flush, max_batch: int = 256) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+    def __init__(self, flush: Flush, max_batch: int = 256, max_in_flight: int = 2) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError(f"max_batch and max_in_flight must be at least 1, got {max_batch}, {max_in_flight}")
         self._flush = flush
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._waiting: list[_Waiting[Item, Result]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,13 +71,22 @@ class GroupCommit(Generic[Item, Result]):
         self._task = loop.create_task(self._run(self._wake), name="pixelcast-group-commit")
 
     async def _run(self, wake: asyncio.Event) -> None:
-        while True:
-            await wake.wait()
-            wake.clear()
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                await self._flush_batch(batch)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while self._waiting:
+                    if len(self._in_flight) >= self._max_in_flight:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    batch = self._waiting[: self._max_batch]
+                    del self._waiting[: self._max_batch]
+                    task = asyncio.get_running_loop().create_task(self._flush_batch(batch))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            for task in list(self._in_flight):
+                task.cancel()
 
     async def _flush_batch(self, batch: list[_Waiting[Item, Result]]) -> None:
         try:
