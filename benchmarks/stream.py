@@ -33,6 +33,7 @@ PROMPTS = (
 )
 STEER_FROM, STEER_TO = "a desert at noon", "a neon city at night"
 CHANGE_FRACTION = 0.5  # a steer is visible once the picture moved half way to its new look
+ADMISSION_PATIENCE_S = 20.0  # a refused viewer retries after Retry-After, as a player would, this long
 
 
 class ViewerProbe:
@@ -44,22 +45,37 @@ class ViewerProbe:
         self.times: list[float] = []
         self.means: list[np.ndarray] = []
         self.first_frame_seconds: float | None = None
+        self.refusals = 0
+        self.until = float("inf")  # receiving stops here; set once every viewer is connected
+        self._url = url
         self._started = 0.0
 
-    async def start(self) -> bool:
-        """Connect; False when the server turned the viewer away (503, at capacity)."""
-        self._started = time.perf_counter()
-        response = await self.client.connect()
-        if response.status_code == 503:
-            return False
+    async def start(self, patience: float = ADMISSION_PATIENCE_S) -> bool:
+        """Connect, retrying after `Retry-After` while refused (503) for up to `patience` seconds.
+
+        False when the server still turned the viewer away at the end.
+        """
+        give_up = time.perf_counter() + patience
+        while True:
+            self._started = time.perf_counter()
+            response = await self.client.connect()
+            if response.status_code != 503:
+                break
+            self.refusals += 1
+            wait = float(response.headers.get("retry-after", "1"))
+            if time.perf_counter() + wait > give_up:
+                return False  # the caller closes the client
+            await self.client.close()
+            await asyncio.sleep(wait)
+            self.client = WhepClient(self._url)
         if response.status_code != 201:
             raise RuntimeError(f"WHEP refused a viewer: {response.status_code} {response.text}")
         await self.client.wait_channel_open()
         self.client.send({"type": "steer", "text": self.prompt})
         return True
 
-    async def receive(self, until: float) -> None:
-        while time.perf_counter() < until:
+    async def receive(self) -> None:
+        while time.perf_counter() < self.until:
             frame = (await self.client.frames(1))[0]
             now = time.perf_counter()
             if self.first_frame_seconds is None:
@@ -110,17 +126,20 @@ def _cpu_seconds(pid: int) -> float:
 async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> dict[str, Any]:
     probes = [ViewerProbe(url, PROMPTS[i % len(PROMPTS)]) for i in range(viewers)]
     probes[0].prompt = STEER_FROM
-    admitted = []
-    for probe in probes:
+    admitted, receivers = [], []
+    for probe in probes:  # one after another, each receiving as soon as it is in
         if await probe.start():
             admitted.append(probe)
+            receivers.append(asyncio.create_task(probe.receive()))
         else:
             await probe.client.close()
+    refusals = sum(p.refusals for p in probes)
     refused = len(probes) - len(admitted)
     probes = admitted
     warm = time.perf_counter() + 2.0  # the first seconds include connecting and the first steer
     end = warm + seconds
-    receivers = [asyncio.create_task(p.receive(end)) for p in probes]
+    for probe in probes:
+        probe.until = end
     cpu_start, wall_start = _cpu_seconds(pid), time.perf_counter()
     with tqdm(total=round(end - time.perf_counter()), desc=f"bench stream x{viewers}", unit="s") as bar:
         steered_at = None
@@ -138,7 +157,8 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
     latency = steer_visible_seconds(probes[0], steered_at) if steered_at else None
     return {
         "admitted": len(probes),
-        "refused_503": refused,
+        "refused_in_the_end": refused,
+        "refusals_503_before_admission": refusals,
         "viewers": results,
         "min_fps": min(r["fps"] for r in results),
         "total_stalls": sum(r["stalls"] for r in results),
@@ -178,7 +198,9 @@ def main(args: argparse.Namespace) -> int:
     }
     write_json(report, args.json)
     print(
-        f"{args.viewers} viewer(s): min {report['min_fps']} fps, {report['total_stalls']} stalls, "
+        f"{report['admitted']} of {args.viewers} viewer(s) admitted "
+        f"({report['refusals_503_before_admission']} 503 answers on the way): "
+        f"min {report['min_fps']} fps, {report['total_stalls']} stalls, "
         f"first frame <= {report['max_time_to_first_frame_s']} s, steer visible {report['steer_visible_s']} s, "
         f"server CPU {report['server_cpu_cores']} cores"
     )

@@ -50,7 +50,7 @@ def test_headroom_restores_frame_rate_then_steps() -> None:
 
 def test_admission_needs_throughput_for_everyone_at_the_floor() -> None:
     streams = [_Stream(1.2), _Stream(1.2)]
-    assert _controller(_Engine(1), streams, throughput=45.0).can_admit()  # 3 x 12 x 1.1 = 39.6 <= 45
+    assert _controller(_Engine(1), streams, throughput=50.0).can_admit()  # 3 x 12 x 1.25 = 45 <= 50
     assert not _controller(_Engine(1), streams, throughput=30.0).can_admit()
 
 
@@ -72,10 +72,18 @@ def _calibrated_controller(streams: list[_Stream], live_fps: float) -> AdaptiveC
 
 def test_admission_judges_the_larger_batch_from_the_start_up_measurement() -> None:
     streams = [_Stream(1.1)]
-    # live 20 frames/s is below 2 x 12 x 1.1 = 26.4, but at batch 2 and 1 step the engine makes 40
+    # live 20 frames/s is below 2 x 12 x 1.25 = 30, but at batch 2 and 1 step the engine makes 40
     assert _calibrated_controller(streams, live_fps=20.0).can_admit()
-    # the machine is now half as fast as measured at start-up (something else is running): 40 / 2 < 26.4
+    # the machine is now half as fast as measured at start-up (something else is running): 40 / 2 < 30
     assert not _calibrated_controller(streams, live_fps=10.0).can_admit()
+
+
+def test_admission_needs_the_streams_to_keep_up_with_one_more() -> None:
+    # the engine has room, but the streams (encoding, WebRTC included) barely keep up at the floor
+    tight = [_Stream(1.1, fps=12), _Stream(1.2, fps=12)]
+    assert not _calibrated_controller(tight, live_fps=20.0).can_admit()  # 1.1 x 2/3 < 1.05
+    roomy = [_Stream(1.3, fps=24)]  # at 12 fps it would have 2.6 to share with a newcomer
+    assert _calibrated_controller(roomy, live_fps=20.0).can_admit()
 
 
 def test_capacity_interpolates_per_frame_cost_between_measured_batches() -> None:
