@@ -15,7 +15,7 @@ test: $(STAMP) browser
 
 # Speed, measured side by side and written as JSON under bench-results/ (see README, Performance).
 bench: $(STAMP)
-	$(VENV)/bin/pixelcast bench engine --seconds 20 --steps 1 --json bench-results/engine.json
+	$(VENV)/bin/pixelcast bench engine --seconds 20 --steps 1 --batches 1 4 8 --json bench-results/engine.json
 	$(VENV)/bin/pixelcast bench stream --viewers 1 --seconds 30 --json bench-results/stream-1.json
 	$(VENV)/bin/pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json
 	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
