@@ -23,8 +23,14 @@ class ConditioningBlend:
         """Whether a transition is still under way."""
         return self._step < self._transition_frames
 
-    def retarget(self, target: Any, current: Any | None) -> None:
-        """Start blending from `current` (what the last frame used; None before any frame) to `target`."""
+    def retarget(self, target: Any, current: Any | None, transition_frames: int | None = None) -> None:
+        """Start blending from `current` (what the last frame used; None before any frame) to `target`.
+
+        `transition_frames` changes the length of this and later blends (a stream at a lower frame
+        rate blends over fewer frames, so a steer takes the same time to show).
+        """
+        if transition_frames is not None:
+            self._transition_frames = max(1, int(transition_frames))
         self._source = current if current is not None else self._target
         self._target = target
         self._step = 0

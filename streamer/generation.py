@@ -37,7 +37,7 @@ class StreamSettings:
     fps: int = 24
     segment_seconds: float = 1.0
     buffer_seconds: float = 0.5
-    transition_frames: int = 6
+    transition_seconds: float = 0.25  # a new prompt blends in over this long, whatever the frame rate
 
     @property
     def buffer_frames(self) -> int:
@@ -169,10 +169,11 @@ class GenerationLoop:
                 plan = await self._planner.plan()
                 if self.plan is None or plan.prompt != self.plan.prompt:
                     target = await self._batcher.run_on_engine(self._engine.encode_prompt, plan.prompt)
+                    frames = max(1, round(settings.transition_seconds * self.fps))
                     if blend is None:
-                        blend = ConditioningBlend(target, settings.transition_frames)
+                        blend = ConditioningBlend(target, frames)
                     else:
-                        blend.retarget(target, current)
+                        blend.retarget(target, current, frames)
                 self.plan = plan
                 segment_start, keyframe_due = pts, True
                 self._begin_segment()

@@ -90,3 +90,17 @@ async def test_steer_replaces_unsent_frames_and_the_stream_stays_continuous(engi
     decoder = av.CodecContext.create("h264", "r")
     decoded = [picture for frame in sent for picture in decoder.decode(frame.packet)]
     assert len(decoded) == len(sent), "what the viewer receives decodes without a missing reference"
+
+
+def test_a_new_prompt_blends_in_over_the_frames_asked_for() -> None:
+    """At a lower frame rate the blend takes fewer frames, so a steer takes the same time to show."""
+    import torch
+
+    from streamer.conditioning import ConditioningBlend
+
+    a, b = torch.ones(4, 8), -torch.ones(4, 8)
+    blend = ConditioningBlend(a, 6)
+    blend.retarget(b, a, 3)
+    steps = [blend.next() for _ in range(3)]
+    assert not torch.equal(steps[0], b) and torch.equal(steps[-1], b)
+    assert not blend.blending
