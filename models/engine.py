@@ -366,9 +366,7 @@ class StreamingEngine:
         One untimed call first (allocations for a new batch size), then `calls` timed ones; the
         engine's own `steps` setting is left as it was.
         """
-        tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
-        cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
-        requests = [(self.new_stream(i), cond) for i in range(batch)]
+        requests = self._throwaway_requests(batch)
         saved, self.steps = self.steps, steps
         try:
             self.generate(requests)
@@ -382,9 +380,13 @@ class StreamingEngine:
 
     def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
         """Run a few throwaway batches so the first real frame does not pay for lazy initialization."""
+        for size in batch_sizes:
+            requests = self._throwaway_requests(size)
+            for _ in range(2):
+                self.generate(requests)
+
+    def _throwaway_requests(self, batch: int) -> list[tuple[StreamState, torch.Tensor]]:
+        """`batch` fresh streams with blank conditioning, for warm-up and timing."""
         tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
         cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
-        for size in batch_sizes:
-            states = [self.new_stream(i) for i in range(size)]
-            for _ in range(2):
-                self.generate([(s, cond) for s in states])
+        return [(self.new_stream(i), cond) for i in range(batch)]

@@ -4,7 +4,8 @@ Order of cost cuts: denoising steps first (shared by the whole batch), then each
 down to a floor. With headroom for a while, frame rate comes back first, then steps. New viewers are
 admitted only while the engine can cover every stream at the floor: its capacity at the larger batch
 (measured at start-up, `capacity.CapacityModel`), discounted by how far live throughput falls short of
-what the same measurement expects today (another process on the machine, thermal limits).
+what the same measurement expects today (another process on the machine, thermal limits), and only
+while the streams' own real-time factors, which also see encoding and WebRTC, leave room for one more.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from benchmarks.server_process import ServerProcess
 from streamer.adaptive import AdaptiveController
@@ -89,7 +90,9 @@ def test_admission_needs_the_streams_to_keep_up_with_one_more() -> None:
 def test_capacity_interpolates_per_frame_cost_between_measured_batches() -> None:
     capacity = CapacityModel({(1, 1): 25.0, (4, 1): 50.0, (1, 2): 15.0})
     assert capacity.fps(1, 1) == 25.0 and capacity.fps(4, 1) == 50.0
-    assert 25.0 < capacity.fps(2, 1) < capacity.fps(3, 1) < 50.0
+    # per-frame cost 40 ms at batch 1 and 20 ms at batch 4: a third and two thirds of the way between
+    assert capacity.fps(2, 1) == pytest.approx(1 / (0.04 - 0.02 / 3))
+    assert capacity.fps(3, 1) == pytest.approx(1 / (0.04 - 2 * 0.02 / 3))
     assert capacity.fps(8, 1) == 50.0, "held flat beyond the largest measured batch"
     assert capacity.fps(1, 2) == 15.0 and capacity.fps(1, 3) == 15.0, "nearest measured step count"
 
