@@ -36,6 +36,7 @@ from personalization.keys import affinity_key, events_key, profile_key
 from personalization.messages import Feedback
 from personalization.profiles import ProfileState, ProfileStore
 from personalization.redis_server import EmbeddedRedis
+from personalization.store import connect
 from personalization.viewers import ViewerRegistry
 
 _VOCABULARY = {  # a stand-in of the world's vocabulary: the benchmark needs only its shape
@@ -143,7 +144,7 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
         tmp = tempfile.TemporaryDirectory(prefix="pc-bench-redis-")
         server = EmbeddedRedis(Path(tmp.name))
         url = await server.start()
-    redis = aioredis.Redis.from_url(url, decode_responses=True, max_connections=args.writers + 8)
+    redis = connect(url, max_connections=args.writers + 8)
     try:
         registry = ViewerRegistry(redis)
         log = EventLog(redis)

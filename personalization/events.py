@@ -4,8 +4,10 @@ Each event records which scene it was about (``scene``: compact JSON attr -> val
 streamer from the segment's ``SceneSpec``) and the viewing context bucket (``context``), so that
 ``profiles.LUA_EVIDENCE`` can turn it into posterior evidence. Appends are group-committed
 (``group_commit.GroupCommit``): the appends of every viewer that arrive while one round trip is in
-flight share the next one, one ``LUA_APPEND`` call per viewer plus one pointer ``{"viewer": <id>}`` per
-viewer on the global stream ``keys.POINTERS_KEY`` for ``consumer.EventConsumer``.
+flight share the next one, and one ``LUA_APPEND`` call serves up to 64 viewers (one viewer per call on a
+Redis Cluster, where a script stays in one hash slot): per-call and per-reply costs dominate small
+events on both ends. A viewer whose events are left for ``consumer.EventConsumer`` gets a pointer
+``{"viewer": <id>}`` on the global stream ``keys.POINTERS_KEY``; events applied live need none.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from personalization.errors import UnknownViewer
 from personalization.group_commit import GroupCommit
 from personalization.keys import (
     EVENTS_MAXLEN,
+    KEYS_PER_VIEWER,
     LUA_REFRESH_TTL,
     POINTERS_KEY,
     POINTERS_MAXLEN,
@@ -35,53 +38,81 @@ from personalization.scripts import ScriptCall, run_scripts
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _MAX_SCENE_ATTRIBUTES = 16
 _ARGS_PER_EVENT = 5
+_VIEWERS_PER_CALL = 64  # bounds how long one script holds Redis
 
-# KEYS: keys.viewer_keys (every key of the viewer, for the TTL): [1] profile hash, [2] events stream, [4] affinity hash
-# ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the stream, ARGV[3] most events to apply after
-# appending (0: leave them to the consumer), then 5 values per event: kind ("like" | "skip" | "dwell"),
-# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or ""
-# Returns {applied, {stream ids, one per event, in order}}, or false (nil) when the viewer has no
-# profile. XADD and the counters run in one script, so the counters always equal what the stream
-# received; the apply in the same script makes the events count before the caller hears back.
+# KEYS: keys.viewer_keys of each viewer of the call, KEYS_PER_VIEWER keys each, in this order per
+# viewer: [1] profile hash, [2] events stream, [4] affinity hash (all of them for the TTL).
+# ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the streams, ARGV[3] most events the call
+# may apply in all, then per viewer: "1" to apply its pending events after appending ("0": leave them
+# to the consumer), the number of events n, and 5 values per event: kind ("like" | "skip" | "dwell"),
+# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or "".
+# Returns three values per viewer: events applied (-1: the viewer has no profile, nothing written),
+# 1 if some of its events are left unapplied (0 if none), and its new stream ids joined by spaces.
+# XADD and the counters run in one script, so the counters always equal what the stream received;
+# the apply in the same script makes the events count before the caller hears back.
 # ``last_appended_id`` lets the apply skip re-reading the stream: when every event appended before
 # was applied already, the pending events are exactly the ones in ARGV.
 LUA_APPEND = (
     LUA_REFRESH_TTL
     + LUA_EVIDENCE
+    + f"""
+local KEYS_PER_VIEWER = {KEYS_PER_VIEWER}
+"""
     + """
-local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds',
-  'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds')
-if not p[1] then return false end
-local counts = {like = tonumber(p[6]) or 0, skip = tonumber(p[7]) or 0, dwell = tonumber(p[8]) or 0}
-local dwell_seconds = tonumber(p[9]) or 0
-local last = p[2] or '0-0'
-local limit = tonumber(ARGV[3])
-local caught_up = limit > 0 and p[5] and p[5] == last and (#ARGV - 3) / 5 <= limit
-local evidence = new_evidence()
-local ids = {}
-for i = 4, #ARGV, 5 do
-  local kind, seconds = ARGV[i], ARGV[i + 2]
-  ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-    'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
-    'scene', ARGV[i + 3], 'context', ARGV[i + 4])
-  counts[kind] = counts[kind] + 1
-  if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
-  if caught_up then evidence:add(kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
+local function append_viewer(k, first, n, limit)
+  local profile, stream, affinity = KEYS[k + 1], KEYS[k + 2], KEYS[k + 4]
+  local p = redis.call('HMGET', profile, 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds',
+    'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds')
+  if not p[1] then return -1, 0, {} end
+  local counts = {like = tonumber(p[6]) or 0, skip = tonumber(p[7]) or 0, dwell = tonumber(p[8]) or 0}
+  local dwell_seconds = tonumber(p[9]) or 0
+  local last = p[2] or '0-0'
+  local caught_up = limit > 0 and p[5] and p[5] == last and n <= limit
+  local evidence = new_evidence()
+  local ids = {}
+  for i = first, first + 5 * (n - 1), 5 do
+    local kind, seconds = ARGV[i], ARGV[i + 2]
+    ids[#ids + 1] = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*',
+      'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
+      'scene', ARGV[i + 3], 'context', ARGV[i + 4])
+    counts[kind] = counts[kind] + 1
+    if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
+    if caught_up then evidence:add(kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
+  end
+  local applied, newest = 0, last
+  if caught_up then
+    applied, newest = #ids, ids[#ids]
+  elseif limit > 0 then
+    local entries = pending(stream, last, '+', limit, evidence)
+    applied = #entries
+    if applied > 0 then newest = entries[applied][1] end
+  end
+  if applied > 0 then
+    upgrade(profile, affinity, p[1])
+    evidence:write(affinity)
+  end
+  redis.call('HSET', profile, 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
+    'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
+    'n_applied', (tonumber(p[3]) or 0) + applied)
+  refresh_ttl(p[4] or '0', k + 1, k + KEYS_PER_VIEWER)
+  return applied, newest ~= ids[#ids] and 1 or 0, ids
 end
-local applied, newest = 0, last
-if caught_up then
-  applied, newest = #ids, ids[#ids]
-elseif limit > 0 then
-  local entries = pending(last, '+', limit, evidence)
-  applied = #entries
-  if applied > 0 then newest = entries[applied][1] end
+
+local out = {}
+local budget = tonumber(ARGV[3])
+local a = 4
+for k = 0, #KEYS - 1, KEYS_PER_VIEWER do
+  local n = tonumber(ARGV[a + 1])
+  local limit = 0
+  if ARGV[a] == '1' then limit = budget end
+  local applied, left, ids = append_viewer(k, a + 2, n, limit)
+  if applied > 0 then budget = budget - applied end
+  out[#out + 1] = applied
+  out[#out + 1] = left
+  out[#out + 1] = table.concat(ids, ' ')
+  a = a + 2 + 5 * n
 end
-evidence:write(KEYS[4])
-redis.call('HSET', KEYS[1], 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
-  'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
-  'n_applied', (tonumber(p[3]) or 0) + applied)
-refresh_ttl(p[4] or '0')
-return {applied, ids}
+return out
 """
 )
 
@@ -93,6 +124,11 @@ class _Append:
     viewer_id: str
     args: list[str | int]  # _ARGS_PER_EVENT values per event
     apply: bool
+
+    @property
+    def count(self) -> int:
+        """Number of events."""
+        return len(self.args) // _ARGS_PER_EVENT
 
 
 def _check_scene(scene: Mapping[str, str]) -> None:
@@ -157,33 +193,62 @@ class EventLog:
         return await self._commit.submit(_Append(viewer_id, args, apply))
 
     async def _flush(self, appends: Sequence[_Append]) -> list[list[str] | BaseException]:
-        """One round trip for a batch: per viewer one ``LUA_APPEND`` call (its appends in order) and a pointer."""
+        """One round trip for a batch: ``LUA_APPEND`` for every viewer (its appends in order), then pointers.
+
+        A viewer gets a pointer on ``pc:events`` when events of it are left for the consumer: at once
+        for appends without ``apply``, after the script for the rare apply that hit ``APPLY_LIMIT``.
+        """
         by_viewer: dict[str, list[_Append]] = {}
         for item in appends:
             by_viewer.setdefault(item.viewer_id, []).append(item)
+        viewers = list(by_viewer)
         now = f"{time.time():.3f}"
         calls = []
-        for viewer_id, items in by_viewer.items():
-            keys = viewer_keys(viewer_id)
-            limit = APPLY_LIMIT if any(item.apply for item in items) else 0
-            calls.append(ScriptCall(self._append, keys, [now, EVENTS_MAXLEN, limit, *(a for i in items for a in i.args)]))
+        for group in self._script_groups(viewers):
+            keys: list[str] = []
+            args: list[str | int] = [now, EVENTS_MAXLEN, APPLY_LIMIT]
+            for viewer_id in group:
+                items = by_viewer[viewer_id]
+                keys += viewer_keys(viewer_id)
+                args += ["1" if any(item.apply for item in items) else "0", sum(item.count for item in items)]
+                args += [value for item in items for value in item.args]
+            calls.append(ScriptCall(self._append, keys, args))
+        unapplied = [v for v in viewers if not all(item.apply for item in by_viewer[v])]
 
-        def pointers(pipe: aioredis.client.Pipeline) -> None:  # the consumer catches each viewer up
-            for viewer_id in by_viewer:
+        def pointers(pipe: aioredis.client.Pipeline) -> None:
+            for viewer_id in unapplied:
                 pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
 
         results = await run_scripts(self.redis, calls, then=pointers)
+        replies = iter([value for result in results for value in result])
         ids_of: dict[int, list[str] | BaseException] = {}
-        for (viewer_id, items), result in zip(by_viewer.items(), results):
-            if result is None:
+        behind: list[str] = []
+        for viewer_id, applied, left, joined in zip(viewers, replies, replies, replies):
+            items = by_viewer[viewer_id]
+            if int(applied) < 0:
                 for item in items:
                     ids_of[id(item)] = UnknownViewer(viewer_id)
                 continue
-            ids = [str(event_id) for event_id in result[1]]
+            if int(left) and viewer_id not in unapplied:
+                behind.append(viewer_id)
+            ids = str(joined).split(" ")
             for item in items:
-                count = len(item.args) // _ARGS_PER_EVENT
-                ids_of[id(item)], ids = ids[:count], ids[count:]
+                ids_of[id(item)], ids = ids[: item.count], ids[item.count :]
+        if behind:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for viewer_id in behind:
+                    pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
+                await pipe.execute()
         return [ids_of[id(item)] for item in appends]
+
+    def _script_groups(self, viewers: list[str]) -> list[list[str]]:
+        """Viewers whose appends may share one script call: all of them, except on a Redis Cluster.
+
+        A script may only touch keys of one hash slot there, and each viewer has its own.
+        """
+        if isinstance(self.redis, aioredis.RedisCluster):
+            return [[viewer_id] for viewer_id in viewers]
+        return [viewers[i : i + _VIEWERS_PER_CALL] for i in range(0, len(viewers), _VIEWERS_PER_CALL)]
 
     @staticmethod
     def _args(feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None) -> list[str | int]:

@@ -76,6 +76,10 @@ def viewer_keys(viewer_id: str) -> list[str]:
     ]
 
 
+#: Length of ``viewer_keys``: scripts serving several viewers take that many KEYS per viewer.
+KEYS_PER_VIEWER = len(viewer_keys("_"))
+
+
 #: STREAM shared by all viewers (not hash-tagged): one small pointer ``{"viewer": <id>}`` per viewer per
 #: append round trip, read by the consumer group of ``personalization.consumer``. A pointer says "this viewer
 #: has new events"; the consumer applies every event of that viewer after its last applied id.
@@ -90,15 +94,17 @@ POINTERS_MAXLEN = 100_000
 #: Profile field holding the TTL (seconds) of an anonymous viewer; absent for registered viewers.
 TTL_FIELD = "ttl_seconds"
 
-#: Lua fragment shared by the scripts that write a viewer's keys. With KEYS[1] the profile and the
-#: rest of KEYS the viewer's other keys, ``refresh_ttl()`` restarts the expiry of all of them when
-#: the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last activity.
-#: A script that already read the profile's ``ttl_seconds`` passes it (``"0"`` when absent) to save a call.
+#: Lua fragment shared by the scripts that write a viewer's keys. ``refresh_ttl(ttl, first, last)``
+#: restarts the expiry of ``KEYS[first..last]`` (default: all of KEYS, ``KEYS[first]`` being the
+#: profile) when the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last
+#: activity. A script that already read the profile's ``ttl_seconds`` passes it (``"0"`` when absent)
+#: to save a call; a script serving several viewers passes each viewer's slice of KEYS.
 LUA_REFRESH_TTL = f"""
-local function refresh_ttl(ttl)
-  ttl = tonumber(ttl or redis.call('HGET', KEYS[1], '{TTL_FIELD}') or '0')
+local function refresh_ttl(ttl, first, last)
+  first = first or 1
+  ttl = tonumber(ttl or redis.call('HGET', KEYS[first], '{TTL_FIELD}') or '0')
   if ttl and ttl > 0 then
-    for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+    for i = first, last or #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
 """

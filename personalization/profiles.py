@@ -1,17 +1,24 @@
 """Profiles: Beta posteriors per attribute value, applied from feedback events by one idempotent script.
 
-Profile schema, version 2 (``viewers.SCHEMA_VERSION``), all keys hash-tagged per viewer:
+Profile schema, version 3 (``SCHEMA_VERSION``), all keys hash-tagged per viewer:
 
 - ``pc:{v:<id>}:profile`` HASH: ``schema_version``, ``created_at``, ``anonymous``, ``ttl_seconds``
   (anonymous only), counters written at append time (``n_like``, ``n_skip``, ``n_dwell``,
   ``dwell_seconds``), and the apply state: ``last_event_id`` (stream id of the newest applied
-  event, ``"0-0"`` before any) and ``n_applied`` (events applied, each exactly once).
-- ``pc:{v:<id>}:affinity`` HASH: evidence of the posteriors. For every attribute value of the scene
-  of an applied event, ``<attr>=<value>:a`` and ``:b`` grow by ``rewards.feedback_increments``;
-  with a context bucket, ``<bucket>/<attr>=<value>:a|b`` grow too. The posterior is
-  ``Beta(prior_alpha + a, prior_beta + b)``.
+  event, ``"0-0"`` before any), ``n_applied`` (events applied, each exactly once) and
+  ``last_appended_id``.
+- ``pc:{v:<id>}:affinity`` HASH: evidence of the posteriors, one field per cell holding ``"<a> <b>"`` in
+  whole millionths (``rewards.EVIDENCE_SCALE``: integer sums stay exact, and cost little to format).
+  For every attribute value of the scene of an applied event, the cell ``<bucket>/<attr>=<value>``
+  (the event has a context bucket) or ``<attr>=<value>`` (it has none) grows by
+  ``rewards.evidence_units``. Each event is stored once; the context-free (global) posterior
+  is the sum of the plain cell and every bucket's cell, folded when reading
+  (``ProfileState.from_fields``). The posterior is ``Beta(prior_alpha + a, prior_beta + b)``.
 - ``pc:{v:<id>}:wishes`` HASH: current wishes (``wishes.Wishes.to_fields``).
 
+Version 2 kept ``a`` and ``b`` in fields of their own (``<cell>:a``, ``<cell>:b``) and stored every event
+twice (plain cells held totals). The scripts upgrade such a profile in place the first time they
+apply to it (``upgrade`` in ``LUA_EVIDENCE``); until then ``from_fields`` reads it as it was.
 Version 1 profiles (no affinity or wishes keys) read as empty evidence and no wishes.
 """
 
@@ -27,9 +34,12 @@ import redis.asyncio as aioredis
 
 from personalization.errors import UnknownViewer
 from personalization.keys import LUA_REFRESH_TTL, affinity_key, events_key, profile_key, viewer_keys, wishes_key
-from personalization.rewards import LUA_INCREMENTS, feedback_increments
+from personalization.rewards import EVIDENCE_SCALE, LUA_INCREMENTS, evidence_units
 from personalization.scripts import ScriptCall
 from personalization.wishes import Wishes
+
+SCHEMA_VERSION = 3
+"""Version of the profile layout written by ``viewers.ViewerRegistry.create`` (see the module docstring)."""
 
 PRIOR: tuple[float, float] = (1.0, 1.0)
 """Beta prior of every attribute value: uniform."""
@@ -47,16 +57,22 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-# Lua helpers shared by ``LUA_APPLY`` and ``events.LUA_APPEND`` (KEYS[2] the events stream):
+# Lua helpers shared by ``LUA_APPLY`` and ``events.LUA_APPEND``:
 # - ``fmt(x)``: a number as the shortest of %.15g / %.17g that reads back exactly;
-# - ``new_evidence()``: collects the increments of events (``:add(kind, seconds, scene, context)``, the
-#   arithmetic of rewards.feedback_increments via LUA_INCREMENTS) and writes them to the affinity hash
+# - ``new_evidence()``: collects the increments of events (``:add(kind, seconds, scene, context)``, in
+#   millionths as rewards.evidence_units counts them, via LUA_INCREMENTS) and writes them to the affinity hash
 #   with one HMGET and one HSET (``:write(key)``), adding each event's increment in event order, as
-#   ``ProfileState.apply`` does; inside Redis every call costs microseconds, so calls are few;
-# - ``pending(last, upto, limit, evidence)``: the stream entries with ids in (last, upto], at most
-#   ``limit``, added to ``evidence``; XRANGE compares ids as ms-seq pairs, so order is stream order.
+#   ``ProfileState.apply`` does; inside Redis every call and every argument costs, so calls are few
+#   and each event touches one cell per attribute value (its bucket's, or the plain one);
+# - ``pending(stream, last, upto, limit, evidence)``: the entries of ``stream`` with ids in (last, upto],
+#   at most ``limit``, added to ``evidence``; XRANGE compares ids as ms-seq pairs, so order is stream order;
+# - ``upgrade(profile, affinity, version)``: brings a version 1 or 2 profile to ``SCHEMA_VERSION``
+#   (version 2 plain cells held totals; the bucket cells are taken out of them once).
 LUA_EVIDENCE = (
     LUA_INCREMENTS
+    + f"""
+local SCHEMA_VERSION, SCALE = {SCHEMA_VERSION}, {EVIDENCE_SCALE}
+"""
     + """
 local function fmt(x)
   local s = string.format('%.15g', x)
@@ -66,41 +82,43 @@ end
 local Evidence = {}
 Evidence.__index = Evidence
 local function new_evidence() return setmetatable({names = {}, index = {}, deltas = {}}, Evidence) end
-function Evidence:bump(name, d)
+function Evidence:bump(name, da, db)
   local i = self.index[name]
   if i == nil then
     i = #self.names + 1
     self.names[i], self.index[name], self.deltas[i] = name, i, {}
   end
   local list = self.deltas[i]
-  list[#list + 1] = d
+  list[#list + 1] = da
+  list[#list + 1] = db
 end
 function Evidence:add(kind, seconds, scene, ctx)
   if not scene or scene == '' then return end
-  local da, db = increments(kind, seconds)
-  for attr, value in pairs(cjson.decode(scene)) do
-    local cells = {attr .. '=' .. value}
-    if ctx and ctx ~= '' then cells[2] = ctx .. '/' .. cells[1] end
-    for _, cell in ipairs(cells) do
-      if da ~= 0 then self:bump(cell .. ':a', da) end
-      if db ~= 0 then self:bump(cell .. ':b', db) end
-    end
-  end
+  local da, db = units(kind, seconds)
+  local prefix = ''
+  if ctx and ctx ~= '' then prefix = ctx .. '/' end
+  for attr, value in pairs(cjson.decode(scene)) do self:bump(prefix .. attr .. '=' .. value, da, db) end
 end
 function Evidence:write(key)
   if #self.names == 0 then return end
   local stored = redis.call('HMGET', key, unpack(self.names))
   local fields = {}
   for i, name in ipairs(self.names) do
-    local value = tonumber(stored[i]) or 0
-    for _, d in ipairs(self.deltas[i]) do value = value + d end
+    local a, b = 0, 0
+    local pair = stored[i]
+    if pair then
+      local space = string.find(pair, ' ', 1, true)
+      a, b = tonumber(string.sub(pair, 1, space - 1)), tonumber(string.sub(pair, space + 1))
+    end
+    local list = self.deltas[i]
+    for j = 1, #list, 2 do a, b = a + list[j], b + list[j + 1] end
     fields[#fields + 1] = name
-    fields[#fields + 1] = fmt(value)
+    fields[#fields + 1] = string.format('%d %d', a, b)
   end
   redis.call('HSET', key, unpack(fields))
 end
-local function pending(last, upto, limit, evidence)
-  local entries = redis.call('XRANGE', KEYS[2], '(' .. last, upto, 'COUNT', limit)
+local function pending(stream, last, upto, limit, evidence)
+  local entries = redis.call('XRANGE', stream, '(' .. last, upto, 'COUNT', limit)
   for _, entry in ipairs(entries) do
     local f = {}
     local raw = entry[2]
@@ -108,6 +126,43 @@ local function pending(last, upto, limit, evidence)
     evidence:add(f['kind'], f['seconds'], f['scene'], f['context'])
   end
   return entries
+end
+local function upgrade(profile, affinity, version)
+  if (tonumber(version) or SCHEMA_VERSION) >= SCHEMA_VERSION then return end
+  local flat = redis.call('HGETALL', affinity)
+  local stored, cells, order = {}, {}, {}
+  for i = 1, #flat, 2 do stored[flat[i]] = tonumber(flat[i + 1]) end
+  for i = 1, #flat, 2 do
+    local cell, which = string.match(flat[i], '^(.*):([ab])$')
+    if cell then
+      if not cells[cell] then
+        order[#order + 1] = cell
+        cells[cell] = {stored[cell .. ':a'] or 0, stored[cell .. ':b'] or 0}
+      end
+    end
+  end
+  for i = 1, #order do  -- version 2 plain cells held totals: take each bucket's share out
+    local cell = order[i]
+    local slash = string.find(cell, '/', 1, true)
+    if slash then
+      local plain = string.sub(cell, slash + 1)
+      if not cells[plain] then
+        cells[plain] = {0, 0}
+        order[#order + 1] = plain
+      end
+      local total = cells[plain]
+      total[1], total[2] = total[1] - cells[cell][1], total[2] - cells[cell][2]
+    end
+  end
+  if #flat > 0 then redis.call('DEL', affinity) end
+  local fields = {}
+  for _, cell in ipairs(order) do
+    fields[#fields + 1] = cell
+    local a, b = cells[cell][1], cells[cell][2]
+    fields[#fields + 1] = string.format('%d %d', math.floor(a * SCALE + 0.5), math.floor(b * SCALE + 0.5))
+  end
+  if #fields > 0 then redis.call('HSET', affinity, unpack(fields)) end
+  redis.call('HSET', profile, 'schema_version', SCHEMA_VERSION)
 end
 """
 )
@@ -126,8 +181,9 @@ LUA_APPLY = (
 local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds')
 if not p[1] then return -1 end
 local evidence = new_evidence()
-local entries = pending(p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), evidence)
+local entries = pending(KEYS[2], p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), evidence)
 if #entries == 0 then return 0 end
+upgrade(KEYS[1], KEYS[4], p[1])
 evidence:write(KEYS[4])
 redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
 refresh_ttl(p[4] or '0')
@@ -179,7 +235,8 @@ class ProfileState:
             self.last_event_id = event_id
         self.n_applied += 1
         if scene:
-            da, db = feedback_increments(kind, seconds)
+            units = evidence_units(kind, seconds)
+            da, db = units[0] / EVIDENCE_SCALE, units[1] / EVIDENCE_SCALE
             for b in (GLOBAL, bucket) if bucket else (GLOBAL,):
                 for attr, value in scene.items():
                     cell = self.evidence.setdefault((b, attr, value), [0.0, 0.0])
@@ -207,18 +264,31 @@ class ProfileState:
     def from_fields(
         cls, affinity: Mapping[str, str], profile: Mapping[str, str] | None = None, prior: tuple[float, float] = PRIOR
     ) -> ProfileState:
-        """Read the affinity HASH (and the profile HASH's apply state) as Redis returns them."""
+        """Read the affinity HASH (and the profile HASH's apply state) as Redis returns them.
+
+        A bucket's cell also counts towards the global posterior; a version 2 profile that no script
+        has upgraded yet is read in its own layout.
+        """
         state = cls(prior=prior)
+        version_2 = profile is not None and int(profile.get("schema_version") or SCHEMA_VERSION) < SCHEMA_VERSION
         for name, raw in affinity.items():
-            cell_name, _, which = name.rpartition(":")
-            bucket, _, attr_value = cell_name.rpartition("/")
+            if version_2:
+                name, _, which = name.rpartition(":")
+                if which not in ("a", "b"):
+                    continue
+                amounts = (float(raw), 0.0) if which == "a" else (0.0, float(raw))
+            else:
+                a, _, b = raw.partition(" ")
+                amounts = (float(a) / EVIDENCE_SCALE, float(b or 0.0) / EVIDENCE_SCALE)
+            bucket, _, attr_value = name.rpartition("/")
             attr, _, value = attr_value.partition("=")
-            if which not in ("a", "b") or not attr or not value:
+            if not attr or not value:
                 continue
-            cell = state.evidence.setdefault((bucket, attr, value), [0.0, 0.0])
-            amount = float(raw)
-            cell[0 if which == "a" else 1] += amount
-            state._weights[(bucket, attr)] = state._weights.get((bucket, attr), 0.0) + amount
+            for where in (bucket,) if bucket == GLOBAL or version_2 else (bucket, GLOBAL):
+                cell = state.evidence.setdefault((where, attr, value), [0.0, 0.0])
+                cell[0] += amounts[0]
+                cell[1] += amounts[1]
+                state._weights[(where, attr)] = state._weights.get((where, attr), 0.0) + sum(amounts)
         if profile:
             state.last_event_id = profile.get("last_event_id", "0-0")
             state.n_applied = int(profile.get("n_applied", 0))

@@ -23,6 +23,8 @@ its constants are formatted from the ones below (``LUA_INCREMENTS``), and a test
 
 from __future__ import annotations
 
+import math
+
 LIKE_WEIGHT = 2.0
 SKIP_WEIGHT = 1.0
 DWELL_WEIGHT = 1.0
@@ -45,12 +47,25 @@ def feedback_increments(kind: str, seconds: float | None = None) -> tuple[float,
     return 0.0, 0.0
 
 
+EVIDENCE_SCALE = 1_000_000
+"""Profiles store evidence as whole millionths: sums of integers stay exact and cost little to write."""
+
+
+def evidence_units(kind: str, seconds: float | None = None) -> tuple[int, int]:
+    """``feedback_increments`` in millionths (``EVIDENCE_SCALE``), rounded half up; the two add up to the
+    event's rounded weight. ``LUA_INCREMENTS``' ``units`` does the same arithmetic in Redis."""
+    da, db = feedback_increments(kind, seconds)
+    a = math.floor(da * EVIDENCE_SCALE + 0.5)
+    return a, math.floor((da + db) * EVIDENCE_SCALE + 0.5) - a
+
+
 def feedback_reward(kind: str, seconds: float | None = None) -> float:
     """The scalar reward of one event: its alpha increment (0 for a skip, up to 1 for dwell, 2 for a like)."""
     return feedback_increments(kind, seconds)[0]
 
 
-#: Lua twin of ``feedback_increments`` (constants formatted from this module, ``%.17g`` keeps them exact).
+#: Lua twins of ``feedback_increments`` and ``evidence_units`` (constants formatted from this module;
+#: ``repr`` keeps them exact).
 LUA_INCREMENTS = f"""
 local function increments(kind, seconds)
   if kind == 'like' then return {LIKE_WEIGHT!r}, 0 end
@@ -60,5 +75,10 @@ local function increments(kind, seconds)
     return {DWELL_WEIGHT!r} * f, {DWELL_WEIGHT!r} * (1 - f)
   end
   return 0, 0
+end
+local function units(kind, seconds)
+  local da, db = increments(kind, seconds)
+  local a = math.floor(da * {EVIDENCE_SCALE} + 0.5)
+  return a, math.floor((da + db) * {EVIDENCE_SCALE} + 0.5) - a
 end
 """

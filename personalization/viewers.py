@@ -22,10 +22,9 @@ from personalization.keys import (
     viewer_keys,
     wishes_key,
 )
-from personalization.profiles import ProfileState
+from personalization.profiles import SCHEMA_VERSION, ProfileState
 from personalization.wishes import Wishes
 
-SCHEMA_VERSION = 2  # see personalization.profiles for the layout
 ANONYMOUS_TTL = 7 * 24 * 3600  # seconds; an anonymous viewer's data lives this long after its last activity
 _CREATE_ATTEMPTS = 5
 
@@ -133,7 +132,7 @@ class ViewerRegistry:
         return {
             "viewer_id": viewer_id,
             "profile": dict(profile),
-            "posteriors": ProfileState.from_fields(affinity).to_json(),
+            "posteriors": ProfileState.from_fields(affinity, profile).to_json(),
             "wishes": Wishes.from_fields(wishes).to_json(),
             "steers": list(steers),
             "events": [_event_dict(entry_id, fields) for entry_id, fields in entries],

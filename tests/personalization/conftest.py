@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from personalization.redis_server import EmbeddedRedis
+from personalization.store import connect
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ async def redis_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     if not url:
         server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
         url = await server.start()
-    client = aioredis.Redis.from_url(url, decode_responses=True)
+    client = connect(url)
     try:
         await client.flushdb()
         yield client

@@ -7,10 +7,12 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from personalization.consumer import EventConsumer
 from personalization.errors import UnknownViewer
 from personalization.events import EventLog
-from personalization.keys import events_key, profile_key
+from personalization.keys import POINTERS_KEY, events_key, profile_key
 from personalization.messages import Feedback
+from personalization.profiles import APPLY_LIMIT
 from personalization.viewers import ViewerRegistry
 
 WRITERS = 20
@@ -92,3 +94,33 @@ async def test_append_refreshes_anonymous_ttl(redis_client: aioredis.Redis) -> N
     await EventLog(redis_client).append(viewer_id, Feedback("like"))
     assert 990 < await redis_client.ttl(profile_key(viewer_id)) <= 1000
     assert 990 < await redis_client.ttl(events_key(viewer_id)) <= 1000
+
+
+async def test_unknown_viewer_in_a_shared_round_trip_fails_alone(redis_client: aioredis.Redis) -> None:
+    """Appends of many viewers share one script call; an unknown one among them fails only its own caller."""
+    registry, log = ViewerRegistry(redis_client), EventLog(redis_client)
+    known = [await registry.create() for _ in range(5)]
+    targets = [*known[:2], "nobody", *known[2:]]
+    results = await asyncio.gather(
+        *(log.append(v, Feedback("like"), {"subject": "ocean"}, apply=True) for v in targets), return_exceptions=True
+    )
+    assert isinstance(results[2], UnknownViewer)
+    assert all(isinstance(r, str) for i, r in enumerate(results) if i != 2)
+    for viewer_id in known:
+        profile = await redis_client.hgetall(profile_key(viewer_id))
+        assert (profile["n_like"], profile["n_applied"]) == ("1", "1")
+    assert await redis_client.exists(events_key("nobody"), profile_key("nobody")) == 0
+
+
+async def test_backlog_beyond_the_apply_limit_is_left_to_the_consumer(redis_client: aioredis.Redis) -> None:
+    """Events appended without apply pile up; a live apply takes APPLY_LIMIT of them, the consumer the rest."""
+    viewer_id = await ViewerRegistry(redis_client).create()
+    log = EventLog(redis_client)
+    backlog = [(Feedback("skip"), {"subject": "city"}, None)] * (APPLY_LIMIT + 50)
+    await log.append_many(viewer_id, backlog)
+    await redis_client.delete(POINTERS_KEY)  # as if the consumer had read those pointers and then died
+    await log.append(viewer_id, Feedback("like"), {"subject": "ocean"}, apply=True)
+    assert await redis_client.hget(profile_key(viewer_id), "n_applied") == str(APPLY_LIMIT)
+    assert await redis_client.xlen(POINTERS_KEY) == 1  # the live append said that events are left
+    assert await EventConsumer(redis_client, name="test").drain() == 51
+    assert await redis_client.hget(profile_key(viewer_id), "n_applied") == str(APPLY_LIMIT + 51)

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 
 from personalization import redis_server
 from personalization.errors import EmbeddedRedisError
+from personalization.profiles import SCHEMA_VERSION
 from personalization.redis_server import EmbeddedRedis
-from personalization.store import default_data_dir, open_store
+from personalization.store import connect, default_data_dir, open_store
 from personalization.viewers import ViewerRegistry
 
 
@@ -19,7 +20,7 @@ async def test_start_ping_stop(data_dir: Path) -> None:
     url = await server.start()
     assert url.startswith("unix://") and url.endswith("redis.sock")
     assert await server.start() == url  # already running: same URL
-    client = aioredis.Redis.from_url(url, decode_responses=True)
+    client = connect(url)
     try:
         assert await client.ping()
         config = await client.config_get("port")
@@ -39,16 +40,16 @@ async def test_start_ping_stop(data_dir: Path) -> None:
 
 async def test_profile_survives_restart(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+        client = connect(url)
         viewer_id = await ViewerRegistry(client).create()
         await ViewerRegistry(client).record_steer(viewer_id, "more ocean")
         await client.aclose()
 
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+        client = connect(url)
         exported = await ViewerRegistry(client).export(viewer_id)
         await client.aclose()
-    assert exported["profile"]["schema_version"] == "2"
+    assert exported["profile"]["schema_version"] == str(SCHEMA_VERSION)
     assert exported["steers"] == ["more ocean"]
 
 

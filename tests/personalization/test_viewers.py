@@ -9,7 +9,7 @@ from personalization.errors import UnknownViewer
 from personalization.events import EventLog
 from personalization.keys import STEERS_MAX, VIEWER_ID_RE, profile_key, viewer_keys
 from personalization.messages import Feedback
-from personalization.profiles import ProfileStore
+from personalization.profiles import SCHEMA_VERSION, ProfileStore
 from personalization.viewers import ANONYMOUS_TTL, ViewerRegistry
 from personalization.wishes import Wishes
 
@@ -20,7 +20,7 @@ async def test_create_writes_profile(redis_client: aioredis.Redis) -> None:
     assert VIEWER_ID_RE.fullmatch(viewer_id) and len(viewer_id) == 16
     assert await registry.exists(viewer_id)
     profile = await redis_client.hgetall(profile_key(viewer_id))
-    assert profile["schema_version"] == "2"
+    assert profile["schema_version"] == str(SCHEMA_VERSION)
     assert profile["anonymous"] == "0"
     assert profile["last_event_id"] == "0-0"
     assert float(profile["created_at"]) > 0
