@@ -36,6 +36,7 @@ from personalization.profiles import APPLY_LIMIT, LUA_EVIDENCE, ProfileStore, sc
 from personalization.scripts import ScriptCall, run_scripts
 
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
+_SCENE_JSON_RE = re.compile(r'\{"[a-z0-9_]{1,32}":"[a-z0-9_]{1,32}"(?:,"[a-z0-9_]{1,32}":"[a-z0-9_]{1,32}")*\}')
 _MAX_SCENE_ATTRIBUTES = 16
 _ARGS_PER_EVENT = 5
 _VIEWERS_PER_CALL = 64  # bounds how long one script holds Redis
@@ -131,12 +132,20 @@ class _Append:
         return len(self.args) // _ARGS_PER_EVENT
 
 
-def _check_scene(scene: Mapping[str, str]) -> None:
+def _scene_json(scene: Mapping[str, str]) -> str:
+    """The validated ``scene`` field of an event (one regex over the JSON instead of two per attribute)."""
+    try:
+        text = scene_field(scene)
+    except TypeError:  # keys that are not all strings cannot be sorted
+        text = ""
+    if len(scene) <= _MAX_SCENE_ATTRIBUTES and _SCENE_JSON_RE.fullmatch(text):
+        return text
     if len(scene) > _MAX_SCENE_ATTRIBUTES:
         raise ValueError(f"a scene has at most {_MAX_SCENE_ATTRIBUTES} attributes, got {len(scene)}")
     for attr, value in scene.items():
         if not (isinstance(attr, str) and isinstance(value, str) and _NAME_RE.fullmatch(attr) and _NAME_RE.fullmatch(value)):
             raise ValueError(f"bad scene attribute {attr!r}={value!r} (lowercase letters, digits and _ only)")
+    raise ValueError(f"bad scene {scene!r}")
 
 
 class EventLog:
@@ -253,8 +262,6 @@ class EventLog:
     @staticmethod
     def _args(feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None) -> list[str | int]:
         """The five ARGV values of ``LUA_APPEND`` for one event (validated)."""
-        if scene is not None:
-            _check_scene(scene)
         if feedback.kind not in FEEDBACK_KINDS:
             raise ValueError(f"unknown feedback kind {feedback.kind!r}")
         if feedback.kind == "dwell" and feedback.seconds is None:
@@ -263,7 +270,7 @@ class EventLog:
             feedback.kind,
             "" if feedback.segment_id is None else str(int(feedback.segment_id)),
             "" if feedback.seconds is None else repr(float(feedback.seconds)),
-            scene_field(scene) if scene else "",
+            _scene_json(scene) if scene else "",
             context.bucket if context is not None else "",
         ]
         return args

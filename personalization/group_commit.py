@@ -4,7 +4,8 @@ Many viewers' feedback arrives at once; one Redis round trip per event would spe
 per-call overhead on both ends. A ``GroupCommit`` keeps one flusher task per event loop that takes
 every waiting item (up to ``max_batch``) and hands them to ``flush`` as one list; a lone item still goes
 out at once, so batching adds no waiting of its own, only under load does a batch grow. Up to
-``max_in_flight`` flushes run at once, so the client prepares the next batch while Redis executes one.
+``max_in_flight`` flushes run at once, and what waits is spread over the free ones, so the client
+prepares one batch while Redis executes another instead of the two taking turns.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ class GroupCommit(Generic[Item, Result]):
                     if len(self._in_flight) >= self._max_in_flight:
                         await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                         continue
-                    batch = self._waiting[: self._max_batch]
-                    del self._waiting[: self._max_batch]
+                    # Spread what waits over the free flushes: Redis runs one batch while this
+                    # process packs the next, instead of one big batch leaving either side idle.
+                    free = self._max_in_flight - len(self._in_flight)
+                    size = min(self._max_batch, -(-len(self._waiting) // free))
+                    batch = self._waiting[:size]
+                    del self._waiting[:size]
                     task = asyncio.get_running_loop().create_task(self._flush_batch(batch))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)

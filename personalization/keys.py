@@ -7,6 +7,7 @@ Redis Cluster and one Lua script may touch them together.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from personalization.errors import UnknownViewer
 
@@ -60,20 +61,21 @@ def wishes_key(viewer_id: str) -> str:
     return f"{_tag(viewer_id)}:wishes"
 
 
-def viewer_keys(viewer_id: str) -> list[str]:
+@lru_cache(maxsize=4096)  # every append names them; the viewers streaming now stay cached
+def viewer_keys(viewer_id: str) -> tuple[str, ...]:
     """Every key that belongs to a viewer, profile first.
 
     Erasure and the TTL of anonymous viewers go through this list, so a key type added later must be
     added here too (it is never discovered with KEYS or SCAN). The profile scripts take this list as
     their KEYS and rely on its order: add new key types at the end.
     """
-    return [
+    return (
         profile_key(viewer_id),
         events_key(viewer_id),
         steers_key(viewer_id),
         affinity_key(viewer_id),
         wishes_key(viewer_id),
-    ]
+    )
 
 
 #: Length of ``viewer_keys``: scripts serving several viewers take that many KEYS per viewer.

@@ -61,9 +61,9 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
 # - ``fmt(x)``: a number as the shortest of %.15g / %.17g that reads back exactly;
 # - ``new_evidence()``: collects the increments of events (``:add(kind, seconds, scene, context)``, in
 #   millionths as rewards.evidence_units counts them, via LUA_INCREMENTS) and writes them to the affinity hash
-#   with one HMGET and one HSET (``:write(key)``), adding each event's increment in event order, as
-#   ``ProfileState.apply`` does; inside Redis every call and every argument costs, so calls are few
-#   and each event touches one cell per attribute value (its bucket's, or the plain one);
+#   with one HMGET and one HSET (``:write(key)``); integer sums are exact in any order. Inside Redis
+#   every call, argument and table costs, so calls are few and each event touches one cell per
+#   attribute value (its bucket's, or the plain one);
 # - ``pending(stream, last, upto, limit, evidence)``: the entries of ``stream`` with ids in (last, upto],
 #   at most ``limit``, added to ``evidence``; XRANGE compares ids as ms-seq pairs, so order is stream order;
 # - ``upgrade(profile, affinity, version)``: brings a version 1 or 2 profile to ``SCHEMA_VERSION``
@@ -81,39 +81,37 @@ local function fmt(x)
 end
 local Evidence = {}
 Evidence.__index = Evidence
-local function new_evidence() return setmetatable({names = {}, index = {}, deltas = {}}, Evidence) end
-function Evidence:bump(name, da, db)
-  local i = self.index[name]
-  if i == nil then
-    i = #self.names + 1
-    self.names[i], self.index[name], self.deltas[i] = name, i, {}
-  end
-  local list = self.deltas[i]
-  list[#list + 1] = da
-  list[#list + 1] = db
-end
+local function new_evidence() return setmetatable({names = {}, index = {}, a = {}, b = {}}, Evidence) end
 function Evidence:add(kind, seconds, scene, ctx)
   if not scene or scene == '' then return end
   local da, db = units(kind, seconds)
   local prefix = ''
   if ctx and ctx ~= '' then prefix = ctx .. '/' end
-  for attr, value in pairs(cjson.decode(scene)) do self:bump(prefix .. attr .. '=' .. value, da, db) end
+  local names, index, a, b = self.names, self.index, self.a, self.b
+  for attr, value in pairs(cjson.decode(scene)) do
+    local name = prefix .. attr .. '=' .. value
+    local i = index[name]
+    if i == nil then
+      i = #names + 1
+      names[i], index[name], a[i], b[i] = name, i, 0, 0
+    end
+    a[i], b[i] = a[i] + da, b[i] + db
+  end
 end
 function Evidence:write(key)
-  if #self.names == 0 then return end
-  local stored = redis.call('HMGET', key, unpack(self.names))
+  local names = self.names
+  if #names == 0 then return end
+  local stored = redis.call('HMGET', key, unpack(names))
   local fields = {}
-  for i, name in ipairs(self.names) do
-    local a, b = 0, 0
+  for i = 1, #names do
+    local a, b = self.a[i], self.b[i]
     local pair = stored[i]
     if pair then
       local space = string.find(pair, ' ', 1, true)
-      a, b = tonumber(string.sub(pair, 1, space - 1)), tonumber(string.sub(pair, space + 1))
+      a, b = a + tonumber(string.sub(pair, 1, space - 1)), b + tonumber(string.sub(pair, space + 1))
     end
-    local list = self.deltas[i]
-    for j = 1, #list, 2 do a, b = a + list[j], b + list[j + 1] end
-    fields[#fields + 1] = name
-    fields[#fields + 1] = string.format('%d %d', a, b)
+    fields[2 * i - 1] = names[i]
+    fields[2 * i] = string.format('%d %d', a, b)
   end
   redis.call('HSET', key, unpack(fields))
 end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import logging
 from collections.abc import AsyncIterator
@@ -83,6 +84,9 @@ def create_app(config: ServerConfig) -> Starlette:
             app.state.services = services
             app.state.sessions = SessionManager(services)
             control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
+            # Everything built so far lives as long as the server: keep it out of the collector's full
+            # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
+            gc.freeze()
             logger.info("Pixelcast ready on http://%s:%d (Redis: %s)", config.host, config.port, store.url)
             try:
                 yield

@@ -76,6 +76,10 @@ async def test_append_rejects_malformed_feedback(redis_client: aioredis.Redis) -
     viewer_id = await ViewerRegistry(redis_client).create()
     with pytest.raises(ValueError, match="seconds"):
         await EventLog(redis_client).append(viewer_id, Feedback("dwell"))
+    for scene in ({"Subject": "ocean"}, {"subject": 3}, {"subject": ""}, {f"a{i}": "b" for i in range(17)}):
+        with pytest.raises(ValueError, match="scene"):
+            await EventLog(redis_client).append(viewer_id, Feedback("like"), scene)
+    assert await EventLog(redis_client).count(viewer_id) == 0
 
 
 async def test_append_survives_script_flush(redis_client: aioredis.Redis) -> None:

@@ -54,3 +54,12 @@ async def test_a_failing_flush_fails_its_batch_and_the_next_one_still_runs() -> 
         await commit.submit(1)
     assert await commit.submit(2) == 2
     await commit.aclose()
+
+
+async def test_a_burst_is_spread_over_the_free_flushes() -> None:
+    """64 items at once with 2 flushes allowed: two halves in flight together, not one big batch and a straggler."""
+    flush = _Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(flush, max_batch=256, max_in_flight=2)
+    assert await asyncio.gather(*(commit.submit(i) for i in range(64))) == [2 * i for i in range(64)]
+    assert [len(batch) for batch in flush.batches] == [32, 32]
+    await commit.aclose()
