@@ -27,6 +27,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it: reports and model cards are
+    committed, and must not carry one machine's directories."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     """p50 and p95 of durations, in milliseconds."""
     if not seconds:

@@ -26,7 +26,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ from models.loading import (
     vae_scale_factor,
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
+from models.precision import MixedPrecision
 from models.text import TextEncoder, sentence_embedding
 
 MAX_STEPS = 4
@@ -162,6 +163,8 @@ class StreamingEngine:
         self.vae = pipeline.vae.eval().to(memory_format=torch.channels_last)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
+        self._unet_precision = MixedPrecision(self.unet)
+        self._vae_precision = MixedPrecision(self.vae)
         config = pipeline.scheduler.config
         self.prediction_type: str = config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
@@ -306,9 +309,10 @@ class StreamingEngine:
             return []
         latents = self.advance(requests)
         with torch.inference_mode():
-            scaled = latents / self._vae_scale + self._vae_shift
-            decoded = self.vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
-            return list(latents_to_uint8(decoded))
+            vae, dtype = self._vae_precision.module_for(len(requests))
+            scaled = (latents / self._vae_scale + self._vae_shift).to(dtype)
+            decoded = vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
+            return list(latents_to_uint8(decoded.to(self.dtype)))
 
     def advance(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> torch.Tensor:
         """Next latent of each stream without decoding it (`[B, 4, h, w]`); states move on as in `generate`.
@@ -334,15 +338,17 @@ class StreamingEngine:
         self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
     ) -> torch.Tensor:
         """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model)."""
-        pooled = sentence_embedding(cond) if self._pooled_conditioning else None
+        unet, dtype = self._unet_precision.module_for(x.shape[0])
+        pooled = sentence_embedding(cond).to(dtype) if self._pooled_conditioning else None
+        cond = cond.to(dtype)
         for i in range(len(schedule.timesteps)):
             model_input = x if previous is None else torch.cat([x, previous], dim=1)
-            out = self.unet(
-                model_input,
+            out = unet(
+                model_input.to(dtype),
                 schedule.timesteps[i],
                 encoder_hidden_states=cond,
                 class_labels=pooled,
-            ).sample
+            ).sample.to(self.dtype)
             a, s = schedule.sqrt_alpha[i], schedule.sqrt_one_minus_alpha[i]
             # 1. predicted clean latent and noise
             if self.prediction_type == "v_prediction":
@@ -377,6 +383,39 @@ class StreamingEngine:
         finally:
             self.steps = saved
         return batch * calls / elapsed
+
+    def choose_precision(self, batches: Iterable[int]) -> dict[str, list[int]]:
+        """Time float32 against bfloat16 for the UNet and the decoder at each of these batch sizes.
+
+        Each keeps bfloat16 at the batch sizes where it was clearly faster (``models.precision``); returns
+        ``precision``. Until this runs, and at other batch sizes, everything runs in the model's own dtype.
+        """
+        batches = sorted(set(batches))
+        with torch.inference_mode():
+            self._unet_precision.choose(batches, self._time_unet)
+            self._vae_precision.choose(batches, self._time_decoder)
+        return self.precision
+
+    @property
+    def precision(self) -> dict[str, list[int]]:
+        """Batch sizes at which the UNet and the decoder run in bfloat16 (empty: none)."""
+        return {
+            "unet_bfloat16_batches": sorted(self._unet_precision.fast_batches),
+            "decoder_bfloat16_batches": sorted(self._vae_precision.fast_batches),
+        }
+
+    def _time_unet(self, unet: torch.nn.Module, dtype: torch.dtype, batch: int) -> None:
+        in_channels = int(self.unet.config.in_channels)
+        x = torch.randn(batch, in_channels, self.latent_height, self.latent_width, device=self.device, dtype=dtype)
+        _, cond = self._throwaway_requests(1)[0]
+        cond = cond.to(dtype).expand(batch, -1, -1)
+        pooled = sentence_embedding(cond) if self._pooled_conditioning else None
+        unet(x, self._schedules[1].timesteps[0], encoder_hidden_states=cond, class_labels=pooled)
+
+    def _time_decoder(self, vae: torch.nn.Module, dtype: torch.dtype, batch: int) -> None:
+        shape = (batch, *self._shape)
+        latents = torch.zeros(shape, device=self.device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        vae.decode(latents)
 
     def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
         """Run a few throwaway batches so the first real frame does not pay for lazy initialization."""

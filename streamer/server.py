@@ -63,6 +63,8 @@ def create_app(config: ServerConfig) -> Starlette:
             batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
             batcher.start()
             await batcher.run_on_engine(engine.warmup)
+            precision = await batcher.run_on_engine(engine.choose_precision, range(1, config.max_batch + 1))
+            logger.info("bfloat16 where it measured faster: %s", precision)
             capacity = await batcher.run_on_engine(
                 CapacityModel.calibrate, engine, config.max_sessions, {1, config.steps}
             )

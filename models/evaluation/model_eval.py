@@ -78,12 +78,13 @@ def evaluate(
         probe_path: attribute probe folder (default: shipped, else cached, else trained).
         quick: smoke-run sizes were used; a quick probe is acceptable if no full one exists.
     """
-    from benchmarks.report import machine
+    from benchmarks.report import machine, shown_path
 
     started = time.perf_counter()
     probe = load_or_train_probe(probe_path, quick=quick, seed=cfg.seed, progress=progress)
     engine = StreamingEngine.from_pretrained(model, steps=cfg.steps)
     specs = sections.eval_specs(max(cfg.samples, cfg.drift_streams, cfg.transition_pairs), cfg.seed)
+    engine.choose_precision({cfg.batch, cfg.drift_streams})  # as serving does, at the batch sizes used here
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Any, *a: Any) -> Any:
@@ -107,9 +108,10 @@ def evaluate(
     return {
         "evaluation": "model",
         "machine": machine(),
-        "model": str(model),
+        "model": shown_path(model),
         "quick": quick,
         "settings": cfg.__dict__,
+        "precision": engine.precision,
         "probe": {"config": probe.config.__dict__, **probe.info},
         "adherence": adherence,
         "flicker": flicker,
