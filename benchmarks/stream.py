@@ -124,8 +124,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> dict[str, Any]:
-    probes = [ViewerProbe(url, PROMPTS[i % len(PROMPTS)]) for i in range(viewers)]
-    probes[0].prompt = STEER_FROM
+    # The first viewer starts from STEER_FROM (it is the one that steers later); every viewer has its own prompt.
+    prompts = [STEER_FROM, *(p for p in PROMPTS if p != STEER_FROM)]
+    probes = [ViewerProbe(url, prompts[i % len(prompts)]) for i in range(viewers)]
     admitted, receivers = [], []
     for probe in probes:  # one after another, each receiving as soon as it is in
         if await probe.start():
