@@ -27,6 +27,7 @@ import os
 import pathlib
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -307,9 +308,15 @@ class StreamingEngine:
         """
         if not requests:
             return []
-        latents = self.advance(requests)
+        return self.decode(self.advance(requests))
+
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """`H x W x 3` uint8 RGB frames of latents `[B, 4, h, w]` from `advance`, in batch order.
+
+        Touches no stream state, so it may run on another thread while `advance` makes the next batch.
+        """
         with torch.inference_mode():
-            vae, dtype = self._vae_precision.module_for(len(requests))
+            vae, dtype = self._vae_precision.module_for(latents.shape[0])
             scaled = (latents / self._vae_scale + self._vae_shift).to(dtype)
             decoded = vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
             return list(latents_to_uint8(decoded.to(self.dtype)))
@@ -366,19 +373,33 @@ class StreamingEngine:
             return x
         return x.clamp(-self._latent_clamp, self._latent_clamp)
 
-    def measure_fps(self, batch: int, steps: int, calls: int = 2) -> float:
+    def measure_fps(self, batch: int, steps: int, calls: int = 2, *, pipelined: bool = False) -> float:
         """Frames per second of `generate` at `batch` streams and `steps` steps, on throwaway streams.
 
         One untimed call first (allocations for a new batch size), then `calls` timed ones; the
-        engine's own `steps` setting is left as it was.
+        engine's own `steps` setting is left as it was. `pipelined` times the way
+        `streamer.batching.FrameBatcher` runs the engine: each batch decodes on a second thread while
+        the next one denoises.
         """
         requests = self._throwaway_requests(batch)
         saved, self.steps = self.steps, steps
         try:
             self.generate(requests)
-            started = time.perf_counter()
-            for _ in range(calls):
-                self.generate(requests)
+            if pipelined:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-measure") as decoder:
+                    started = time.perf_counter()
+                    decoding: Future[list[np.ndarray]] | None = None
+                    for _ in range(calls):
+                        latents = self.advance(requests)
+                        if decoding is not None:
+                            decoding.result()
+                        decoding = decoder.submit(self.decode, latents)
+                    assert decoding is not None
+                    decoding.result()
+            else:
+                started = time.perf_counter()
+                for _ in range(calls):
+                    self.generate(requests)
             elapsed = time.perf_counter() - started
         finally:
             self.steps = saved

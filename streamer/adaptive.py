@@ -1,11 +1,13 @@
 """Adaptive control: every stream keeps real time by trading quality for speed, and back.
 
 Order of cost cuts: denoising steps first (shared by the whole batch), then each stream's frame rate
-down to a floor. With headroom for a while, frame rate comes back first, then steps. New viewers are
-admitted only while the engine can cover every stream at the floor: its capacity at the larger batch
-(measured at start-up, `capacity.CapacityModel`), discounted by how far live throughput falls short of
-what the same measurement expects today (another process on the machine, thermal limits), and only
-while the streams' own real-time factors, which also see encoding and WebRTC, leave room for one more.
+down to a floor. With headroom for a while, frame rate comes back first, then steps. A stream counts as behind
+when it makes frames slower than it plays them and its buffered lead is under half: a stream whose
+lead is full is keeping up, whatever its last cycles cost (they include waiting to share a batch).
+New viewers are admitted only while no stream is behind and the engine can cover every stream at the
+floor: its capacity at the larger batch (measured at start-up, `capacity.CapacityModel`), discounted
+by how far live throughput falls short of what the same measurement expects today (encoding, WebRTC
+and other processes on the machine, thermal limits).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .metrics import Metrics
 logger = logging.getLogger(__name__)
 
 BEHIND = 1.05  # below this real-time factor a stream is about to stall
+SAFE_LEAD = 0.5  # with at least this fraction of its buffer filled, a stream is not behind
 HEADROOM = 1.6  # above this for a while there is room to restore quality
 CALM_CHECKS = 3  # checks in a row with headroom before restoring
 FPS_STEP = 4  # frames per second per adjustment
@@ -75,6 +78,8 @@ class AdaptiveController:
         """Whether one more viewer can be served at the frame-rate floor without stalling anyone."""
         streams = self._streams()
         throughput = self._throughput()
+        if any(_behind(s) for s in streams if s.settled):
+            return False
         if not streams or throughput is None:
             return True
         viewers = len(streams) + 1
@@ -86,16 +91,15 @@ class AdaptiveController:
         batch = self._mean_batch() or float(len(streams))
         expected_now = self.capacity.fps(max(1, round(batch)), self._engine.steps)
         slowdown = max(1.0, expected_now / throughput)
-        if self.capacity.fps(viewers, 1) / slowdown < needed:
-            return False
-        # The engine is not all of a frame: encoding and WebRTC share the CPU. The streams' own
-        # real-time factors see everything; at the floor's frame rate, each stream's share of the
-        # work shrinks to n / (n + 1) with one more viewer, and must still keep up.
-        settled = [s for s in streams if s.settled and s.realtime_factor > 0]
-        if not settled:
-            return True
-        at_floor = min(s.realtime_factor * s.fps / self.min_fps for s in settled)
-        return at_floor * len(streams) / viewers >= BEHIND
+        return self.capacity.fps(viewers, 1) / slowdown >= needed
+
+    def joining_fps(self) -> int:
+        """The frame rate a new stream starts at: that of the streams running now (the target with none).
+
+        Streams at one rate share batches; a newcomer at the full rate beside streams cut to the floor
+        would also take more than its share.
+        """
+        return min((s.fps for s in self._streams()), default=self._target_fps)
 
     def check(self) -> Decision | None:
         """One control step: returns the adjustment made, if any."""
@@ -104,23 +108,25 @@ class AdaptiveController:
             return None
         slowest = min(s.realtime_factor for s in streams)
         decision: Decision | None = None
-        if slowest < BEHIND:
+        if any(_behind(s) for s in streams):
             self._calm = 0
             if self._engine.steps > 1:
                 self._engine.steps -= 1
                 decision = Decision("steps_down", self._engine.steps, slowest, time.monotonic())
             elif any(s.fps > self.min_fps for s in streams):
-                for stream in streams:
-                    stream.fps = max(self.min_fps, stream.fps - FPS_STEP)
-                decision = Decision("fps_down", min(s.fps for s in streams), slowest, time.monotonic())
+                fps = max(self.min_fps, min(s.fps for s in streams) - FPS_STEP)
+                for stream in streams:  # one rate for all, so that their frames share batches
+                    stream.fps = fps
+                decision = Decision("fps_down", fps, slowest, time.monotonic())
         elif slowest > HEADROOM:
             self._calm += 1
             if self._calm >= CALM_CHECKS:
                 self._calm = 0
                 if any(s.fps < self._target_fps for s in streams):
+                    fps = min(self._target_fps, min(s.fps for s in streams) + FPS_STEP)
                     for stream in streams:
-                        stream.fps = min(self._target_fps, stream.fps + FPS_STEP)
-                    decision = Decision("fps_up", min(s.fps for s in streams), slowest, time.monotonic())
+                        stream.fps = fps
+                    decision = Decision("fps_up", fps, slowest, time.monotonic())
                 elif self._engine.steps < self._max_steps:
                     self._engine.steps += 1
                     decision = Decision("steps_up", self._engine.steps, slowest, time.monotonic())
@@ -138,3 +144,8 @@ class AdaptiveController:
         while True:
             await asyncio.sleep(interval)
             self.check()
+
+
+def _behind(stream: GenerationLoop) -> bool:
+    """Whether a stream makes frames slower than it plays them and is using up its lead."""
+    return stream.realtime_factor < BEHIND and stream.lead < SAFE_LEAD

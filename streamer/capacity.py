@@ -27,14 +27,14 @@ class CapacityModel:
 
     @classmethod
     def calibrate(cls, engine: Any, max_batch: int, steps: Iterable[int]) -> CapacityModel:
-        """Time `engine.measure_fps` at a few batch sizes up to `max_batch` for each step count (seconds of work)."""
+        """Time the engine as `FrameBatcher` runs it (decode beside denoise) at a few batch sizes up to `max_batch`."""
         batches = [b for b in CALIBRATION_BATCHES if b < max_batch] + [max_batch]
         table: dict[tuple[int, int], float] = {}
         for s in sorted(set(steps)):
             best = 0.0
             for b in batches:
                 # a bigger batch could always run as smaller ones, so a dip is timing noise
-                best = max(best, engine.measure_fps(b, s, calls=3))
+                best = max(best, engine.measure_fps(b, s, calls=4, pipelined=True))
                 table[(b, s)] = best
         logger.info(
             "engine capacity: %s",

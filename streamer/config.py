@@ -24,7 +24,7 @@ class ServerConfig:
     stream: StreamSettings = field(default_factory=StreamSettings)
     steps: int = 1  # the shipped model follows the text best and flickers least at one step
     max_sessions: int = 8
-    engine_threads: int | None = None  # torch threads; default: all cores but one
+    engine_threads: int | None = None  # torch threads per engine stage; default: half the cores but one
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
 

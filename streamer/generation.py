@@ -31,6 +31,28 @@ class _MadeFrame:
 
 
 @dataclass(frozen=True)
+class _InFlight:
+    """A frame whose latent is made and whose pixels are still decoding."""
+
+    made: _MadeFrame
+    pixels: asyncio.Future[Any]
+    keyframe: bool
+    segment_id: int
+
+
+class _DeliverySlot:
+    """The one frame on its way to playout, as a task returning how long it waited for buffer room."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[float] | None = None
+
+    async def finish(self) -> float:
+        """Wait until the frame on its way is handed over (or obsolete); seconds it waited for room."""
+        task, self.task = self.task, None
+        return await task if task is not None else 0.0
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     """Timing of one stream."""
 
@@ -89,8 +111,9 @@ class GenerationLoop:
         self.frames_dropped = 0
         self.frames_replaced = 0
         self._obsolete_pts: int | None = None  # a made frame a steer overtook before it was queued
-        self._made: deque[_MadeFrame] = deque(maxlen=buffer.capacity + 2)
-        self._replan_now = False
+        self._made: deque[_MadeFrame] = deque(maxlen=buffer.capacity + 3)
+        self._asked = 0  # steers and skips so far
+        self._answered = 0  # of those, the ones the stream has re-planned for
         self._keyframe_requested = False
         self.fps = settings.fps  # the adaptive controller may lower it (and raise it back)
         self._cycle_seconds: deque[float] = deque(maxlen=2 * settings.fps)
@@ -99,12 +122,17 @@ class GenerationLoop:
     def steer(self, text: str) -> None:
         """Re-plan with the viewer's words from the next generated frame on, starting a new segment."""
         self._planner.steer(text)
-        self._replan_now = True
+        self._asked += 1
 
     def skip(self) -> None:
         """Show another scene from the next generated frame on, starting a new segment."""
         self._planner.skip()
-        self._replan_now = True
+        self._asked += 1
+
+    @property
+    def _replan_now(self) -> bool:
+        """Whether a steer or skip is waiting for the stream to re-plan."""
+        return self._asked != self._answered
 
     def request_keyframe(self) -> None:
         """Make the next encoded frame a keyframe (the receiver lost a picture)."""
@@ -123,6 +151,11 @@ class GenerationLoop:
     def settled(self) -> bool:
         """Whether a full window of frames was measured (the first ones include start-up work)."""
         return self.frames_generated >= 2 * self.settings.fps
+
+    @property
+    def lead(self) -> float:
+        """How full the buffer of frames made ahead of playback is, from 0 (empty) to 1 (full)."""
+        return self.buffer.depth / self.buffer.capacity
 
     @property
     def realtime_factor(self) -> float:
@@ -152,23 +185,42 @@ class GenerationLoop:
         }
 
     async def run(self) -> None:
-        """Generate until cancelled."""
+        """Generate until cancelled.
+
+        As soon as a frame's latent exists the next frame is queued (it needs only that latent), while
+        the frame decodes, encodes and goes to playout on the side; one frame at a time does so, in order.
+        """
+        slot = _DeliverySlot()
+        try:
+            await self._generate(slot)
+        finally:
+            if slot.task is not None:
+                slot.task.cancel()
+
+    async def _generate(self, slot: _DeliverySlot) -> None:
         settings = self.settings
         blend: ConditioningBlend | None = None
         current = None
         pts = 0  # 90 kHz ticks of the next frame slot; advances by one frame interval per slot
         segment_start = 0
         segment_ticks = round(settings.segment_seconds * VIDEO_CLOCK_RATE)
+        keyframe_due = True
         while True:
             # 1. segments follow the playout clock, not the frames that happened to be made;
             #    a steer or skip starts a new segment at once; new prompts blend in over a few frames
             if blend is None or self._replan_now or pts - segment_start >= segment_ticks:
-                if self._replan_now:
-                    pts, current = self._rewind(pts, current)
-                self._replan_now = False
+                # the new plan and its prompt are ready before the buffered frames are thrown away, so
+                # the viewer watches those meanwhile instead of waiting
+                asked = self._asked
                 plan = await self._planner.plan()
+                target = None
                 if self.plan is None or plan.prompt != self.plan.prompt:
                     target = await self._batcher.run_on_engine(self._engine.encode_prompt, plan.prompt)
+                if asked != self._answered:
+                    await slot.finish()  # the frame on its way either lands or is marked obsolete
+                    pts, current = self._rewind(pts, current)
+                    self._answered = asked  # a steer that came meanwhile re-plans once more
+                if target is not None:
                     frames = max(1, round(settings.transition_seconds * self.fps))
                     if blend is None:
                         blend = ConditioningBlend(target, frames)
@@ -186,30 +238,44 @@ class GenerationLoop:
                 self._metrics.frames_dropped.inc()
                 continue
 
-            # 3. generate (batched with other viewers) and encode off the event loop
+            # 3. make this frame's latent (batched with other viewers); the frame before it finishes
+            #    meanwhile, and this one follows it out once it is through
             started = time.perf_counter()
             current = blend.next()
-            rgb = await self._batcher.generate(self._state, current)
-            keyframe = keyframe_due or self._keyframe_requested
-            keyframe_due = self._keyframe_requested = False
-            encode_started = time.perf_counter()
-            packets = await asyncio.to_thread(self._encoder.encode, rgb, pts, keyframe)
-            finished = time.perf_counter()
-            self._metrics.encode_seconds.observe(finished - encode_started)
-            self._cycle_seconds.append(finished - started)
-            self.frames_generated += 1
-            self._made.append(_MadeFrame(pts, self._state.latent, self._state.noise, current))
-
-            # 4. hand it to playout; waits while the buffer is full (bounded lead), unless a steer
-            #    or skip makes this frame obsolete while it waits
-            for packet in packets:
-                queued = await self.buffer.put(
-                    EncodedFrame(pts, packet, keyframe, self.segment_id), unless=lambda: self._replan_now
-                )
-                if not queued:
-                    self._obsolete_pts = pts
-                    break
+            pixels = await self._batcher.denoise(self._state, current)
+            denoised = time.perf_counter()
+            made = _MadeFrame(pts, self._state.latent, self._state.noise, current)
+            buffer_wait = await slot.finish()
+            # what a cycle costs when playout does not hold it back (the buffer wait ran beside the denoise)
+            self._cycle_seconds.append(max(denoised - started, time.perf_counter() - started - buffer_wait))
+            slot.task = asyncio.create_task(self._deliver(_InFlight(made, pixels, keyframe_due, self.segment_id)))
+            keyframe_due = False
             pts += interval
+
+    async def _deliver(self, frame: _InFlight) -> float:
+        """Encode a made frame once its pixels are decoded and hand it to playout.
+
+        Waits while the buffer is full (the bounded lead), unless a steer or skip makes the frame
+        obsolete meanwhile; returns the seconds it waited for room.
+        """
+        rgb = await frame.pixels
+        keyframe = frame.keyframe or self._keyframe_requested
+        self._keyframe_requested = False
+        pts = frame.made.pts
+        encode_started = time.perf_counter()
+        packets = await asyncio.to_thread(self._encoder.encode, rgb, pts, keyframe)
+        encoded = time.perf_counter()
+        self._metrics.encode_seconds.observe(encoded - encode_started)
+        self.frames_generated += 1
+        self._made.append(frame.made)
+        for packet in packets:
+            queued = await self.buffer.put(
+                EncodedFrame(pts, packet, keyframe, frame.segment_id), unless=lambda: self._replan_now
+            )
+            if not queued:  # the earliest such frame is where the stream resumes
+                self._obsolete_pts = pts if self._obsolete_pts is None else min(pts, self._obsolete_pts)
+                break
+        return time.perf_counter() - encoded
 
     def _rewind(self, pts: int, current: Any) -> tuple[int, Any]:
         """Drop the unsent lead; return the slot and conditioning to go on from."""

@@ -52,9 +52,10 @@ def create_app(config: ServerConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         restrict_host_candidates(config.ice_addresses)
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        # Leave a core to the event loop, WebRTC and the encoders: torch's worker threads spin-wait,
-        # and on a 2-core machine two of them beside a busy loop ran the model at half speed.
-        torch.set_num_threads(config.engine_threads or max(1, (os.cpu_count() or 2) - 1))
+        # The engine's two stages (denoise, decode) each run torch on their own thread; leave a core to
+        # the event loop, WebRTC and the encoders. torch's worker threads spin-wait: on a 2-core machine
+        # two of them beside a busy loop ran the model at half speed, so each stage gets its own core.
+        torch.set_num_threads(config.engine_threads or max(1, ((os.cpu_count() or 2) - 1) // 2))
         store = await open_store(config.redis_url, config.data_dir)
         try:
             logger.info("loading model from %s", config.model_path)

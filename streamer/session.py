@@ -306,6 +306,7 @@ class SessionManager:
         session = ViewerSession(
             self._services, viewer_id, context, on_closed=self._forget, adaptation=lambda: self.controller.last
         )
+        fps = self.controller.joining_fps()
         self._sessions[session.id] = session
         self._services.metrics.sessions.set(len(self._sessions))
         try:
@@ -313,6 +314,8 @@ class SessionManager:
         except BaseException:
             await session.close()
             raise
+        if session.generation is not None:  # it has made no frame yet
+            session.generation.fps = fps
         return session, answer
 
     def _forget(self, session: ViewerSession) -> None:

@@ -24,6 +24,7 @@ class _Stream:
     realtime_factor: float
     fps: int = 24
     settled: bool = True
+    lead: float = 0.0  # buffer fill
 
 
 def _controller(engine: _Engine, streams: list[_Stream], throughput: float | None = None) -> AdaptiveController:
@@ -79,12 +80,31 @@ def test_admission_judges_the_larger_batch_from_the_start_up_measurement() -> No
     assert not _calibrated_controller(streams, live_fps=10.0).can_admit()
 
 
-def test_admission_needs_the_streams_to_keep_up_with_one_more() -> None:
-    # the engine has room, but the streams (encoding, WebRTC included) barely keep up at the floor
-    tight = [_Stream(1.1, fps=12), _Stream(1.2, fps=12)]
-    assert not _calibrated_controller(tight, live_fps=20.0).can_admit()  # 1.1 x 2/3 < 1.05
-    roomy = [_Stream(1.3, fps=24)]  # at 12 fps it would have 2.6 to share with a newcomer
-    assert _calibrated_controller(roomy, live_fps=20.0).can_admit()
+def test_a_stream_with_a_full_lead_is_not_behind_whatever_its_last_cycles_cost() -> None:
+    # cycles include waiting to share a batch; a full buffer shows the stream keeps up anyway
+    engine, streams = _Engine(steps=1), [_Stream(0.9, lead=1.0), _Stream(1.3, lead=0.6)]
+    controller = _controller(engine, streams)
+    assert [controller.check() for _ in range(3)] == [None, None, None]
+    assert all(s.fps == 24 for s in streams)
+    streams[0].lead = 0.25  # now it is eating into its lead
+    decision = controller.check()
+    assert decision is not None and decision.action == "fps_down" and streams[0].fps == 20
+
+
+def test_a_newcomer_starts_at_the_frame_rate_the_others_run_at() -> None:
+    streams: list[_Stream] = []
+    controller = _controller(_Engine(steps=1), streams)
+    assert controller.joining_fps() == 24
+    streams += [_Stream(1.2, fps=16), _Stream(1.2, fps=12)]
+    assert controller.joining_fps() == 12
+
+
+def test_admission_waits_while_a_stream_is_behind() -> None:
+    # the engine has room, but one stream is using up its lead: nobody new until it recovers
+    streams = [_Stream(1.0, fps=12, lead=0.2), _Stream(1.5, fps=12, lead=1.0)]
+    assert not _calibrated_controller(streams, live_fps=20.0).can_admit()
+    streams[0].lead = 0.8
+    assert _calibrated_controller(streams, live_fps=20.0).can_admit()
 
 
 def test_capacity_interpolates_per_frame_cost_between_measured_batches() -> None:
