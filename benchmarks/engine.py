@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,39 @@ ROUND_SECONDS = 0.5
 
 
 class _Contender:
-    """One way of producing frames, timed per call."""
+    """One way of producing frames, timed per call.
 
-    def __init__(self, name: str, frames_per_call: int, call: Any) -> None:
+    `finish` completes work a call left running (a decode on the second stage), timed with the last
+    call; `threads` sets torch's threads for this contender's rounds.
+    """
+
+    def __init__(
+        self, name: str, frames_per_call: int, call: Any, *, finish: Any = None, threads: int | None = None
+    ) -> None:
         self.name = name
         self.frames_per_call = frames_per_call
         self.call = call
+        self.finish = finish
+        self.threads = threads
         self.call_seconds: list[float] = []
 
     def run_for(self, seconds: float) -> None:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            self.call()
-            self.call_seconds.append(time.perf_counter() - started)
+        import torch
+
+        saved = torch.get_num_threads()
+        torch.set_num_threads(self.threads or saved)
+        try:
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                self.call()
+                self.call_seconds.append(time.perf_counter() - started)
+            if self.finish is not None:
+                started = time.perf_counter()
+                self.finish()
+                self.call_seconds[-1] += time.perf_counter() - started
+        finally:
+            torch.set_num_threads(saved)
 
     def summary(self) -> dict[str, Any]:
         total = sum(self.call_seconds)
@@ -79,6 +99,8 @@ def _contenders(model: Path, steps: int, batches: list[int]) -> tuple[list[_Cont
         states = [engine.new_stream(seed) for seed in range(batch)]
         requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
         contenders.append(_Contender(f"engine_batch_{batch}", batch, lambda r=requests: engine.generate(r)))
+    for batch in batches:
+        contenders.append(_pipelined(engine, batch, embeds))
 
     encoder = VideoEncoder("h264", engine.width, engine.height, fps=24)
     frame = engine.generate([(engine.new_stream(99), embeds[0])])[0]
@@ -90,6 +112,26 @@ def _contenders(model: Path, steps: int, batches: list[int]) -> tuple[list[_Cont
 
     contenders.append(_Contender("h264_encode", 1, encode_call))
     return contenders, engine.precision
+
+
+def _pipelined(engine: Any, batch: int, embeds: list[Any]) -> _Contender:
+    """The engine as the server runs it: each batch decodes on a second thread while the next one
+    denoises, one torch thread per stage."""
+    decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-decoder")
+    states = [engine.new_stream(100 + seed) for seed in range(batch)]
+    requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
+    decoding: list[Future[Any]] = []
+
+    def call() -> None:
+        latents = engine.advance(requests)
+        finish()
+        decoding.append(decoder.submit(engine.decode, latents))
+
+    def finish() -> None:
+        while decoding:
+            decoding.pop().result()
+
+    return _Contender(f"engine_pipelined_batch_{batch}", batch, call, finish=finish, threads=1)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +169,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else {"ran": False, "reason": "not wired up yet"},
         "notes": (
             "frames_per_second counts frames of all streams in a batch; engine and naive share weights and steps; "
+            "engine_batch_N runs denoise and decode in turn on torch's threads (torch_threads), "
+            "engine_pipelined_batch_N as the server does: decode on a second thread beside the next denoise, "
+            "one torch thread each; "
             "the naive pipeline runs as loaded (float32), the engine in bfloat16 at the batch sizes in "
             "engine_precision, where it measured faster at start-up"
         ),

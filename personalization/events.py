@@ -28,6 +28,8 @@ from personalization.keys import (
     LUA_REFRESH_TTL,
     POINTERS_KEY,
     POINTERS_MAXLEN,
+    TTL_REFRESH_FRACTION,
+    TTL_REFRESHED_FIELD,
     events_key,
     viewer_keys,
 )
@@ -57,13 +59,13 @@ LUA_APPEND = (
     LUA_REFRESH_TTL
     + LUA_EVIDENCE
     + f"""
-local KEYS_PER_VIEWER = {KEYS_PER_VIEWER}
+local KEYS_PER_VIEWER, TTL_REFRESH_FRACTION, TTL_REFRESHED = {KEYS_PER_VIEWER}, {TTL_REFRESH_FRACTION}, '{TTL_REFRESHED_FIELD}'
 """
     + """
 local function append_viewer(k, first, n, limit)
   local profile, stream, affinity = KEYS[k + 1], KEYS[k + 2], KEYS[k + 4]
   local p = redis.call('HMGET', profile, 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds',
-    'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds')
+    'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds', TTL_REFRESHED)
   if not p[1] then return -1, 0, {} end
   local counts = {like = tonumber(p[6]) or 0, skip = tonumber(p[7]) or 0, dwell = tonumber(p[8]) or 0}
   local dwell_seconds = tonumber(p[9]) or 0
@@ -95,7 +97,16 @@ local function append_viewer(k, first, n, limit)
   redis.call('HSET', profile, 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
     'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
     'n_applied', (tonumber(p[3]) or 0) + applied)
-  refresh_ttl(p[4] or '0', k + 1, k + KEYS_PER_VIEWER)
+  local ttl, now = tonumber(p[4]) or 0, tonumber(ARGV[1])
+  if ttl > 0 then
+    -- a key this call may have created (the stream, the affinity hash, rewritten on upgrade) gets
+    -- the TTL at once; otherwise the expiry restarts once per TTL_REFRESH_FRACTION of the TTL
+    local created = not p[5] or (applied > 0 and ((tonumber(p[3]) or 0) == 0 or p[1] ~= tostring(SCHEMA_VERSION)))
+    if created or now - (tonumber(p[10]) or 0) >= ttl * TTL_REFRESH_FRACTION then
+      refresh_ttl(ttl, k + 1, k + KEYS_PER_VIEWER)
+      redis.call('HSET', profile, TTL_REFRESHED, ARGV[1])
+    end
+  end
   return applied, newest ~= ids[#ids] and 1 or 0, ids
 end
 

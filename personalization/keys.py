@@ -96,6 +96,12 @@ POINTERS_MAXLEN = 100_000
 #: Profile field holding the TTL (seconds) of an anonymous viewer; absent for registered viewers.
 TTL_FIELD = "ttl_seconds"
 
+#: Profile field with the unix time the feedback script last restarted the viewer's expiry.
+TTL_REFRESHED_FIELD = "ttl_refreshed_at"
+#: Feedback restarts an anonymous viewer's expiry at most once per this fraction of the TTL (1% of a
+#: week is 1.7 hours), besides whenever it creates a key: per event it would be most of the script's work.
+TTL_REFRESH_FRACTION = 0.01
+
 #: Lua fragment shared by the scripts that write a viewer's keys. ``refresh_ttl(ttl, first, last)``
 #: restarts the expiry of ``KEYS[first..last]`` (default: all of KEYS, ``KEYS[first]`` being the
 #: profile) when the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last

@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--min-fps", type=int, default=12, help="frame-rate floor; new viewers get 503 below it (default 12)"
     )
-    serve.add_argument("--engine-threads", type=int, help="torch threads for each of the model's two stages, denoise and decode (default: half of all cores but one)")
+    serve.add_argument(
+        "--engine-threads",
+        type=int,
+        help="torch threads for each of the model's two stages, denoise and decode (default: half of all cores but one)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from personalization.consumer import EventConsumer
 from personalization.errors import UnknownViewer
 from personalization.events import EventLog
-from personalization.keys import POINTERS_KEY, events_key, profile_key
+from personalization.keys import POINTERS_KEY, affinity_key, events_key, profile_key, viewer_keys
 from personalization.messages import Feedback
 from personalization.profiles import APPLY_LIMIT
 from personalization.viewers import ViewerRegistry
@@ -98,6 +98,18 @@ async def test_append_refreshes_anonymous_ttl(redis_client: aioredis.Redis) -> N
     await EventLog(redis_client).append(viewer_id, Feedback("like"))
     assert 990 < await redis_client.ttl(profile_key(viewer_id)) <= 1000
     assert 990 < await redis_client.ttl(events_key(viewer_id)) <= 1000
+
+
+async def test_every_key_feedback_creates_for_an_anonymous_viewer_expires(redis_client: aioredis.Redis) -> None:
+    # the expiry restarts at most once per 1% of the TTL, but a key made in between must not live forever
+    viewer_id = await ViewerRegistry(redis_client, anonymous_ttl=1000).create(anonymous=True)
+    log = EventLog(redis_client)
+    await log.append(viewer_id, Feedback("like"))  # the stream is new
+    await log.append(viewer_id, Feedback("like"), {"subject": "ocean"}, apply=True)  # and now the affinity hash
+    for key in viewer_keys(viewer_id):
+        if await redis_client.exists(key):
+            assert 990 < await redis_client.ttl(key) <= 1000, key
+    assert await redis_client.exists(affinity_key(viewer_id))
 
 
 async def test_unknown_viewer_in_a_shared_round_trip_fails_alone(redis_client: aioredis.Redis) -> None:
