@@ -51,6 +51,17 @@ class _DeliverySlot:
         task, self.task = self.task, None
         return await task if task is not None else 0.0
 
+    def abandon(self) -> None:
+        """The stream stops: cancel the frame on its way, or take its failure so that it is not logged as lost."""
+        task, self.task = self.task, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled():
+                task.exception()
+        else:
+            task.cancel()
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -194,8 +205,7 @@ class GenerationLoop:
         try:
             await self._generate(slot)
         finally:
-            if slot.task is not None:
-                slot.task.cancel()
+            slot.abandon()
 
     async def _generate(self, slot: _DeliverySlot) -> None:
         settings = self.settings
