@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-
-from benchmarks import engine as _bench_engine
-from benchmarks import redis_bench as _bench_redis
-from benchmarks import stream as _bench_stream
-from models.evaluation import model_eval as _eval_model
-from models.training import recipe as _train
-from personalization import simulator as _simulate
-
-from .generation import StreamSettings
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .config import ServerConfig
+    from .generation import StreamSettings
     from .server import create_app
 
     overrides = {
@@ -49,8 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `pixelcast` and its subcommands."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of `pixelcast` and its subcommands (with the arguments of the one `argv` asks for)."""
     parser = argparse.ArgumentParser(prog="pixelcast", description="Real-time, personalized generated video.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -71,49 +65,94 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--engine-threads",
         type=int,
-        help="torch threads for each of the model's two stages, denoise and decode (default: half of all cores but one)",
+        help="torch threads for each of the model's two stages, denoise and decode (default: half the cores but one)",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
-    bench = commands.add_parser("bench", help="measure speed side by side and write JSON")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    engine = benches.add_parser("engine", help="engine frames/s against the plain diffusers pipeline per frame")
-    _bench_engine.add_arguments(engine)
-    engine.set_defaults(run=_bench_engine.main)
-    redis_bench = benches.add_parser("redis", help="feedback events/s into Redis profiles, latency, exact counts")
-    _bench_redis.add_arguments(redis_bench)
-    redis_bench.set_defaults(run=_bench_redis.main)
-    stream = benches.add_parser("stream", help="K real WebRTC viewers over loopback: fps, stalls, latency")
-    _bench_stream.add_arguments(stream)
-    stream.set_defaults(run=_bench_stream.main)
-
-    train = commands.add_parser("train", help="train the shipped model from scratch (resumable)")
-    _train.add_arguments(train)
-    train.set_defaults(run=_train.main)
-
-    evaluate = commands.add_parser("eval", help="evaluate and write JSON")
-    evaluations = evaluate.add_subparsers(dest="eval", required=True)
-    eval_model = evaluations.add_parser("model", help="prompt adherence, flicker, drift and transitions of a model")
-    _eval_model.add_arguments(eval_model)
-    eval_model.set_defaults(run=_eval_model.main)
-
-    simulate = commands.add_parser("simulate", help="compare personalization policies on simulated viewers")
-    _simulate.add_arguments(simulate)
-    simulate.set_defaults(run=_simulate_main)
+    groups = {
+        "bench": commands.add_parser("bench", help="measure speed side by side and write JSON"),
+        "eval": commands.add_parser("eval", help="evaluate and write JSON"),
+    }
+    subcommands = {name: group.add_subparsers(dest=name, required=True) for name, group in groups.items()}
+    chosen = tuple(word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-"))
+    for path, module, runner, help_text in _COMMANDS:
+        where = subcommands[path[0]] if len(path) > 1 else commands
+        sub = where.add_parser(path[-1], help=help_text)
+        # a command's module (and the model stack some import) loads only when it is the one asked for
+        if chosen[: len(path)] == path:
+            importlib.import_module(module).add_arguments(sub)
+        sub.set_defaults(run=_Runner(runner))
     return parser
 
 
-def _simulate_main(args: argparse.Namespace) -> int:
-    from models.world.spec import ATTRIBUTES
+class _Runner:
+    """Runs a command's `module:function(args)`, imported only then."""
 
-    return _simulate.main(args, ATTRIBUTES)
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        module, _, function = self.target.partition(":")
+        return int(getattr(importlib.import_module(module), function or "main")(args))
+
+
+def simulate_main(args: argparse.Namespace) -> int:
+    """`pixelcast simulate` over the world's vocabulary (personalization does not import models)."""
+    from models.world.spec import ATTRIBUTES
+    from personalization import simulator
+
+    return simulator.main(args, ATTRIBUTES)
+
+
+#: (command words, module with its `add_arguments(parser)`, what runs it (`module[:function]`, default
+#: `main`), one-line help)
+_COMMANDS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (
+        ("bench", "engine"),
+        "benchmarks.engine",
+        "benchmarks.engine",
+        "engine frames/s against the plain diffusers pipeline per frame",
+    ),
+    (
+        ("bench", "redis"),
+        "benchmarks.redis_bench",
+        "benchmarks.redis_bench",
+        "feedback events/s into Redis profiles, latency, exact counts",
+    ),
+    (
+        ("bench", "stream"),
+        "benchmarks.stream",
+        "benchmarks.stream",
+        "K real WebRTC viewers over loopback: fps, stalls, latency",
+    ),
+    (
+        ("train",),
+        "models.training.recipe",
+        "models.training.recipe",
+        "train the shipped model from scratch (resumable)",
+    ),
+    (
+        ("eval", "model"),
+        "models.evaluation.model_eval",
+        "models.evaluation.model_eval",
+        "prompt adherence, flicker, drift and transitions of a model",
+    ),
+    (
+        ("simulate",),
+        "personalization.simulator",
+        "streamer.cli:simulate_main",
+        "compare personalization policies on simulated viewers",
+    ),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pixelcast` command."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return int(args.run(args))
 
 
