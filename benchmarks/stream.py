@@ -33,6 +33,7 @@ PROMPTS = (
 )
 STEER_FROM, STEER_TO = "a desert at noon", "a neon city at night"
 CHANGE_FRACTION = 0.5  # a steer is visible once the picture moved half way to its new look
+HOLD_FRAMES = 5  # and stays there this many frames in a row (a passing flicker is not the steer)
 ADMISSION_PATIENCE_S = 20.0  # a refused viewer retries after Retry-After, as a player would, this long
 
 
@@ -101,7 +102,8 @@ class ViewerProbe:
 
 
 def steer_visible_seconds(probe: ViewerProbe, steered_at: float) -> float | None:
-    """Seconds from the steer until the mean colour moved `CHANGE_FRACTION` of the way to its new level."""
+    """Seconds from the steer until the mean colour moved `CHANGE_FRACTION` of the way to its new level
+    and stayed there for `HOLD_FRAMES` frames."""
     times = np.asarray(probe.times)
     means = np.asarray(probe.means)
     before = means[(times < steered_at) & (times > steered_at - 1.0)]
@@ -112,9 +114,10 @@ def steer_visible_seconds(probe: ViewerProbe, steered_at: float) -> float | None
     distance = np.linalg.norm(end - start)
     if distance < 5.0:  # under 5 grey levels: the steer did not visibly change the picture
         return None
-    for t, m in zip(times, means):
-        if t > steered_at and np.linalg.norm(m - start) >= CHANGE_FRACTION * distance:
-            return float(t - steered_at)
+    moved = np.linalg.norm(means - start, axis=1) >= CHANGE_FRACTION * distance
+    for i in np.flatnonzero((times > steered_at) & moved):
+        if moved[i : i + HOLD_FRAMES].all() and i + HOLD_FRAMES <= len(moved):
+            return float(times[i] - steered_at)
     return None
 
 
