@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -24,6 +27,30 @@ from personalization.errors import EmbeddedRedisError
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL on Linux (104 on macOS).
 _MAX_SOCKET_PATH_BYTES = 100
 _LOG_TAIL_LINES = 20
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """For the child between fork and exec: have Linux send it SIGTERM when Pixelcast dies.
+
+    Without it a Pixelcast killed with SIGKILL (or by the OOM killer) leaves its Redis running and
+    holding the data dir. None where the platform has no such signal (the server then outlives a
+    hard kill, as before). The libc function is looked up here, before any fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os._exit(1)
+
+    return in_child
 
 
 def redis_server_executable() -> str:
@@ -120,6 +147,7 @@ class EmbeddedRedis:
                     # Own process group: a Ctrl-C in the terminal reaches Pixelcast, which then stops
                     # the server in order (after its last writes) instead of both dying at once.
                     start_new_session=True,
+                    preexec_fn=_stop_with_parent(),
                 )
             await asyncio.wait_for(self._wait_ready(), timeout=self.start_timeout)
         except asyncio.TimeoutError:

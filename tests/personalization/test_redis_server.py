@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,42 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "pixelcast"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux only")
+def test_redis_stops_when_pixelcast_is_killed_hard(data_dir: Path) -> None:
+    # A process that starts the embedded Redis, says its pid, and waits; then it gets SIGKILL, which
+    # leaves it no chance to stop Redis itself.
+    code = "\n".join(
+        [
+            "import asyncio, sys, time",
+            "from pathlib import Path",
+            "from personalization.redis_server import EmbeddedRedis",
+            "async def main():",
+            f"    server = EmbeddedRedis(Path({str(data_dir)!r}))",
+            "    await server.start()",
+            "    print(server.pid, flush=True)",
+            "    await asyncio.sleep(120)",
+            "asyncio.run(main())",
+        ]
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        redis_pid = int(owner.stdout.readline())
+        assert _alive(redis_pid)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while _alive(redis_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(redis_pid), "the embedded Redis outlived the process that started it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; it only waits to be reaped
