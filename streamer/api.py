@@ -13,18 +13,14 @@ from personalization.wishes import is_reset
 
 from .auth import require_viewer, viewer_from_token
 from .bodies import read_json_object, read_limited
-from .services import Services
+from .services import services_of
 from .session import SessionManager
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
 
 
 async def create_viewer(request: Request) -> JSONResponse:
     """201 with a new viewer and its token; a returning viewer (valid token) gets its own back, 200."""
     await read_limited(request, 1024)  # no body is expected; refuse large ones
-    services = _services(request)
+    services = services_of(request)
     viewer_id = viewer_from_token(request, services.signer)
     if viewer_id is not None:
         if not await services.viewers.exists(viewer_id):
@@ -36,7 +32,7 @@ async def create_viewer(request: Request) -> JSONResponse:
 
 async def profile(request: Request) -> Response:
     """GET exports everything stored about the viewer; DELETE erases it. Only with the viewer's own token."""
-    services = _services(request)
+    services = services_of(request)
     viewer_id = request.path_params["viewer_id"]
     require_viewer(request, services.signer, viewer_id)
     if request.method == "DELETE":
@@ -54,7 +50,7 @@ async def profile(request: Request) -> Response:
 
 async def post_event(request: Request) -> JSONResponse:
     """Feedback or a steer over HTTP, same schema as the data channel; 202 once stored."""
-    services = _services(request)
+    services = services_of(request)
     viewer_id = request.path_params["viewer_id"]
     require_viewer(request, services.signer, viewer_id)
     if not await services.viewers.exists(viewer_id):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
 from personalization.personalizer import Personalizer
 from personalization.store import Store
 from personalization.tokens import TokenSigner
@@ -27,3 +29,8 @@ class Services:
     signer: TokenSigner
     batcher: FrameBatcher
     capacity: CapacityModel | None = None
+
+
+def services_of(request: Request) -> Services:
+    """The server's services, from a request's app."""
+    return request.app.state.services  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ from personalization.context import Context, device_class
 
 from .auth import viewer_from_token
 from .bodies import read_json_object, read_limited
-from .services import Services
+from .services import services_of
 from .session import SessionManager, ViewerSession
 from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
 
@@ -26,17 +26,13 @@ _CORS = {
 }
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
 def _sessions(request: Request) -> SessionManager:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
 async def _viewer_for(request: Request, token_viewer: str | None) -> str:
     """The token's viewer, or a new anonymous viewer for a request without a token."""
-    viewers = _services(request).viewers
+    viewers = services_of(request).viewers
     if token_viewer is None:
         return await viewers.create(anonymous=True)
     if not await viewers.exists(token_viewer):
@@ -45,7 +41,7 @@ async def _viewer_for(request: Request, token_viewer: str | None) -> str:
 
 
 async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession, str]:
-    services = _services(request)
+    services = services_of(request)
     token_viewer = viewer_from_token(request, services.signer)  # a bad token is refused before anything else
     try:
         validate_offer(offer_sdp)
