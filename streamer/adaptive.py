@@ -79,6 +79,7 @@ class AdaptiveController:
         streams = self._streams()
         throughput = self._throughput()
         if any(_behind(s) for s in streams if s.settled):
+            logger.info("admission: refused, a stream is using up its lead")
             return False
         if not streams or throughput is None:
             return True
@@ -91,7 +92,13 @@ class AdaptiveController:
         batch = self._mean_batch() or float(len(streams))
         expected_now = self.capacity.fps(max(1, round(batch)), self._engine.steps)
         slowdown = max(1.0, expected_now / throughput)
-        return self.capacity.fps(viewers, 1) / slowdown >= needed
+        can = self.capacity.fps(viewers, 1) / slowdown >= needed
+        if not can:
+            logger.info(
+                "admission: refused, %.0f frames/s at batch %d, slowed %.2fx (%.0f now at batch %.1f), below %.0f",
+                self.capacity.fps(viewers, 1), viewers, slowdown, throughput, batch, needed,
+            )
+        return can
 
     def joining_fps(self) -> int:
         """The frame rate a new stream starts at: that of the streams running now (the target with none).

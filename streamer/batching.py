@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,15 +122,13 @@ class FrameBatcher:
                 self._wake.set()
             if not batch:
                 continue
-            started = time.perf_counter()
             try:
-                latents = await loop.run_in_executor(
-                    self._executor, self.engine.advance, [(r.state, r.conditioning) for r in batch]
+                latents, denoise_seconds = await loop.run_in_executor(
+                    self._executor, _timed, self.engine.advance, [(r.state, r.conditioning) for r in batch]
                 )
             except Exception as error:  # a model failure must reach the streams, not kill batching
                 _fail(batch, error)
                 continue
-            denoise_seconds = time.perf_counter() - started
             for request in batch:
                 if not request.denoised.done():
                     request.denoised.set_result(None)
@@ -153,18 +152,25 @@ class FrameBatcher:
         self._wake.clear()
 
     async def _decode(self, batch: list[_Request], latents: Any, denoise_seconds: float) -> None:
-        started = time.perf_counter()
         try:
-            frames = await asyncio.get_running_loop().run_in_executor(self._decoder, self.engine.decode, latents)
+            frames, decode_seconds = await asyncio.get_running_loop().run_in_executor(
+                self._decoder, _timed, self.engine.decode, latents
+            )
         except Exception as error:
             _fail(batch, error)
             return
-        decode_seconds = time.perf_counter() - started
         self._recent.append((len(batch), max(denoise_seconds, decode_seconds)))
         self._metrics.observe_batch(len(batch), denoise_seconds + decode_seconds)
         for request, frame in zip(batch, frames):
             if not request.pixels.done():
                 request.pixels.set_result(frame)
+
+
+def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """`function(*args)` and the seconds it took, timed on the worker thread: the time a batch spent
+    queued behind other engine work (a prompt to encode) is not the engine's speed."""
+    started = time.perf_counter()
+    return function(*args), time.perf_counter() - started
 
 
 def _fail(batch: list[_Request], error: Exception) -> None:
