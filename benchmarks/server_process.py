@@ -52,6 +52,11 @@ class ServerProcess:
                 raise RuntimeError(f"pixelcast serve did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.3)
 
+    def log_lines(self, containing: str) -> list[str]:
+        """The server's log lines so far that contain `containing` (its log goes away with it)."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if containing in line]
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             self.process.terminate()
