@@ -48,7 +48,8 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 - Drift over a {d['rollout_minutes']}-minute rollout: subject+palette adherence
   {_pct(d['first']['accuracy']['subject+palette'])} in the first window,
   {_pct(d['last']['accuracy']['subject+palette'])} in the last ({d['drift_points']} points).
-- Prompt change: largest frame-to-frame change x{t['max_spike_ratio']} of the usual; the new subject is
+- Prompt change (conditioning blended over {t['slerp_frames']} frames, as the server does at 24 fps): largest
+  frame-to-frame change x{t['max_spike_ratio']} of the usual; the new subject is
   recognised in {_pct(t['new_subject_recognised_rate'])} of changes after a median of
   {t['median_frames_until_new_subject']} frames; blank or flat frames: {t['blank_or_flat_frames']}.
 

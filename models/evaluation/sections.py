@@ -38,7 +38,7 @@ class EvalSettings:
     drift_streams: int = 8
     drift_stride: int = 8  # drift: probe every n-th frame in each window
     transition_pairs: int = 8
-    transition_frames: int = 6  # slerp length of a prompt change
+    transition_frames: int = 4  # slerp length of a prompt change: the server blends over 0.15 s, 4 frames at 24 fps
     after_frames: int = 24  # frames streamed after the change
     steps: int = 1
     batch: int = 32
