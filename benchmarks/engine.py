@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -117,21 +116,14 @@ def _contenders(model: Path, steps: int, batches: list[int]) -> tuple[list[_Cont
 def _pipelined(engine: Any, batch: int, embeds: list[Any]) -> _Contender:
     """The engine as the server runs it: each batch decodes on a second thread while the next one
     denoises, one torch thread per stage."""
-    decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-decoder")
+    from models.engine import OverlappedDecode
+
+    overlapped = OverlappedDecode(engine)  # its thread ends with the process
     states = [engine.new_stream(100 + seed) for seed in range(batch)]
     requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
-    decoding: list[Future[Any]] = []
-
-    def call() -> None:
-        latents = engine.advance(requests)
-        finish()
-        decoding.append(decoder.submit(engine.decode, latents))
-
-    def finish() -> None:
-        while decoding:
-            decoding.pop().result()
-
-    return _Contender(f"engine_pipelined_batch_{batch}", batch, call, finish=finish, threads=1)
+    return _Contender(
+        f"engine_pipelined_batch_{batch}", batch, lambda: overlapped.step(requests), finish=overlapped.finish, threads=1
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pathlib
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 from dataclasses import dataclass
 from typing import Any
 
@@ -386,16 +387,11 @@ class StreamingEngine:
         try:
             self.generate(requests)
             if pipelined:
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-measure") as decoder:
+                with OverlappedDecode(self) as overlapped:
                     started = time.perf_counter()
-                    decoding: Future[list[np.ndarray]] | None = None
                     for _ in range(calls):
-                        latents = self.advance(requests)
-                        if decoding is not None:
-                            decoding.result()
-                        decoding = decoder.submit(self.decode, latents)
-                    assert decoding is not None
-                    decoding.result()
+                        overlapped.step(requests)
+                    overlapped.finish()
             else:
                 started = time.perf_counter()
                 for _ in range(calls):
@@ -450,3 +446,32 @@ class StreamingEngine:
         tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
         cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
         return [(self.new_stream(i), cond) for i in range(batch)]
+
+
+class OverlappedDecode:
+    """`StreamingEngine.generate` in two stages: each batch decodes on a second thread while the caller
+    denoises the next one, as `streamer.batching.FrameBatcher` runs the engine (for timing it)."""
+
+    def __init__(self, engine: StreamingEngine) -> None:
+        self._engine = engine
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-decode")
+        self._decoding: Future[list[np.ndarray]] | None = None
+
+    def step(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> None:
+        """Denoise the next frame of `requests`; its decode starts once the previous one is done."""
+        latents = self._engine.advance(requests)
+        self.finish()
+        self._decoding = self._decoder.submit(self._engine.decode, latents)
+
+    def finish(self) -> list[np.ndarray] | None:
+        """Wait for the decode under way; its frames (None if none was)."""
+        decoding, self._decoding = self._decoding, None
+        return decoding.result() if decoding is not None else None
+
+    def __enter__(self) -> OverlappedDecode:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._decoder.shutdown(wait=True, cancel_futures=True)
