@@ -92,11 +92,12 @@ class AdaptiveController:
         batch = self._mean_batch() or float(len(streams))
         expected_now = self.capacity.fps(max(1, round(batch)), self._engine.steps)
         slowdown = max(1.0, expected_now / throughput)
-        can = self.capacity.fps(viewers, 1) / slowdown >= needed
+        capacity = self.capacity.fps(viewers, 1)
+        can = capacity / slowdown >= needed
         if not can:
             logger.info(
                 "admission: refused, %.0f frames/s at batch %d, slowed %.2fx (%.0f now at batch %.1f), below %.0f",
-                self.capacity.fps(viewers, 1), viewers, slowdown, throughput, batch, needed,
+                capacity, viewers, slowdown, throughput, batch, needed,
             )
         return can
 

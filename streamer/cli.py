@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,13 +77,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     }
     subcommands = {name: group.add_subparsers(dest=name, required=True) for name, group in groups.items()}
     chosen = tuple(word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-"))
-    for path, module, runner, help_text in _COMMANDS:
-        where = subcommands[path[0]] if len(path) > 1 else commands
-        sub = where.add_parser(path[-1], help=help_text)
+    for command in _COMMANDS:
+        words = command.words
+        sub = (subcommands[words[0]] if len(words) > 1 else commands).add_parser(words[-1], help=command.help)
         # a command's module (and the model stack some import) loads only when it is the one asked for
-        if chosen[: len(path)] == path:
-            importlib.import_module(module).add_arguments(sub)
-        sub.set_defaults(run=_Runner(runner))
+        if chosen[: len(words)] == words:
+            importlib.import_module(command.module).add_arguments(sub)
+        sub.set_defaults(run=_Runner(command.runs or command.module))
     return parser
 
 
@@ -105,44 +106,32 @@ def simulate_main(args: argparse.Namespace) -> int:
     return simulator.main(args, ATTRIBUTES)
 
 
-#: (command words, module with its `add_arguments(parser)`, what runs it (`module[:function]`, default
-#: `main`), one-line help)
-_COMMANDS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
-    (
-        ("bench", "engine"),
-        "benchmarks.engine",
-        "benchmarks.engine",
-        "engine frames/s against the plain diffusers pipeline per frame",
+class _Command(NamedTuple):
+    """A command that lives in its own module: `add_arguments(parser)` there, and what runs it."""
+
+    words: tuple[str, ...]
+    module: str
+    help: str
+    runs: str = ""  # `module:function`; default: the module's `main`
+
+
+_COMMANDS = (
+    _Command(
+        ("bench", "engine"), "benchmarks.engine", "engine frames/s against the plain diffusers pipeline per frame"
     ),
-    (
-        ("bench", "redis"),
-        "benchmarks.redis_bench",
-        "benchmarks.redis_bench",
-        "feedback events/s into Redis profiles, latency, exact counts",
+    _Command(
+        ("bench", "redis"), "benchmarks.redis_bench", "feedback events/s into Redis profiles, latency, exact counts"
     ),
-    (
-        ("bench", "stream"),
-        "benchmarks.stream",
-        "benchmarks.stream",
-        "K real WebRTC viewers over loopback: fps, stalls, latency",
+    _Command(("bench", "stream"), "benchmarks.stream", "K real WebRTC viewers over loopback: fps, stalls, latency"),
+    _Command(("train",), "models.training.recipe", "train the shipped model from scratch (resumable)"),
+    _Command(
+        ("eval", "model"), "models.evaluation.model_eval", "prompt adherence, flicker, drift and transitions of a model"
     ),
-    (
-        ("train",),
-        "models.training.recipe",
-        "models.training.recipe",
-        "train the shipped model from scratch (resumable)",
-    ),
-    (
-        ("eval", "model"),
-        "models.evaluation.model_eval",
-        "models.evaluation.model_eval",
-        "prompt adherence, flicker, drift and transitions of a model",
-    ),
-    (
+    _Command(
         ("simulate",),
         "personalization.simulator",
-        "streamer.cli:simulate_main",
         "compare personalization policies on simulated viewers",
+        runs="streamer.cli:simulate_main",
     ),
 )
 
