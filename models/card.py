@@ -41,8 +41,9 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 |---|---|---|---|---|
 {rows}
 
-- Held-out subject+palette adherence / ceiling: {a['heldout_joint_vs_ceiling']} (training phrasings:
-  {a['train_joint_vs_ceiling']}).
+- Held-out subject+palette adherence / ceiling: {a['heldout_joint_vs_ceiling']}
+  (± {a.get('heldout_joint_vs_ceiling_stderr', 'n/a')} standard error over {a['specs']} streams; training phrasings:
+  {a['train_joint_vs_ceiling']} ± {a.get('train_joint_vs_ceiling_stderr', 'n/a')}).
 - Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
   {f['world_mean_abs_change']} (ratio {f['ratio']}).
 - Drift over a {d['rollout_minutes']}-minute rollout: subject+palette adherence

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds-short", type=float, help="drift: length of the early and late windows (default 10)")
     parser.add_argument("--drift-minutes", type=float, help="drift: rollout length in minutes (default 5)")
     parser.add_argument("--drift-streams", type=int, help="drift: streams rolled out together (default 8)")
-    parser.add_argument("--samples", type=int, help="specs for adherence and flicker (default 48)")
+    parser.add_argument("--samples", type=int, help=f"specs for adherence and flicker (default {EvalSettings.samples})")
     parser.add_argument("--steps", type=int, choices=(1, 2, 3, 4), help="denoising steps per frame (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run of every section in seconds (rough figures)")
     parser.add_argument("--probe", type=Path, help="attribute probe folder (default: shipped, cached or trained)")
