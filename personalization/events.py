@@ -71,7 +71,7 @@ local function append_viewer(k, first, n, limit)
   local dwell_seconds = tonumber(p[9]) or 0
   local last = p[2] or '0-0'
   local caught_up = limit > 0 and p[5] and p[5] == last and n <= limit
-  local evidence = new_evidence()
+  local upgraded = limit > 0 and upgrade(profile, affinity, p[1])
   local ids = {}
   for i = first, first + 5 * (n - 1), 5 do
     local kind, seconds = ARGV[i], ARGV[i + 2]
@@ -80,19 +80,15 @@ local function append_viewer(k, first, n, limit)
       'scene', ARGV[i + 3], 'context', ARGV[i + 4])
     counts[kind] = counts[kind] + 1
     if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
-    if caught_up then evidence:add(kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
+    if caught_up then add_evidence(affinity, kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
   end
   local applied, newest = 0, last
   if caught_up then
     applied, newest = #ids, ids[#ids]
   elseif limit > 0 then
-    local entries = pending(stream, last, '+', limit, evidence)
+    local entries = pending(stream, last, '+', limit, affinity)
     applied = #entries
     if applied > 0 then newest = entries[applied][1] end
-  end
-  if applied > 0 then
-    upgrade(profile, affinity, p[1])
-    evidence:write(affinity)
   end
   redis.call('HSET', profile, 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
     'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
@@ -101,7 +97,7 @@ local function append_viewer(k, first, n, limit)
   if ttl > 0 then
     -- a key this call may have created (the stream, the affinity hash, rewritten on upgrade) gets
     -- the TTL at once; otherwise the expiry restarts once per TTL_REFRESH_FRACTION of the TTL
-    local created = not p[5] or (applied > 0 and ((tonumber(p[3]) or 0) == 0 or p[1] ~= tostring(SCHEMA_VERSION)))
+    local created = not p[5] or upgraded or (applied > 0 and (tonumber(p[3]) or 0) == 0)
     if created or now - (tonumber(p[10]) or 0) >= ttl * TTL_REFRESH_FRACTION then
       refresh_ttl(ttl, k + 1, k + KEYS_PER_VIEWER)
       redis.call('HSET', profile, TTL_REFRESHED, ARGV[1])

@@ -1,25 +1,29 @@
 """Profiles: Beta posteriors per attribute value, applied from feedback events by one idempotent script.
 
-Profile schema, version 3 (``SCHEMA_VERSION``), all keys hash-tagged per viewer:
+Profile schema, version 4 (``SCHEMA_VERSION``), all keys hash-tagged per viewer:
 
 - ``pc:{v:<id>}:profile`` HASH: ``schema_version``, ``created_at``, ``anonymous``, ``ttl_seconds``
   (anonymous only), counters written at append time (``n_like``, ``n_skip``, ``n_dwell``,
   ``dwell_seconds``), and the apply state: ``last_event_id`` (stream id of the newest applied
   event, ``"0-0"`` before any), ``n_applied`` (events applied, each exactly once) and
   ``last_appended_id``.
-- ``pc:{v:<id>}:affinity`` HASH: evidence of the posteriors, one field per cell holding ``"<a> <b>"`` in
-  whole millionths (``rewards.EVIDENCE_SCALE``: integer sums stay exact, and cost little to format).
-  For every attribute value of the scene of an applied event, the cell ``<bucket>/<attr>=<value>``
-  (the event has a context bucket) or ``<attr>=<value>`` (it has none) grows by
-  ``rewards.evidence_units``. Each event is stored once; the context-free (global) posterior
-  is the sum of the plain cell and every bucket's cell, folded when reading
-  (``ProfileState.from_fields``). The posterior is ``Beta(prior_alpha + a, prior_beta + b)``.
+- ``pc:{v:<id>}:affinity`` HASH: evidence of the posteriors. For every attribute value of the scene of
+  an applied event, the cell ``<bucket>/<attr>=<value>`` (the event has a context bucket) or
+  ``<attr>=<value>`` (it has none) grows by ``rewards.evidence_units`` (whole thousandths). A cell is
+  one integer, ``a << CELL_SHIFT | b``, that the script adds to with ``HINCRBY``: one call per attribute
+  value and nothing to read, parse or format. Before either part could outgrow its room (tens of
+  thousands of events in one cell), the script moves the cell's sums into the overflow fields
+  ``<cell>#a`` and ``<cell>#b`` (plain integers) and starts the cell again from 0. Each event is stored
+  once; the context-free (global) posterior is the sum of the plain cell and every bucket's cell,
+  folded when reading (``ProfileState.from_fields``). The posterior is
+  ``Beta(prior_alpha + a, prior_beta + b)``.
 - ``pc:{v:<id>}:wishes`` HASH: current wishes (``wishes.Wishes.to_fields``).
 
-Version 2 kept ``a`` and ``b`` in fields of their own (``<cell>:a``, ``<cell>:b``) and stored every event
-twice (plain cells held totals). The scripts upgrade such a profile in place the first time they
-apply to it (``upgrade`` in ``LUA_EVIDENCE``); until then ``from_fields`` reads it as it was.
-Version 1 profiles (no affinity or wishes keys) read as empty evidence and no wishes.
+Older layouts are upgraded in place the first time a script applies to the profile (``upgrade`` in
+``LUA_EVIDENCE``); until then ``from_fields`` reads them as they are. Version 3 held ``"<a> <b>"`` in
+whole millionths per cell (rounded to thousandths on upgrade). Version 2 kept ``a`` and ``b`` in fields of
+their own (``<cell>:a``, ``<cell>:b``) and stored every event twice (plain cells held totals). Version 1
+profiles (no affinity or wishes keys) read as empty evidence and no wishes.
 """
 
 from __future__ import annotations
@@ -38,8 +42,23 @@ from personalization.rewards import EVIDENCE_SCALE, LUA_INCREMENTS, evidence_uni
 from personalization.scripts import ScriptCall
 from personalization.wishes import Wishes
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the profile layout written by ``viewers.ViewerRegistry.create`` (see the module docstring)."""
+
+CELL_SHIFT = 26
+"""Bits of a cell's ``b`` part: a cell holds ``a << CELL_SHIFT | b``."""
+
+CELL_MOVE_AT = 2**52
+"""A cell is moved to its overflow fields once it reaches this (Lua numbers are exact below 2**53) ..."""
+
+CELL_MOVE_B_AT = 2 ** (CELL_SHIFT - 1)
+"""... or once its ``b`` part reaches this (one event adds at most ``EVIDENCE_SCALE`` to ``b``)."""
+
+OVERFLOW_SUFFIXES = ("#a", "#b")
+"""Suffixes of a cell's overflow fields (``a`` and ``b`` as plain integers)."""
+
+VERSION_3_SCALE = 1_000_000
+"""Version 3 cells held whole millionths."""
 
 PRIOR: tuple[float, float] = (1.0, 1.0)
 """Beta prior of every attribute value: uniform."""
@@ -59,19 +78,22 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
 
 # Lua helpers shared by ``LUA_APPLY`` and ``events.LUA_APPEND``:
 # - ``fmt(x)``: a number as the shortest of %.15g / %.17g that reads back exactly;
-# - ``new_evidence()``: collects the increments of events (``:add(kind, seconds, scene, context)``, in
-#   millionths as rewards.evidence_units counts them, via LUA_INCREMENTS) and writes them to the affinity hash
-#   with one HMGET and one HSET (``:write(key)``); integer sums are exact in any order. Inside Redis
-#   every call, argument and table costs, so calls are few and each event touches one cell per
-#   attribute value (its bucket's, or the plain one);
-# - ``pending(stream, last, upto, limit, evidence)``: the entries of ``stream`` with ids in (last, upto],
-#   at most ``limit``, added to ``evidence``; XRANGE compares ids as ms-seq pairs, so order is stream order;
-# - ``upgrade(profile, affinity, version)``: brings a version 1 or 2 profile to ``SCHEMA_VERSION``
-#   (version 2 plain cells held totals; the bucket cells are taken out of them once).
+# - ``add_evidence(key, kind, seconds, scene, ctx)``: adds one event's increments (thousandths, as
+#   rewards.evidence_units counts them, via LUA_INCREMENTS) to the cell of each attribute value of its
+#   scene with HINCRBY, moving a cell that grew too big to its overflow fields (``move_cell``). Inside
+#   Redis every call, argument and string costs: reading, parsing and formatting cells cost more than
+#   the HINCRBYs that replace them;
+# - ``pending(stream, last, upto, limit, key)``: the entries of ``stream`` with ids in (last, upto], at
+#   most ``limit``, added to the affinity hash ``key``; XRANGE compares ids as ms-seq pairs, so order is
+#   stream order;
+# - ``upgrade(profile, affinity, version)``: brings a version 1, 2 or 3 profile to ``SCHEMA_VERSION``
+#   (version 2 plain cells held totals; the bucket cells are taken out of them once) and tells whether
+#   it rewrote the affinity hash. It must run before ``add_evidence`` touches an older profile.
 LUA_EVIDENCE = (
     LUA_INCREMENTS
     + f"""
-local SCHEMA_VERSION, SCALE = {SCHEMA_VERSION}, {EVIDENCE_SCALE}
+local SCHEMA_VERSION, VERSION_3_SCALE, SCALE = {SCHEMA_VERSION}, {VERSION_3_SCALE}, {EVIDENCE_SCALE}
+local CELL_ROOM, MOVE_AT, MOVE_B_AT = {2**CELL_SHIFT}, {CELL_MOVE_AT}, {CELL_MOVE_B_AT}
 """
     + """
 local function fmt(x)
@@ -79,88 +101,86 @@ local function fmt(x)
   if tonumber(s) ~= x then s = string.format('%.17g', x) end
   return s
 end
-local Evidence = {}
-Evidence.__index = Evidence
-local function new_evidence() return setmetatable({names = {}, index = {}, a = {}, b = {}}, Evidence) end
-function Evidence:add(kind, seconds, scene, ctx)
+local function move_cell(key, name, packed)
+  local b = packed % CELL_ROOM
+  redis.call('HINCRBY', key, name .. '#a', string.format('%d', (packed - b) / CELL_ROOM))
+  redis.call('HINCRBY', key, name .. '#b', string.format('%d', b))
+  redis.call('HSET', key, name, 0)
+end
+local function add_evidence(key, kind, seconds, scene, ctx)
   if not scene or scene == '' then return end
   local da, db = units(kind, seconds)
+  local increment = string.format('%d', da * CELL_ROOM + db)
   local prefix = ''
   if ctx and ctx ~= '' then prefix = ctx .. '/' end
-  local names, index, a, b = self.names, self.index, self.a, self.b
   for attr, value in pairs(cjson.decode(scene)) do
     local name = prefix .. attr .. '=' .. value
-    local i = index[name]
-    if i == nil then
-      i = #names + 1
-      names[i], index[name], a[i], b[i] = name, i, 0, 0
-    end
-    a[i], b[i] = a[i] + da, b[i] + db
+    local packed = redis.call('HINCRBY', key, name, increment)
+    if packed >= MOVE_AT or packed % CELL_ROOM >= MOVE_B_AT then move_cell(key, name, packed) end
   end
 end
-function Evidence:write(key)
-  local names = self.names
-  if #names == 0 then return end
-  local stored = redis.call('HMGET', key, unpack(names))
-  local fields = {}
-  for i = 1, #names do
-    local a, b = self.a[i], self.b[i]
-    local pair = stored[i]
-    if pair then
-      local space = string.find(pair, ' ', 1, true)
-      a, b = a + tonumber(string.sub(pair, 1, space - 1)), b + tonumber(string.sub(pair, space + 1))
-    end
-    fields[2 * i - 1] = names[i]
-    fields[2 * i] = string.format('%d %d', a, b)
-  end
-  redis.call('HSET', key, unpack(fields))
-end
-local function pending(stream, last, upto, limit, evidence)
+local function pending(stream, last, upto, limit, key)
   local entries = redis.call('XRANGE', stream, '(' .. last, upto, 'COUNT', limit)
   for _, entry in ipairs(entries) do
     local f = {}
     local raw = entry[2]
     for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-    evidence:add(f['kind'], f['seconds'], f['scene'], f['context'])
+    add_evidence(key, f['kind'], f['seconds'], f['scene'], f['context'])
   end
   return entries
 end
 local function upgrade(profile, affinity, version)
-  if (tonumber(version) or SCHEMA_VERSION) >= SCHEMA_VERSION then return end
+  version = tonumber(version) or SCHEMA_VERSION
+  if version >= SCHEMA_VERSION then return false end
   local flat = redis.call('HGETALL', affinity)
-  local stored, cells, order = {}, {}, {}
-  for i = 1, #flat, 2 do stored[flat[i]] = tonumber(flat[i + 1]) end
+  local cells, order = {}, {}  -- cell -> {a, b} in SCALE units
+  local function cell_of(name)
+    if not cells[name] then
+      cells[name] = {0, 0}
+      order[#order + 1] = name
+    end
+    return cells[name]
+  end
   for i = 1, #flat, 2 do
-    local cell, which = string.match(flat[i], '^(.*):([ab])$')
-    if cell then
-      if not cells[cell] then
-        order[#order + 1] = cell
-        cells[cell] = {stored[cell .. ':a'] or 0, stored[cell .. ':b'] or 0}
-      end
+    if version == 3 then
+      local value = flat[i + 1]
+      local space = string.find(value, ' ', 1, true)
+      local cell = cell_of(flat[i])
+      cell[1] = tonumber(string.sub(value, 1, space - 1)) * SCALE / VERSION_3_SCALE
+      cell[2] = tonumber(string.sub(value, space + 1)) * SCALE / VERSION_3_SCALE
+    else
+      local name, which = string.match(flat[i], '^(.*):([ab])$')
+      if name then cell_of(name)[which == 'a' and 1 or 2] = tonumber(flat[i + 1]) * SCALE end
     end
   end
-  for i = 1, #order do  -- version 2 plain cells held totals: take each bucket's share out
-    local cell = order[i]
-    local slash = string.find(cell, '/', 1, true)
-    if slash then
-      local plain = string.sub(cell, slash + 1)
-      if not cells[plain] then
-        cells[plain] = {0, 0}
-        order[#order + 1] = plain
+  if version == 2 then  -- version 2 plain cells held totals: take each bucket's share out
+    for i = 1, #order do
+      local name = order[i]
+      local slash = string.find(name, '/', 1, true)
+      if slash then
+        local total = cell_of(string.sub(name, slash + 1))
+        total[1], total[2] = total[1] - cells[name][1], total[2] - cells[name][2]
       end
-      local total = cells[plain]
-      total[1], total[2] = total[1] - cells[cell][1], total[2] - cells[cell][2]
     end
   end
   if #flat > 0 then redis.call('DEL', affinity) end
   local fields = {}
-  for _, cell in ipairs(order) do
-    fields[#fields + 1] = cell
-    local a, b = cells[cell][1], cells[cell][2]
-    fields[#fields + 1] = string.format('%d %d', math.floor(a * SCALE + 0.5), math.floor(b * SCALE + 0.5))
+  for _, name in ipairs(order) do
+    local a, b = math.floor(cells[name][1] + 0.5), math.floor(cells[name][2] + 0.5)
+    local n = #fields
+    if a * CELL_ROOM + b < MOVE_AT and b < MOVE_B_AT then
+      fields[n + 1] = name
+      fields[n + 2] = string.format('%d', a * CELL_ROOM + b)
+    else
+      fields[n + 1] = name .. '#a'
+      fields[n + 2] = string.format('%d', a)
+      fields[n + 3] = name .. '#b'
+      fields[n + 4] = string.format('%d', b)
+    end
   end
   if #fields > 0 then redis.call('HSET', affinity, unpack(fields)) end
   redis.call('HSET', profile, 'schema_version', SCHEMA_VERSION)
+  return #flat > 0
 end
 """
 )
@@ -178,13 +198,12 @@ LUA_APPLY = (
     + """
 local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds')
 if not p[1] then return -1 end
-local evidence = new_evidence()
-local entries = pending(KEYS[2], p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), evidence)
-if #entries == 0 then return 0 end
-upgrade(KEYS[1], KEYS[4], p[1])
-evidence:write(KEYS[4])
-redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
-refresh_ttl(p[4] or '0')
+local upgraded = upgrade(KEYS[1], KEYS[4], p[1])
+local entries = pending(KEYS[2], p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), KEYS[4])
+if #entries > 0 then
+  redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
+end
+if #entries > 0 or upgraded then refresh_ttl(p[4] or '0') end  -- keys it created or rewrote get the TTL
 return #entries
 """
 )
@@ -202,6 +221,24 @@ refresh_ttl()
 return 1
 """
 )
+
+
+def _read_cell(name: str, raw: str, version: int) -> tuple[str, tuple[float, float]] | None:
+    """One affinity field as ``(cell, (a, b))`` in the layout of ``version``; None for a field that is no cell."""
+    if version == 2:
+        name, _, which = name.rpartition(":")
+        if which not in ("a", "b"):
+            return None
+        return name, ((float(raw), 0.0) if which == "a" else (0.0, float(raw)))
+    if version == 3:
+        a, _, b = raw.partition(" ")
+        return name, (float(a) / VERSION_3_SCALE, float(b or 0.0) / VERSION_3_SCALE)
+    for which, suffix in enumerate(OVERFLOW_SUFFIXES):
+        if name.endswith(suffix):
+            amount = int(raw) / EVIDENCE_SCALE
+            return name[: -len(suffix)], ((amount, 0.0) if which == 0 else (0.0, amount))
+    packed = int(raw)
+    return name, ((packed >> CELL_SHIFT) / EVIDENCE_SCALE, (packed & (2**CELL_SHIFT - 1)) / EVIDENCE_SCALE)
 
 
 @dataclass
@@ -264,28 +301,24 @@ class ProfileState:
     ) -> ProfileState:
         """Read the affinity HASH (and the profile HASH's apply state) as Redis returns them.
 
-        A bucket's cell also counts towards the global posterior; a version 2 profile that no script
-        has upgraded yet is read in its own layout.
+        A bucket's cell also counts towards the global posterior; a profile of an older version that no
+        script has upgraded yet is read in its own layout.
         """
         state = cls(prior=prior)
-        version_2 = profile is not None and int(profile.get("schema_version") or SCHEMA_VERSION) < SCHEMA_VERSION
+        version = int(profile.get("schema_version") or SCHEMA_VERSION) if profile else SCHEMA_VERSION
         for name, raw in affinity.items():
-            if version_2:
-                name, _, which = name.rpartition(":")
-                if which not in ("a", "b"):
-                    continue
-                amounts = (float(raw), 0.0) if which == "a" else (0.0, float(raw))
-            else:
-                a, _, b = raw.partition(" ")
-                amounts = (float(a) / EVIDENCE_SCALE, float(b or 0.0) / EVIDENCE_SCALE)
+            cell = _read_cell(name, raw, version)
+            if cell is None:
+                continue
+            name, amounts = cell
             bucket, _, attr_value = name.rpartition("/")
             attr, _, value = attr_value.partition("=")
             if not attr or not value:
                 continue
-            for where in (bucket,) if bucket == GLOBAL or version_2 else (bucket, GLOBAL):
-                cell = state.evidence.setdefault((where, attr, value), [0.0, 0.0])
-                cell[0] += amounts[0]
-                cell[1] += amounts[1]
+            for where in (bucket,) if bucket == GLOBAL or version == 2 else (bucket, GLOBAL):
+                evidence = state.evidence.setdefault((where, attr, value), [0.0, 0.0])
+                evidence[0] += amounts[0]
+                evidence[1] += amounts[1]
                 state._weights[(where, attr)] = state._weights.get((where, attr), 0.0) + sum(amounts)
         if profile:
             state.last_event_id = profile.get("last_event_id", "0-0")

@@ -47,12 +47,13 @@ def feedback_increments(kind: str, seconds: float | None = None) -> tuple[float,
     return 0.0, 0.0
 
 
-EVIDENCE_SCALE = 1_000_000
-"""Profiles store evidence as whole millionths: sums of integers stay exact and cost little to write."""
+EVIDENCE_SCALE = 1_000
+"""Profiles store evidence as whole thousandths: sums of integers stay exact, and a cell's two sums fit one
+64-bit integer that Redis adds to with ``HINCRBY`` (``profiles.CELL_SHIFT``)."""
 
 
 def evidence_units(kind: str, seconds: float | None = None) -> tuple[int, int]:
-    """``feedback_increments`` in millionths (``EVIDENCE_SCALE``), rounded half up; the two add up to the
+    """``feedback_increments`` in thousandths (``EVIDENCE_SCALE``), rounded half up; the two add up to the
     event's rounded weight. ``LUA_INCREMENTS``' ``units`` does the same arithmetic in Redis."""
     da, db = feedback_increments(kind, seconds)
     a = math.floor(da * EVIDENCE_SCALE + 0.5)

@@ -14,7 +14,14 @@ from personalization.errors import UnknownViewer
 from personalization.events import EventLog
 from personalization.keys import POINTERS_KEY, affinity_key, events_key, profile_key
 from personalization.messages import Feedback
-from personalization.profiles import ProfileState, ProfileStore, parse_stream_id
+from personalization.profiles import (
+    CELL_MOVE_B_AT,
+    CELL_SHIFT,
+    SCHEMA_VERSION,
+    ProfileState,
+    ProfileStore,
+    parse_stream_id,
+)
 from personalization.redis_server import EmbeddedRedis
 from personalization.rewards import EVIDENCE_SCALE
 from personalization.store import connect
@@ -141,7 +148,8 @@ async def test_consumer_start_stop(redis_client: aioredis.Redis) -> None:
             await asyncio.sleep(0.02)
     assert not consumer.running
     assert consumer.applied == 1
-    assert await redis_client.hget(affinity_key(viewer_id), "subject=ocean") == "2000000 0"  # a like: alpha +2, in millionths
+    # a like: alpha +2, in thousandths, in the high part of the cell
+    assert int(await redis_client.hget(affinity_key(viewer_id), "subject=ocean")) == 2000 << CELL_SHIFT
 
 
 async def test_export_has_posteriors_and_wishes(redis_client: aioredis.Redis) -> None:
@@ -181,7 +189,7 @@ async def test_profiles_survive_restart(tmp_path: Path) -> None:
 
 
 async def test_version_2_profile_reads_the_same_and_is_upgraded_on_write(redis_client: aioredis.Redis) -> None:
-    """Version 2 kept totals in the plain cells; it reads as before and becomes version 3 on the next apply."""
+    """Version 2 kept totals in the plain cells; it reads as before and becomes the current version on the next apply."""
     viewer_id = await ViewerRegistry(redis_client).create()
     plan = _plan(8)
     before = _expected(plan)
@@ -196,12 +204,57 @@ async def test_version_2_profile_reads_the_same_and_is_upgraded_on_write(redis_c
     more = _plan(3)
     for feedback, scene, context in more:
         await EventLog(redis_client).append(viewer_id, feedback, scene, context=context, apply=True)
-    assert await redis_client.hget(profile_key(viewer_id), "schema_version") == "3"
+    assert await redis_client.hget(profile_key(viewer_id), "schema_version") == str(SCHEMA_VERSION)
     after = await _state(redis_client, viewer_id)
     expected = _expected(plan + more)
     assert after.evidence.keys() == expected.evidence.keys()
     for cell, (a, b) in expected.evidence.items():
         assert after.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
     context_free = _expected([event for event in plan + more if event[2] is None])  # what the plain cell holds now
-    plain = [int(x) / EVIDENCE_SCALE for x in (await redis_client.hget(affinity_key(viewer_id), "subject=ocean")).split()]
+    packed = int(await redis_client.hget(affinity_key(viewer_id), "subject=ocean"))
+    plain = [(packed >> CELL_SHIFT) / EVIDENCE_SCALE, (packed & (2**CELL_SHIFT - 1)) / EVIDENCE_SCALE]
     assert plain == pytest.approx(context_free.evidence[("", "subject", "ocean")], abs=1e-9)
+
+
+async def test_version_3_profile_reads_the_same_and_is_upgraded_on_apply(redis_client: aioredis.Redis) -> None:
+    """Version 3 held "<a> <b>" in millionths; the consumer's apply upgrades it before adding to it."""
+    viewer_id = await ViewerRegistry(redis_client).create(anonymous=True)
+    plan = _plan(8)
+    before = _expected(plan)
+    # version 3 stored each event once: a bucketed event in its bucket's cell only, others in plain cells
+    v3_fields = {}
+    for bucketed in (True, False):
+        events = [event for event in plan if bool(event[2]) == bucketed]
+        for (bucket, attr, value), (a, b) in _expected(events).evidence.items():
+            if bool(bucket) == bucketed:
+                cell = f"{bucket}/{attr}={value}" if bucket else f"{attr}={value}"
+                v3_fields[cell] = f"{round(a * 1_000_000)} {round(b * 1_000_000)}"
+    await redis_client.hset(affinity_key(viewer_id), mapping=v3_fields)
+    await redis_client.hset(profile_key(viewer_id), "schema_version", 3)
+    read = await _state(redis_client, viewer_id)
+    for cell, (a, b) in before.evidence.items():
+        assert read.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
+
+    more = _plan(3)
+    for feedback, scene, context in more:  # left to the consumer: its apply meets the version 3 cells
+        await EventLog(redis_client).append(viewer_id, feedback, scene, context=context)
+    assert await ProfileStore(redis_client).apply(viewer_id) == 3
+    assert await redis_client.hget(profile_key(viewer_id), "schema_version") == str(SCHEMA_VERSION)
+    after = await _state(redis_client, viewer_id)
+    for cell, (a, b) in _expected(plan + more).evidence.items():
+        assert after.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
+    assert await redis_client.ttl(affinity_key(viewer_id)) > 0  # the rewritten hash keeps the viewer's TTL
+
+
+async def test_a_full_cell_moves_to_its_overflow_fields_without_losing_evidence(redis_client: aioredis.Redis) -> None:
+    viewer_id = await ViewerRegistry(redis_client).create()
+    nearly_full = (5 << CELL_SHIFT) + CELL_MOVE_B_AT - 500  # b one half-skip below the move
+    await redis_client.hset(affinity_key(viewer_id), "subject=ocean", nearly_full)
+    log = EventLog(redis_client)
+    await log.append(viewer_id, Feedback("skip"), {"subject": "ocean"}, apply=True)  # b + 1000: the cell moves
+    await log.append(viewer_id, Feedback("like"), {"subject": "ocean"}, apply=True)  # starts the cell again
+    fields = await redis_client.hgetall(affinity_key(viewer_id))
+    assert int(fields["subject=ocean#a"]) == 5 and int(fields["subject=ocean#b"]) == CELL_MOVE_B_AT + 500
+    assert int(fields["subject=ocean"]) == 2000 << CELL_SHIFT
+    a, b = (await _state(redis_client, viewer_id)).evidence[("", "subject", "ocean")]
+    assert a == pytest.approx((5 + 2000) / EVIDENCE_SCALE) and b == pytest.approx((CELL_MOVE_B_AT + 500) / EVIDENCE_SCALE)
