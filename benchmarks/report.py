@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
+from models.reporting import machine, shown_path, write_json
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import torch
-
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def shown_path(path: Path) -> str:
-    """``path`` relative to the working directory when it lies inside it: reports and model cards are
-    committed, and must not carry one machine's directories."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+__all__ = ["machine", "percentiles_ms", "shown_path", "write_json"]
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -42,10 +15,3 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
         return {"p50_ms": float("nan"), "p95_ms": float("nan")}
     values = np.asarray(seconds) * 1000.0
     return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p95_ms": round(float(np.percentile(values, 95)), 3)}
-
-
-def write_json(report: dict[str, Any], path: Path) -> None:
-    """Write the report (creating its folder) and say where it went."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")

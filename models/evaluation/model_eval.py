@@ -78,7 +78,7 @@ def evaluate(
         probe_path: attribute probe folder (default: shipped, else cached, else trained).
         quick: smoke-run sizes were used; a quick probe is acceptable if no full one exists.
     """
-    from benchmarks.report import machine, shown_path
+    from models.reporting import machine, shown_path
 
     started = time.perf_counter()
     probe = load_or_train_probe(probe_path, quick=quick, seed=cfg.seed, progress=progress)
@@ -155,7 +155,7 @@ def summary(report: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of `pixelcast eval model`."""
-    from benchmarks.report import write_json
+    from models.reporting import write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
