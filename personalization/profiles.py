@@ -94,6 +94,7 @@ LUA_EVIDENCE = (
     + f"""
 local SCHEMA_VERSION, VERSION_3_SCALE, SCALE = {SCHEMA_VERSION}, {VERSION_3_SCALE}, {EVIDENCE_SCALE}
 local CELL_ROOM, MOVE_AT, MOVE_B_AT = {2**CELL_SHIFT}, {CELL_MOVE_AT}, {CELL_MOVE_B_AT}
+local OVERFLOW_A, OVERFLOW_B = '{OVERFLOW_SUFFIXES[0]}', '{OVERFLOW_SUFFIXES[1]}'
 """
     + """
 local function fmt(x)
@@ -103,8 +104,8 @@ local function fmt(x)
 end
 local function move_cell(key, name, packed)
   local b = packed % CELL_ROOM
-  redis.call('HINCRBY', key, name .. '#a', string.format('%d', (packed - b) / CELL_ROOM))
-  redis.call('HINCRBY', key, name .. '#b', string.format('%d', b))
+  redis.call('HINCRBY', key, name .. OVERFLOW_A, string.format('%d', (packed - b) / CELL_ROOM))
+  redis.call('HINCRBY', key, name .. OVERFLOW_B, string.format('%d', b))
   redis.call('HSET', key, name, 0)
 end
 local function add_evidence(key, kind, seconds, scene, ctx)
@@ -172,9 +173,9 @@ local function upgrade(profile, affinity, version)
       fields[n + 1] = name
       fields[n + 2] = string.format('%d', a * CELL_ROOM + b)
     else
-      fields[n + 1] = name .. '#a'
+      fields[n + 1] = name .. OVERFLOW_A
       fields[n + 2] = string.format('%d', a)
-      fields[n + 3] = name .. '#b'
+      fields[n + 3] = name .. OVERFLOW_B
       fields[n + 4] = string.format('%d', b)
     end
   end

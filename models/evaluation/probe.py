@@ -162,9 +162,14 @@ def accuracy(predictions: dict[str, list[str]], specs: Sequence[SceneSpec]) -> d
         hits[name] = np.array([v == getattr(s, name) for v, s in zip(values, specs, strict=True)], bool)
         out[name] = float(hits[name].mean()) if len(specs) else 0.0
     if "subject" in hits and "palette" in hits:
-        both = hits["subject"] & hits["palette"]
-        out["subject+palette"] = float(both.mean()) if len(specs) else 0.0
+        out["subject+palette"] = float(joint_hits(predictions, specs).mean()) if len(specs) else 0.0
     return out
+
+
+def joint_hits(predictions: dict[str, list[str]], specs: Sequence[SceneSpec]) -> np.ndarray:
+    """Per frame: whether both subject and palette were predicted right (the `subject+palette` score)."""
+    pairs = zip(predictions["subject"], predictions["palette"], specs, strict=True)
+    return np.array([s == spec.subject and p == spec.palette for s, p, spec in pairs], bool)
 
 
 def chance() -> dict[str, float]:

@@ -15,7 +15,7 @@ import torch
 
 from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, colour_spread, frame_changes, rnd
-from models.evaluation.probe import AttributeProbe, accuracy, chance
+from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
 from models.evaluation.rollout import rollout
 from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, render_clip
 from models.world.spec import ATTRIBUTES
@@ -70,10 +70,7 @@ def eval_specs(count: int, seed: int) -> list[SceneSpec]:
 
 def _stream_stderr(predictions: dict[str, list[str]], truth: list[SceneSpec], frames_per_stream: int) -> float:
     """Standard error of the joint accuracy over streams (a stream's probed frames are not independent)."""
-    hits = np.array(
-        [s == spec.subject and p == spec.palette for s, p, spec in zip(predictions["subject"], predictions["palette"], truth)]
-    )
-    per_stream = hits.reshape(-1, frames_per_stream).mean(axis=1)
+    per_stream = joint_hits(predictions, truth).reshape(-1, frames_per_stream).mean(axis=1)
     return float(per_stream.std(ddof=1) / np.sqrt(len(per_stream))) if len(per_stream) > 1 else 0.0
 
 
