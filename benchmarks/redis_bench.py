@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import gc
 import json
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
+from models import reporting
 from personalization.consumer import EventConsumer
 from personalization.context import Context
 from personalization.events import EventLog
@@ -49,13 +49,10 @@ _VOCABULARY = {  # a stand-in of the world's vocabulary: the benchmark needs onl
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on (no torch needed)."""
+    """What the numbers were measured on (no torch needed), with the load when the run began."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **reporting.machine(with_torch=False),
         "python": platform.python_version(),
         "load_average_1m_at_start": round(load[0], 2) if load else None,
     }

@@ -28,8 +28,8 @@ import pathlib
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import TracebackType
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import numpy as np

@@ -10,19 +10,21 @@ from pathlib import Path
 from typing import Any
 
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import torch
-
-    return {
+def machine(*, with_torch: bool = True) -> dict[str, Any]:
+    """What the numbers were measured on; `with_torch=False` for reports that must not load torch."""
+    facts: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    if with_torch:
+        import torch
+
+        facts["torch"] = torch.__version__
+        facts["torch_threads"] = torch.get_num_threads()
+        facts["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return facts
 
 
 def shown_path(path: Path) -> str:
