@@ -17,7 +17,7 @@ from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, colour_spread, frame_changes, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
 from models.evaluation.rollout import rollout
-from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, render_clip
+from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, caption_parts, heldout_phrases, render_clip
 from models.world.spec import ATTRIBUTES
 
 JOINT = "subject+palette"
@@ -74,6 +74,26 @@ def _stream_stderr(predictions: dict[str, list[str]], truth: list[SceneSpec], fr
     return float(per_stream.std(ddof=1) / np.sqrt(len(per_stream))) if len(per_stream) > 1 else 0.0
 
 
+def _phrase_follow_rates(
+    specs: list[SceneSpec], parts: list[dict[str, str]], predictions: dict[str, list[str]], frames_per_stream: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per held-out subject or palette phrase: how many streams it named, and the share of their probed
+    frames that showed the value it names (worst first), so the card can say which new words fail."""
+    tally: dict[str, dict[str, list[float]]] = {"subject": {}, "palette": {}}
+    for i, (spec, slots) in enumerate(zip(specs, parts, strict=True)):
+        for attr, phrase in heldout_phrases(spec, slots).items():
+            if attr in tally:
+                seen = predictions[attr][i * frames_per_stream : (i + 1) * frames_per_stream]
+                tally[attr].setdefault(phrase, []).append(float(np.mean([v == getattr(spec, attr) for v in seen])))
+    return {
+        attr: {
+            phrase: {"streams": len(rates), "followed": rnd(float(np.mean(rates)), 2)}
+            for phrase, rates in sorted(per.items(), key=lambda item: float(np.mean(item[1])))
+        }
+        for attr, per in tally.items()
+    }
+
+
 def _repeat(specs: list[SceneSpec], times: int) -> list[SceneSpec]:
     return [s for s in specs for _ in range(times)]
 
@@ -92,7 +112,7 @@ def adherence(
     splits: dict[str, Any] = {}
     generated = []
     for offset, split in enumerate(("heldout", "train")):
-        texts = [caption(s, rng, split=split, mention=MENTION) for s in specs]
+        texts, parts = zip(*(caption_parts(s, rng, split=split, mention=MENTION) for s in specs), strict=True)
         conds = [engine.encode_prompt(t) for t in texts]
         seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
         clips = rollout(
@@ -104,8 +124,10 @@ def adherence(
         splits[split] = {
             "accuracy": _rounded(accuracy(predictions, truth)),
             "joint_stderr": rnd(_stream_stderr(predictions, truth, cfg.probe_frames)),
-            "example_captions": texts[:4],
+            "example_captions": list(texts[:4]),
         }
+        if split == "heldout":
+            splits[split]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
     real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])
     real_last = real[:, -cfg.probe_frames :].reshape(-1, *real.shape[2:])
     ceiling = probe.accuracy(real_last, truth)

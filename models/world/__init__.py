@@ -1,6 +1,6 @@
 """The procedural world: scene specs, a fast numpy renderer, captions and training samples."""
 
-from models.world.captions import attribute_descriptions, caption, describe
+from models.world.captions import attribute_descriptions, caption, caption_parts, describe, heldout_phrases
 from models.world.dataset import sample_frames, sample_pairs
 from models.world.render import FPS, render_clip, render_frame
 from models.world.spec import ATTRIBUTES, CAMERAS, PACES, PALETTES, SUBJECTS, WEATHERS, SceneSpec, all_specs
@@ -17,7 +17,9 @@ __all__ = [
     "all_specs",
     "attribute_descriptions",
     "caption",
+    "caption_parts",
     "describe",
+    "heldout_phrases",
     "render_clip",
     "render_frame",
     "sample_frames",

@@ -54,13 +54,10 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def caption(
+def caption_parts(
     spec: SceneSpec, rng: np.random.Generator, split: str = "train", mention: Collection[str] = ()
-) -> str:
-    """A random caption of `spec` in the phrasings of `split` ("train" or "heldout").
-
-    Every caption names the subject and the palette; `mention` asks for other attributes to be named too.
-    """
+) -> tuple[str, dict[str, str]]:
+    """A random caption of `spec` (see `caption`) and the phrase it put in each template slot."""
     pool = templates(split, frozenset(mention) | {"subject", "palette"})
     template = _pick(rng, pool)
     values = {}
@@ -74,7 +71,26 @@ def caption(
         text = text[0].upper() + text[1:]
     elif style < 0.35 and text[-1] not in ".?!)":
         text += "."
-    return text
+    return text, values
+
+
+def caption(
+    spec: SceneSpec, rng: np.random.Generator, split: str = "train", mention: Collection[str] = ()
+) -> str:
+    """A random caption of `spec` in the phrasings of `split` ("train" or "heldout").
+
+    Every caption names the subject and the palette; `mention` asks for other attributes to be named too.
+    """
+    return caption_parts(spec, rng, split, mention)[0]
+
+
+def heldout_phrases(spec: SceneSpec, parts: dict[str, str]) -> dict[str, str]:
+    """Attribute -> the held-out phrase that named it in a caption's slot `parts` (from `caption_parts`)."""
+    return {
+        SLOT_ATTRIBUTE[slot]: phrase
+        for slot, phrase in parts.items()
+        if phrase in SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])][1]
+    }
 
 
 def describe(spec: SceneSpec) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from models.evaluation.probe import (
     render_examples,
     shipped_probe_path,
 )
+from models import default_model_path
+from models.card import EVALUATION_FILE, TRAINING_FILE, write_model_card
 from models.world import ATTRIBUTES
+from models.world.captions import synonyms
 from streamer.cli import main as cli_main
 
 
@@ -89,6 +93,17 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     assert adherence["chance"]["subject+palette"] == pytest.approx(1 / 48, abs=1e-4)
     assert adherence["ceiling"]["subject"] > adherence["chance"]["subject"]
 
+    # which held-out words the model follows: each tallied phrase is a held-out one for its attribute
+    tallied = adherence["heldout"]["phrases"]
+    assert sum(f["streams"] for per in tallied.values() for f in per.values()) >= 1
+    for attr, per_phrase in tallied.items():
+        heldout_only = {p for v in ATTRIBUTES[attr] for p in synonyms(attr, v, "heldout")} - {
+            p for v in ATTRIBUTES[attr] for p in synonyms(attr, v)
+        }
+        assert set(per_phrase) <= heldout_only, attr
+        assert all(f["streams"] >= 1 and 0.0 <= f["followed"] <= 1.0 for f in per_phrase.values())
+    _card_names_the_missed_phrases(report, tmp_path / "card")
+
     flicker = report["flicker"]
     assert flicker["world_mean_abs_change"] > 0
     expected_ratio = flicker["generated_mean_abs_change"] / flicker["world_mean_abs_change"]
@@ -110,3 +125,14 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     for target in report["targets"].values():
         assert isinstance(target["pass"], bool)
     assert np.isfinite(report["seconds"]["total"])
+
+
+def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
+    """The model card lists the held-out phrases followed in at most a fifth of their frames."""
+    folder.mkdir()
+    shutil.copy(default_model_path() / TRAINING_FILE, folder / TRAINING_FILE)
+    (folder / EVALUATION_FILE).write_text(json.dumps(report))
+    card = write_model_card(folder).read_text()
+    for per_phrase in report["adherence"]["heldout"]["phrases"].values():
+        for phrase, figures in per_phrase.items():
+            assert (f'"{phrase}"' in card) == (figures["followed"] <= 0.2), phrase
