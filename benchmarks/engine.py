@@ -7,6 +7,8 @@ machine is doing; the report gives frames/s, frame-time percentiles and ratios.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -73,27 +75,45 @@ class _Contender:
         }
 
 
-def _contenders(model: Path, steps: int, batches: list[int]) -> tuple[list[_Contender], dict[str, list[int]]]:
+def _naive_call(model: Path, steps: int, device: str, dtype: Any, embeds: Any) -> Any:
+    """One frame from the folder's own diffusers pipeline per call, with the engine's weights, steps and size."""
     import torch
 
-    from models import StreamingEngine
-    from models.pipeline import PixelcastPipeline
-    from streamer.encoding import VideoEncoder
+    from models.loading import PIXELCAST, load_pipeline
 
-    engine = StreamingEngine.from_pretrained(model, steps=steps)
-    engine.warmup()
-    engine.choose_precision(range(1, max(batches) + 1))  # as the server does at start-up
-    naive = PixelcastPipeline.from_pretrained(model)
-    naive.set_progress_bar_config(disable=True)
-    embeds = [engine.encode_prompt(p) for p in PROMPTS]
-    generator = torch.Generator().manual_seed(0)
+    pipeline, kind = load_pipeline(model, device=device, dtype=dtype)
+    generator = torch.Generator(device).manual_seed(0)
+    if kind != PIXELCAST:  # e.g. SD-turbo: txt2img without guidance, as the engine runs it
+        prompt = embeds[0][None].to(dtype)
+
+        def text_to_image() -> None:
+            pipeline(
+                prompt_embeds=prompt, num_inference_steps=steps, guidance_scale=0.0, generator=generator,
+                output_type="np",
+            )
+
+        return text_to_image
     previous: list[Any] = [None]
 
-    def naive_call() -> None:
-        out = naive(embeds[0], previous_latents=previous[0], num_inference_steps=steps, generator=generator)
+    def next_frame() -> None:
+        out = pipeline(embeds[0], previous_latents=previous[0], num_inference_steps=steps, generator=generator)
         previous[0] = out.latents
 
-    contenders = [_Contender("naive_pipeline_per_frame", 1, naive_call)]
+    return next_frame
+
+
+def _contenders(
+    model: Path, steps: int, batches: list[int], device: str, dtype: Any
+) -> tuple[list[_Contender], dict[str, list[int]], Any]:
+    from models import StreamingEngine
+    from streamer.encoding import VideoEncoder
+
+    engine = StreamingEngine.from_pretrained(model, steps=steps, device=device, dtype=dtype)
+    engine.warmup()
+    if device == "cpu":
+        engine.choose_precision(range(1, max(batches) + 1))  # as the server does at start-up
+    embeds = [engine.encode_prompt(p) for p in PROMPTS]
+    contenders = [_Contender("naive_pipeline_per_frame", 1, _naive_call(model, steps, device, dtype, embeds))]
     for batch in batches:
         states = [engine.new_stream(seed) for seed in range(batch)]
         requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
@@ -110,7 +130,7 @@ def _contenders(model: Path, steps: int, batches: list[int]) -> tuple[list[_Cont
         pts[0] += 3750
 
     contenders.append(_Contender("h264_encode", 1, encode_call))
-    return contenders, engine.precision
+    return contenders, engine.precision, engine
 
 
 def _pipelined(engine: Any, batch: int, embeds: list[Any]) -> _Contender:
@@ -130,8 +150,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the engine benchmark and return its report."""
     from models import default_model_path
 
+    import torch
+
     model = Path(args.model) if args.model else default_model_path()
-    contenders, precision = _contenders(model, args.steps, args.batches)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    contenders, precision, engine = _contenders(model, args.steps, args.batches, device, dtype)
     rounds = max(1, round(args.seconds / (ROUND_SECONDS * len(contenders))))
     for _ in tqdm(range(rounds), desc="bench engine", unit="round"):
         for contender in contenders:
@@ -144,36 +168,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["ratio_vs_naive"] = round(result["frames_per_second"] / naive_fps, 3) if naive_fps else None
             model_ms = 1000.0 / result["frames_per_second"]
             result["model_share_of_frame_time"] = round(model_ms / (model_ms + encode_ms), 3)
+    side = _streamdiffusion(args, model, engine.kind, device)
+    if side.get("ran"):
+        best = max(r["frames_per_second"] for name, r in results.items() if name.startswith("engine_"))
+        side["engine_best_vs_streamdiffusion"] = round(best / side["frames_per_second"], 3)
     return {
         "benchmark": "engine",
         "machine": machine(),
         "model": shown_path(model),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
         "steps": args.steps,
-        "resolution": "128x128",
+        "resolution": f"{engine.width}x{engine.height}",
         "seconds": args.seconds,
         "engine_precision": precision,
         "results": results,
-        "streamdiffusion": {
-            "ran": False,
-            "reason": "the streamdiffusion package needs CUDA (and pins diffusers 0.24); this machine has no GPU",
-        }
-        if not _has_cuda()
-        else {"ran": False, "reason": "not wired up yet"},
+        "streamdiffusion": side,
         "notes": (
             "frames_per_second counts frames of all streams in a batch; engine and naive share weights and steps; "
             "engine_batch_N runs denoise and decode in turn on torch's threads (torch_threads), "
             "engine_pipelined_batch_N as the server does: decode on a second thread beside the next denoise, "
             "one torch thread each; "
-            "the naive pipeline runs as loaded (float32), the engine in bfloat16 at the batch sizes in "
+            "the naive pipeline runs in dtype; on a CPU the engine switches to bfloat16 at the batch sizes in "
             "engine_precision, where it measured faster at start-up"
         ),
     }
 
 
-def _has_cuda() -> bool:
-    import torch
+def _streamdiffusion(args: argparse.Namespace, model: Path, kind: str, device: str) -> dict[str, Any]:
+    """`streamdiffusion` on the same folder and steps, in its own venv, right after the engine's rounds."""
+    from models.loading import PIXELCAST
 
-    return bool(torch.cuda.is_available())
+    if device != "cuda":
+        return {"ran": False, "reason": "the streamdiffusion package needs CUDA (and pins diffusers 0.24); no GPU here"}
+    if kind == PIXELCAST:
+        return {"ran": False, "reason": "streamdiffusion runs Stable-Diffusion-layout folders, not the shipped model"}
+    if not args.streamdiffusion_python:
+        return {"ran": False, "reason": "pass --streamdiffusion-python (a venv with streamdiffusion) to run it"}
+    script = Path(__file__).with_name("streamdiffusion_side.py")
+    command = [args.streamdiffusion_python, str(script), "--model", str(model), "--steps", str(args.steps)]
+    done = subprocess.run(
+        [*command, "--seconds", str(args.seconds / 2)], capture_output=True, text=True, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"ran": False, "reason": f"streamdiffusion exited with {done.returncode}: {done.stderr.strip()[-600:]}"}
+    return json.loads(lines[-1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,6 +222,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 3, 4), help="denoising steps (default 1)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="engine batch sizes (default 1 4)")
     parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where there is one, else cpu")
+    parser.add_argument(
+        "--streamdiffusion-python", help="python of a venv with the streamdiffusion package, to run it side by side"
+    )
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")
 
 

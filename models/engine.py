@@ -221,6 +221,7 @@ class StreamingEngine:
         path: str | os.PathLike[str],
         *,
         device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
         steps: int = 1,
         text_encoder: PromptEncoder | None = None,
     ) -> StreamingEngine:
@@ -229,12 +230,12 @@ class StreamingEngine:
         The folder is either the shipped model (`PixelcastPipeline`: `model_index.json`, `unet/`,
         `vae/`, `scheduler/`) or any local diffusers text-to-image folder such as Stable Diffusion
         or SD-turbo (`unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`). Weights stored
-        in float16 are loaded as float32. Nothing is downloaded.
+        in float16 are loaded as `dtype` (float32, what CPUs want; float16 suits a GPU). Nothing is downloaded.
 
         Raises:
             ValueError: the folder is not a text-to-image pipeline the engine can run.
         """
-        pipeline, _ = load_pipeline(path, device=device, dtype=torch.float32)
+        pipeline, _ = load_pipeline(path, device=device, dtype=dtype)
         return cls(pipeline, text_encoder=text_encoder, steps=steps)
 
     @property

@@ -122,6 +122,9 @@ _COMMANDS = (
     _Command(
         ("bench", "redis"), "benchmarks.redis_bench", "feedback events/s into Redis profiles, latency, exact counts"
     ),
+    _Command(
+        ("bench", "make-sd"), "benchmarks.random_sd", "write a random-weight SD-turbo-sized pipeline folder (GPU bench)"
+    ),
     _Command(("bench", "stream"), "benchmarks.stream", "K real WebRTC viewers over loopback: fps, stalls, latency"),
     _Command(("train",), "models.training.recipe", "train the shipped model from scratch (resumable)"),
     _Command(

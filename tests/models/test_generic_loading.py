@@ -14,113 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import (
-    AutoencoderKL,
-    AutoencoderTiny,
-    DDIMScheduler,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
-from diffusers.models.attention_processor import Attention
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
+from benchmarks.random_sd import SIZES, build_random_sd
 from models import StreamingEngine, slerp_conditioning
 from models.engine import _ddim_schedule
 from models.loading import PIXELCAST, TEXT_TO_IMAGE, check_pipeline_folder, load_pipeline
 from tests.models.streaming import assert_batch_equals_streams_alone, rollout
 
-TOKENS = 16  # tokenizer model_max_length (77 in real Stable Diffusion)
+TOKENS = SIZES["tiny"].max_tokens  # tokenizer model_max_length (77 in real Stable Diffusion)
 CROSS_ATTENTION_GAIN = 8.0
 OCEAN = "a calm ocean at sunset"
 CITY = "a busy city at night"
 
 
-def byte_unicode_characters() -> list[str]:
-    """The 256 printable characters byte-level BPE uses for the bytes 0-255 (GPT-2 / CLIP)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
-
-
-def write_tokenizer_files(folder: Path) -> CLIPTokenizer:
-    """A CLIP tokenizer with a byte-level vocabulary and no merges: every character is a token."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = byte_unicode_characters()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=TOKENS, local_files_only=True)
-
-
 def build_tiny_sd(folder: Path, *, scheduler: str = "euler", dtype: torch.dtype = torch.float32) -> None:
     """Save a random-weight Stable-Diffusion-layout pipeline (32x32 pixels) under `folder`."""
-    tokenizer = write_tokenizer_files(folder.parent / f"{folder.name}-tokenizer-src")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=TOKENS,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            attention_head_dim=4,
-            cross_attention_dim=32,
-            norm_num_groups=16,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"),
-            block_out_channels=(16, 32, 32),
-            latent_channels=4,
-            norm_num_groups=16,
-            sample_size=32,
-        )
-        # Random cross-attention barely moves the output; strengthen it so prompts visibly matter.
-        for module in unet.modules():
-            if isinstance(module, Attention) and module.is_cross_attention:
-                module.to_out[0].weight.data.mul_(CROSS_ATTENTION_GAIN)
-    common = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="epsilon")
-    if scheduler == "euler":  # SD-turbo's scheduler
-        noise_scheduler = EulerDiscreteScheduler(**common, timestep_spacing="trailing", steps_offset=1)
-    else:  # SD 1.x's DDIM settings, with leading spacing
-        noise_scheduler = DDIMScheduler(
-            **common, timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=False
-        )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=noise_scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.to(dtype)
-    pipeline.save_pretrained(folder)
+    build_random_sd(folder, "tiny", scheduler=scheduler, dtype=dtype, cross_attention_gain=CROSS_ATTENTION_GAIN)
 
 
 @pytest.fixture(scope="module")
