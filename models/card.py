@@ -107,7 +107,7 @@ colloquial); the held-out phrasings ({len(HELDOUT_TEMPLATES)} templates, {_synon
 are never seen in training, and no training phrase contains a held-out one (a test checks). Most of the
 training vocabulary was added in a widening pass written without sight of the held-out lists, which
 dropped every new phrase that contained a held-out phrase or a word that only held-out phrasings of that
-attribute used (that pass independently wrote a third of the held-out phrases, which shows how natural
+attribute used (that pass independently wrote 35 of the 111 held-out phrases word for word, which shows how natural
 they are; none of them was kept).
 
 ## Recipe

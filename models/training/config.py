@@ -20,9 +20,9 @@ class TrainConfig:
     # 2. the clip bank the denoiser learns from, encoded once to latents
     clips: int = 1536
     clip_frames: int = 12
-    captions_per_clip: int = 12
+    captions_per_clip: int = 24
     # 3. denoiser
-    unet_steps: int = 3000
+    unet_steps: int = 3600
     unet_batch: int = 32
     unet_lr: float = 4e-4
     warmup_steps: int = 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from models.world import (
     sample_pairs,
 )
 from models.world.captions import synonyms, templates
-from models.world.phrases import HELDOUT_TEMPLATES, TRAIN_TEMPLATES
+from models.world.phrases import HELDOUT_TEMPLATES, SLOT_ATTRIBUTE, SYNONYMS, TRAIN_TEMPLATES
 from models.world.spec import num_specs
 
 
@@ -119,6 +120,26 @@ def test_heldout_phrasings_never_match_train() -> None:
         heldout = {caption(spec, rng, "heldout") for _ in range(300)}
         assert len(train) > 100 and len(heldout) > 100
         assert not train & heldout, train & heldout
+
+
+def test_no_training_phrase_contains_a_heldout_phrase() -> None:
+    """A held-out phrase tucked inside a training one ("sahara dunes") would leak it into training."""
+    train: dict[str, set[str]] = {}
+    heldout: dict[str, set[str]] = {}
+    for slot, table in SYNONYMS.items():
+        for train_phrases, heldout_phrases in table.values():
+            train.setdefault(SLOT_ATTRIBUTE[slot], set()).update(train_phrases)
+            heldout.setdefault(SLOT_ATTRIBUTE[slot], set()).update(heldout_phrases)
+    leaks = [
+        (attr, held, phrase)
+        for attr, phrases in train.items()
+        for held in heldout[attr]
+        for phrase in phrases
+        if re.search(rf"\b{re.escape(held)}\b", phrase)
+    ]
+    assert not leaks, leaks
+    for attr in ("subject", "palette"):  # many wordings per value, so that new ones land near known ones
+        assert all(len(synonyms(attr, value)) >= 30 for value in ATTRIBUTES[attr]), attr
 
 
 def test_captions_name_every_attribute_value() -> None:
