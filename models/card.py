@@ -142,8 +142,8 @@ they are; none of them was kept).
 - 128x128 at 24 fps; fine texture (rain streaks, single stars) is softer than in the renders.
 - Pace and camera motion are weaker than subject, palette and weather (they are not measured by the
   single-frame probe).
-- It is at its best with one denoising step, the default: in a side run with two steps (192 streams),
-  held-out adherence fell from 0.67 to 0.58 of the ceiling and flicker rose from x0.85 to x1.06 of the
+- It is at its best with one denoising step, the default: in a side run on the 2026-11-29 weights with two
+  steps (192 streams), held-out adherence fell from 0.67 to 0.58 of the ceiling and flicker rose from x0.85 to x1.06 of the
   world's.
 {misses}"""
     path = folder / "README.md"
