@@ -165,7 +165,7 @@ class StreamingEngine:
         self.vae = pipeline.vae.eval().to(memory_format=torch.channels_last)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
-        self._unet_precision = MixedPrecision(self.unet)
+        self._unet_precision = MixedPrecision(self.unet, freeze=True)
         self._vae_precision = MixedPrecision(self.vae)
         config = pipeline.scheduler.config
         self.prediction_type: str = config.get("prediction_type", "epsilon")
@@ -416,9 +416,10 @@ class StreamingEngine:
 
     @property
     def precision(self) -> dict[str, list[int]]:
-        """Batch sizes at which the UNet and the decoder run in bfloat16 (empty: none)."""
+        """Batch sizes at which the UNet and the decoder run in bfloat16, and the UNet as frozen graphs (empty: none)."""
         return {
             "unet_bfloat16_batches": sorted(self._unet_precision.fast_batches),
+            "unet_frozen_batches": sorted(self._unet_precision.frozen_batches),
             "decoder_bfloat16_batches": sorted(self._vae_precision.fast_batches),
         }
 

@@ -1,10 +1,11 @@
-"""Reduced precision where it pays: bfloat16 copies of a module, used at the batch sizes where they are faster.
+"""Reduced precision where it pays: bfloat16 copies of a module (for a UNet also frozen graphs of it),
+used at the batch sizes where they are faster.
 
 On CPUs with native bfloat16 (AVX-512 BF16, AMX) the decoder's full-resolution convolutions run about
 twice as fast in bfloat16, and the UNet gains at larger batches but loses at batch 1, where per-op
-overhead dominates. Without native support bfloat16 is emulated and slower. So nothing is assumed:
-``choose`` times both precisions per batch size on the machine at hand and keeps bfloat16 only where
-it is clearly faster. Outputs are cast back to float32, so callers never see the difference in dtype.
+overhead dominates; frozen graphs of the bfloat16 UNet cut that overhead and won at every batch size
+there. Without native support bfloat16 is emulated and slower. So nothing is assumed: ``choose`` times
+each variant per batch size on the machine at hand and keeps one only where it is clearly faster. Outputs are cast back to float32, so callers never see the difference in dtype.
 """
 
 from __future__ import annotations
@@ -21,18 +22,38 @@ FAST_DTYPE = torch.bfloat16
 #: bfloat16 is kept only when it is at least this much faster, so that timing noise does not flip it.
 MIN_GAIN = 0.10
 
+BFLOAT16 = "bfloat16"
+FROZEN_BFLOAT16 = "bfloat16-frozen"
+
 
 class MixedPrecision:
-    """A float32 module plus, once ``choose`` found it worthwhile, a bfloat16 copy for some batch sizes.
+    """A float32 module plus, once ``choose`` found it worthwhile, faster variants for some batch sizes.
+
+    The variants are a bfloat16 copy and, with ``freeze``, that copy as frozen TorchScript graphs
+    (``models.frozen.FrozenUNet``, for a UNet). Each batch size keeps the fastest variant that beat
+    float32 clearly, or float32.
 
     Args:
         module: the module as loaded (float32 on a CPU; anything else is left as it is).
+        freeze: also try frozen graphs of the bfloat16 copy (a ``UNet2DConditionModel``).
     """
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, *, freeze: bool = False) -> None:
         self.full = module
+        self.freeze = freeze
         self._fast: torch.nn.Module | None = None
-        self.fast_batches: set[int] = set()
+        self._frozen: Any = None
+        self.choice: dict[int, str] = {}
+
+    @property
+    def fast_batches(self) -> set[int]:
+        """Batch sizes that run in bfloat16 (eager or frozen)."""
+        return set(self.choice)
+
+    @property
+    def frozen_batches(self) -> set[int]:
+        """Batch sizes that run through the frozen bfloat16 graphs."""
+        return {batch for batch, variant in self.choice.items() if variant == FROZEN_BFLOAT16}
 
     @property
     def eligible(self) -> bool:
@@ -41,44 +62,68 @@ class MixedPrecision:
         pinned = getattr(self.full, "_keep_in_fp32_modules", None)
         return parameter.device.type == "cpu" and parameter.dtype == torch.float32 and not pinned
 
-    def module_for(self, batch: int) -> tuple[torch.nn.Module, torch.dtype]:
+    def module_for(self, batch: int) -> tuple[Any, torch.dtype]:
         """The module to run a batch of ``batch`` with, and the dtype its floating-point inputs need."""
-        if self._fast is not None and batch in self.fast_batches:
+        variant = self.choice.get(batch)
+        if variant == FROZEN_BFLOAT16:
+            return self._frozen, FAST_DTYPE
+        if variant == BFLOAT16:
             return self._fast, FAST_DTYPE
         parameter = next(self.full.parameters())
         return self.full, parameter.dtype
 
-    def choose(self, batches: Iterable[int], run: Callable[[torch.nn.Module, torch.dtype, int], Any], calls: int = 3) -> None:
-        """Time ``run(module, dtype, batch)`` in both precisions for each batch size; keep bfloat16 where it wins.
+    def choose(self, batches: Iterable[int], run: Callable[[Any, torch.dtype, int], Any], calls: int = 3) -> None:
+        """Time ``run(module, dtype, batch)`` for float32 and each variant per batch size; keep the fastest.
 
-        ``run`` must build its own inputs of that batch size in ``dtype``. Each side gets one untimed call,
-        then the best of ``calls`` timed ones.
+        ``run`` must build its own inputs of that batch size in ``dtype``. Each gets one untimed call
+        (which traces a frozen graph), then the best of ``calls`` timed ones. A variant is kept only
+        where it is at least ``MIN_GAIN`` faster than float32.
         """
         if not self.eligible:
             return
-        fast_module = self.use_fast(())
+        variants = {BFLOAT16: self._bfloat16()}
+        if self.freeze:
+            variants[FROZEN_BFLOAT16] = self._frozen_graphs()
         dtype = next(self.full.parameters()).dtype
-        chosen = set()
+        chosen: dict[int, str] = {}
         for batch in batches:
             full = _best_seconds(lambda: run(self.full, dtype, batch), calls)
-            fast = _best_seconds(lambda: run(fast_module, FAST_DTYPE, batch), calls)
-            if fast < full * (1.0 - MIN_GAIN):
-                chosen.add(batch)
-        self.fast_batches = chosen
+            seconds = {
+                name: _best_seconds(lambda m=module: run(m, FAST_DTYPE, batch), calls)
+                for name, module in variants.items()
+            }
+            fastest = min(seconds, key=seconds.__getitem__)
+            if seconds[fastest] < full * (1.0 - MIN_GAIN):
+                chosen[batch] = fastest
+        self.choice = chosen
 
-    def use_fast(self, batches: Iterable[int]) -> torch.nn.Module:
-        """Run these batch sizes in bfloat16 from now on (none of the others); return the bfloat16 copy.
+    def use_fast(self, batches: Iterable[int], *, frozen: bool = False) -> Any:
+        """Run these batch sizes in bfloat16 (frozen graphs if ``frozen``) from now on, none of the others;
+        return what runs them.
 
-        Raises ``ValueError`` for a module that is not ``eligible``.
+        Raises ``ValueError`` for a module that is not ``eligible``, or ``frozen`` without ``freeze``.
         """
         if not self.eligible:
             raise ValueError("only a float32 module on the CPU gets a bfloat16 copy")
+        if frozen and not self.freeze:
+            raise ValueError("this module was not set up for frozen graphs (freeze=False)")
+        module = self._frozen_graphs() if frozen else self._bfloat16()
+        self.choice = dict.fromkeys(batches, FROZEN_BFLOAT16 if frozen else BFLOAT16)
+        return module
+
+    def _bfloat16(self) -> torch.nn.Module:
         if self._fast is None:
             # torch's own cast: diffusers' override only adds a warning about float32-pinned parts,
             # and eligible modules have none.
             self._fast = torch.nn.Module.to(copy.deepcopy(self.full), FAST_DTYPE)
-        self.fast_batches = set(batches)
         return self._fast
+
+    def _frozen_graphs(self) -> Any:
+        if self._frozen is None:
+            from models.frozen import FrozenUNet
+
+            self._frozen = FrozenUNet(self._bfloat16())
+        return self._frozen
 
 
 def _best_seconds(call: Callable[[], Any], calls: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from models import StreamingEngine, default_model_path
-from models.precision import FAST_DTYPE, MixedPrecision
+from models.frozen import FrozenUNet
+from models.precision import BFLOAT16, FAST_DTYPE, FROZEN_BFLOAT16, MixedPrecision
 from tests.models.streaming import rollout
 
 
@@ -50,7 +52,11 @@ def test_bfloat16_frames_look_like_float32_frames() -> None:
     reference = rollout(engine, seed=3, prompt=prompt, frames=8)
     engine._unet_precision.use_fast([1])
     engine._vae_precision.use_fast([1])
-    assert engine.precision == {"unet_bfloat16_batches": [1], "decoder_bfloat16_batches": [1]}
+    assert engine.precision == {
+        "unet_bfloat16_batches": [1],
+        "unet_frozen_batches": [],
+        "decoder_bfloat16_batches": [1],
+    }
     reduced = rollout(engine, seed=3, prompt=prompt, frames=8)
     for a, b in zip(reference, reduced):
         assert a.dtype == b.dtype == np.uint8 and a.shape == b.shape
@@ -58,3 +64,49 @@ def test_bfloat16_frames_look_like_float32_frames() -> None:
     state = engine.new_stream(0)
     engine.generate([(state, engine.encode_prompt(prompt))])
     assert state.latent is not None and state.latent.dtype == torch.float32
+
+
+def test_the_fastest_variant_is_kept_per_batch_size() -> None:
+    precision = MixedPrecision(torch.nn.Linear(4, 4), freeze=True)
+    # stand-in costs in ms per (variant, batch): float32 4; bfloat16 wins at 2; frozen graphs win from 4 on
+    costs = {"float32": {1: 4, 2: 4, 4: 4}, BFLOAT16: {1: 4, 2: 2, 4: 3}, FROZEN_BFLOAT16: {1: 4, 2: 3, 4: 1.5}}
+
+    def run(module: object, dtype: torch.dtype, batch: int) -> None:
+        variant = FROZEN_BFLOAT16 if isinstance(module, FrozenUNet) else BFLOAT16 if dtype == FAST_DTYPE else "float32"
+        time.sleep(costs[variant][batch] / 1000)
+
+    precision.choose([1, 2, 4], run)
+    assert precision.choice == {2: BFLOAT16, 4: FROZEN_BFLOAT16}
+    assert precision.fast_batches == {2, 4} and precision.frozen_batches == {4}
+    assert isinstance(precision.module_for(4)[0], FrozenUNet) and precision.module_for(4)[1] == FAST_DTYPE
+    assert precision.module_for(1) == (precision.full, torch.float32)
+
+
+def test_frozen_unet_matches_the_eager_one_and_traces_once_per_shape() -> None:
+    engine = StreamingEngine.from_pretrained(default_model_path(), steps=1)
+    eager = torch.nn.Module.to(copy.deepcopy(engine.unet), FAST_DTYPE)
+    frozen = FrozenUNet(eager)
+    generator = torch.Generator().manual_seed(0)
+    channels = engine.unet.config.in_channels
+    with torch.inference_mode():
+        for batch, timestep in ((2, 999), (2, 499), (3, 999)):
+            x = torch.randn(batch, channels, 16, 16, generator=generator).to(FAST_DTYPE)
+            context = torch.randn(batch, 32, 384, generator=generator).to(FAST_DTYPE)
+            pooled = torch.randn(batch, 384, generator=generator).to(FAST_DTYPE)
+            t = torch.tensor(timestep)
+            want = eager(x, t, encoder_hidden_states=context, class_labels=pooled).sample.float()
+            got = frozen(x, t, encoder_hidden_states=context, class_labels=pooled).sample.float()
+            assert got.shape == want.shape
+            assert (got - want).abs().mean() < 0.02 * want.abs().mean()
+    assert frozen.shapes_traced == 2  # batch 2 twice (another timestep is an input, not a new graph), batch 3
+
+
+def test_frozen_frames_look_like_float32_frames() -> None:
+    engine = StreamingEngine.from_pretrained(default_model_path(), steps=2)
+    prompt = "a calm ocean at sunset"
+    reference = rollout(engine, seed=5, prompt=prompt, frames=6)
+    engine._unet_precision.use_fast([1], frozen=True)
+    assert engine.precision["unet_frozen_batches"] == [1]
+    frozen = rollout(engine, seed=5, prompt=prompt, frames=6)
+    for a, b in zip(reference, frozen):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
