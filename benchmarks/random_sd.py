@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,8 @@ def build_random_sd(
     from transformers import CLIPTextConfig, CLIPTextModel
 
     shape = SIZES[size]
-    tokenizer = write_byte_tokenizer(folder.parent / f"{folder.name}-tokenizer-src", shape.max_tokens)
+    with tempfile.TemporaryDirectory() as source:  # the pipeline saves its own copy of the tokenizer
+        tokenizer = write_byte_tokenizer(Path(source), shape.max_tokens)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder = CLIPTextModel(
