@@ -66,7 +66,7 @@ def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderT
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.ae_steps), eta_min=1e-5)
     rng = np.random.default_rng([config.seed, 1])
     step = 0
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, config.autoencoder_recipe())
     if state is not None:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -98,6 +98,7 @@ def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderT
                         "rng": rng.bit_generator.state,
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
+                        "recipe": config.autoencoder_recipe(),
                     },
                 )
     vae.eval()

@@ -17,8 +17,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(partial, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The saved state, or None when there is none."""
+def load_checkpoint(path: Path, recipe: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The saved state, or None when there is none.
+
+    With `recipe`, a state saved under another recipe (its `"recipe"` entry differs) counts as none, so
+    a changed config starts the stage over instead of resuming a run it would not reproduce.
+    """
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by save_checkpoint
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by save_checkpoint
+    if recipe is not None and state.get("recipe") != recipe:
+        print(f"{path.name}: saved under another recipe; starting this stage over")
+        return None
+    return state

@@ -44,6 +44,10 @@ class TrainConfig:
         """Plain dict, for the model card and checkpoints."""
         return asdict(self)
 
+    def autoencoder_recipe(self) -> dict[str, Any]:
+        """The fields the autoencoder stage depends on (its checkpoint resumes only under these)."""
+        return {name: value for name, value in self.to_dict().items() if name == "seed" or name.startswith("ae_")}
+
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
         return TrainConfig(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -16,7 +19,7 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
     return load_file(next((folder / "unet").glob("*.safetensors")))
 
 
-def test_quick_recipe_writes_a_streamable_folder_and_resumes(tmp_path: Path) -> None:
+def test_quick_recipe_writes_a_streamable_folder_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = TrainConfig(seed=3).quick()
     out, work = tmp_path / "model", tmp_path / "work"
     summary = train(config, out, work, threads=1)
@@ -31,3 +34,10 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(tmp_path: Path) -> 
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
     for name, value in _weights(tmp_path / "model-again").items():
         np.testing.assert_array_equal(value, first[name])
+
+    # a changed recipe does not resume a run it would not reproduce; stages it does not touch still resume
+    capsys.readouterr()
+    train(replace(config, unet_steps=config.unet_steps + 2), tmp_path / "model-longer", work, threads=1)
+    printed = capsys.readouterr().out
+    assert "denoiser.pt: saved under another recipe" in printed
+    assert "autoencoder.pt: saved under another recipe" not in printed
