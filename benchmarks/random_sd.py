@@ -31,7 +31,6 @@ class SDSize:
     vae: dict[str, Any]
     text: dict[str, Any]
     max_tokens: int
-    pixels: int
     notes: str = ""
 
 
@@ -71,7 +70,6 @@ SIZES: dict[str, SDSize] = {
             projection_dim=512,
         ),
         max_tokens=77,
-        pixels=512,
         notes="SD-turbo shapes (UNet 865M parameters, 512x512); random weights, byte-level tokenizer",
     ),
     "tiny": SDSize(
@@ -99,14 +97,13 @@ SIZES: dict[str, SDSize] = {
         ),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
         max_tokens=16,
-        pixels=32,
         notes="a tiny pipeline for tests (32x32)",
     ),
 }
 SD_SCHEDULE = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="epsilon")
 
 
-def byte_unicode_characters() -> list[str]:
+def _byte_unicode_characters() -> list[str]:
     """The 256 printable characters byte-level BPE uses for the bytes 0-255 (GPT-2 / CLIP)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes = list(printable)
@@ -118,12 +115,12 @@ def byte_unicode_characters() -> list[str]:
     return [chr(c) for c in codes]
 
 
-def write_byte_tokenizer(folder: Path, max_tokens: int) -> Any:
+def _write_byte_tokenizer(folder: Path, max_tokens: int) -> Any:
     """A CLIP tokenizer with a byte-level vocabulary and no merges, saved under `folder` and loaded back."""
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    chars = byte_unicode_characters()
+    chars = _byte_unicode_characters()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
@@ -157,7 +154,7 @@ def build_random_sd(
 
     shape = SIZES[size]
     with tempfile.TemporaryDirectory() as source:  # the pipeline saves its own copy of the tokenizer
-        tokenizer = write_byte_tokenizer(Path(source), shape.max_tokens)
+        tokenizer = _write_byte_tokenizer(Path(source), shape.max_tokens)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder = CLIPTextModel(

@@ -63,6 +63,7 @@ def main() -> int:
         "resolution": f"{size}x{size}",
         "steps": args.steps,
         "t_index_list": t_index_list,
+        "acceleration": "none (no TensorRT, no xformers); frames stay on the GPU, the engine's are copied to the host",
         "versions": {
             "streamdiffusion": getattr(streamdiffusion, "__version__", "unknown"),
             "diffusers": diffusers.__version__,

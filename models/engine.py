@@ -230,7 +230,7 @@ class StreamingEngine:
         The folder is either the shipped model (`PixelcastPipeline`: `model_index.json`, `unet/`,
         `vae/`, `scheduler/`) or any local diffusers text-to-image folder such as Stable Diffusion
         or SD-turbo (`unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`). Weights stored
-        in float16 are loaded as `dtype` (float32, what CPUs want; float16 suits a GPU). Nothing is downloaded.
+        in any dtype are loaded as `dtype` (float32, what CPUs want; float16 suits a GPU). Nothing is downloaded.
 
         Raises:
             ValueError: the folder is not a text-to-image pipeline the engine can run.
@@ -416,7 +416,7 @@ class StreamingEngine:
 
     @property
     def precision(self) -> dict[str, list[int]]:
-        """Batch sizes at which the UNet and the decoder run in bfloat16, and the UNet as frozen graphs (empty: none)."""
+        """Batch sizes at which the UNet and the decoder run in bfloat16, and the UNet as frozen graphs."""
         return {
             "unet_bfloat16_batches": sorted(self._unet_precision.fast_batches),
             "unet_frozen_batches": sorted(self._unet_precision.frozen_batches),
@@ -427,7 +427,7 @@ class StreamingEngine:
         in_channels = int(self.unet.config.in_channels)
         x = torch.randn(batch, in_channels, self.latent_height, self.latent_width, device=self.device, dtype=dtype)
         _, cond = self._throwaway_requests(1)[0]
-        cond = cond.to(dtype).expand(batch, -1, -1)
+        cond = cond.to(dtype).repeat(batch, 1, 1)  # contiguous, as served
         pooled = sentence_embedding(cond) if self._pooled_conditioning else None
         unet(x, self._schedules[1].timesteps[0], encoder_hidden_states=cond, class_labels=pooled)
 

@@ -5,7 +5,8 @@ On CPUs with native bfloat16 (AVX-512 BF16, AMX) the decoder's full-resolution c
 twice as fast in bfloat16, and the UNet gains at larger batches but loses at batch 1, where per-op
 overhead dominates; frozen graphs of the bfloat16 UNet cut that overhead and won at every batch size
 there. Without native support bfloat16 is emulated and slower. So nothing is assumed: ``choose`` times
-each variant per batch size on the machine at hand and keeps one only where it is clearly faster. Outputs are cast back to float32, so callers never see the difference in dtype.
+each variant per batch size on the machine at hand and keeps one only where it is clearly faster.
+Outputs are cast back to float32, so callers never see the difference in dtype.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
+import logging
 from typing import Any
 
 import torch
+
+from models.frozen import FrozenUNet, TraceMismatch
+
+log = logging.getLogger(__name__)
 
 FAST_DTYPE = torch.bfloat16
 
@@ -42,7 +48,7 @@ class MixedPrecision:
         self.full = module
         self.freeze = freeze
         self._fast: torch.nn.Module | None = None
-        self._frozen: Any = None
+        self._frozen: FrozenUNet | None = None
         self.choice: dict[int, str] = {}
 
     @property
@@ -88,14 +94,19 @@ class MixedPrecision:
         chosen: dict[int, str] = {}
         for batch in batches:
             full = _best_seconds(lambda: run(self.full, dtype, batch), calls)
-            seconds = {
-                name: _best_seconds(lambda m=module: run(m, FAST_DTYPE, batch), calls)
-                for name, module in variants.items()
-            }
+            seconds = {}
+            for name, module in list(variants.items()):
+                try:
+                    seconds[name] = _best_seconds(lambda m=module: run(m, FAST_DTYPE, batch), calls)
+                except TraceMismatch as error:  # this model does not freeze faithfully: stay eager
+                    log.warning("not using frozen graphs: %s", error)
+                    del variants[name]
             fastest = min(seconds, key=seconds.__getitem__)
             if seconds[fastest] < full * (1.0 - MIN_GAIN):
                 chosen[batch] = fastest
         self.choice = chosen
+        if self._frozen is not None:
+            self._frozen.keep_batches(self.frozen_batches)
 
     def use_fast(self, batches: Iterable[int], *, frozen: bool = False) -> Any:
         """Run these batch sizes in bfloat16 (frozen graphs if ``frozen``) from now on, none of the others;
@@ -118,10 +129,8 @@ class MixedPrecision:
             self._fast = torch.nn.Module.to(copy.deepcopy(self.full), FAST_DTYPE)
         return self._fast
 
-    def _frozen_graphs(self) -> Any:
+    def _frozen_graphs(self) -> FrozenUNet:
         if self._frozen is None:
-            from models.frozen import FrozenUNet
-
             self._frozen = FrozenUNet(self._bfloat16())
         return self._frozen
 

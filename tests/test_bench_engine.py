@@ -28,7 +28,8 @@ def test_make_sd_writes_a_loadable_folder_and_refuses_to_overwrite(tiny_sd: Path
 
 def test_bench_engine_compares_engine_and_plain_pipeline_on_any_folder(tiny_sd: Path, tmp_path: Path) -> None:
     out = tmp_path / "engine.json"
-    argv = ["bench", "engine", "--model", str(tiny_sd), "--seconds", "3", "--batches", "1", "2", "--json", str(out)]
+    argv = ["bench", "engine", "--model", str(tiny_sd), "--device", "cpu", "--seconds", "3", "--batches", "1", "2"]
+    argv += ["--json", str(out)]
     assert cli_main(argv) == 0
     report = json.loads(out.read_text())
     assert (report["resolution"], report["device"], report["steps"]) == ("32x32", "cpu", 1)

@@ -48,6 +48,20 @@ class TrainConfig:
         """The fields the autoencoder stage depends on (its checkpoint resumes only under these)."""
         return {name: value for name, value in self.to_dict().items() if name == "seed" or name.startswith("ae_")}
 
+    def clip_bank_recipe(self) -> dict[str, Any]:
+        """The fields the clip bank depends on: the autoencoder's, and which clips and captions."""
+        return {
+            **self.autoencoder_recipe(),
+            "clips": self.clips,
+            "clip_frames": self.clip_frames,
+            "captions_per_clip": self.captions_per_clip,
+        }
+
+    def denoiser_recipe(self) -> dict[str, Any]:
+        """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
+        unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference"}
+        return {name: value for name, value in self.to_dict().items() if name not in unused}
+
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
         return TrainConfig(

@@ -92,7 +92,7 @@ def train_denoiser(
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     rng = np.random.default_rng([config.seed, 4])
     step, losses = 0, []
-    state = load_checkpoint(path, config.to_dict())
+    state = load_checkpoint(path, config.denoiser_recipe())
     if state is not None:
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -141,7 +141,7 @@ def train_denoiser(
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
                         "losses": losses,
-                        "recipe": config.to_dict(),
+                        "recipe": config.denoiser_recipe(),
                     },
                 )
     return ema.eval(), losses

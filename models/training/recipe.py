@@ -26,13 +26,13 @@ from .world_data import ClipBank, build_clip_bank
 
 def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float) -> ClipBank:
     path = work_dir / "clip_bank.pt"
-    saved = load_checkpoint(path)
-    if saved is not None and saved.get("config") == config.to_dict():
+    saved = load_checkpoint(path, config.clip_bank_recipe())
+    if saved is not None:
         return ClipBank(**saved["bank"])
     bank = build_clip_bank(
         config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, TextEncoder(cache_size=0)
     )
-    save_checkpoint(path, {"config": config.to_dict(), "bank": bank.__dict__})
+    save_checkpoint(path, {"recipe": config.clip_bank_recipe(), "bank": bank.__dict__})
     return bank
 
 

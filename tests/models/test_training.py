@@ -19,7 +19,9 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
     return load_file(next((folder / "unet").glob("*.safetensors")))
 
 
-def test_quick_recipe_writes_a_streamable_folder_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_recipe_writes_a_streamable_folder_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = TrainConfig(seed=3).quick()
     out, work = tmp_path / "model", tmp_path / "work"
     summary = train(config, out, work, threads=1)
@@ -40,4 +42,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(tmp_path: Path, cap
     train(replace(config, unet_steps=config.unet_steps + 2), tmp_path / "model-longer", work, threads=1)
     printed = capsys.readouterr().out
     assert "denoiser.pt: saved under another recipe" in printed
-    assert "autoencoder.pt: saved under another recipe" not in printed
+    assert "autoencoder.pt" not in printed and "clip_bank.pt" not in printed  # their recipes did not change
+    capsys.readouterr()
+    longer_and_checkpointed_more = replace(config, unet_steps=config.unet_steps + 2, checkpoint_every=3)
+    train(longer_and_checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
+    assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe

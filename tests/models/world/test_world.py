@@ -122,24 +122,35 @@ def test_heldout_phrasings_never_match_train() -> None:
         assert not train & heldout, train & heldout
 
 
-def test_no_training_phrase_contains_a_heldout_phrase() -> None:
-    """A held-out phrase tucked inside a training one ("sahara dunes") would leak it into training."""
-    train: dict[str, set[str]] = {}
-    heldout: dict[str, set[str]] = {}
+def _phrases_by_attribute(split_index: int) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
     for slot, table in SYNONYMS.items():
-        for train_phrases, heldout_phrases in table.values():
-            train.setdefault(SLOT_ATTRIBUTE[slot], set()).update(train_phrases)
-            heldout.setdefault(SLOT_ATTRIBUTE[slot], set()).update(heldout_phrases)
-    leaks = [
-        (attr, held, phrase)
-        for attr, phrases in train.items()
-        for held in heldout[attr]
-        for phrase in phrases
-        if re.search(rf"\b{re.escape(held)}\b", phrase)
-    ]
+        for pair in table.values():
+            out.setdefault(SLOT_ATTRIBUTE[slot], set()).update(pair[split_index])
+    return out
+
+
+def test_no_training_phrasing_contains_a_heldout_phrase() -> None:
+    """A held-out phrase tucked inside training text ("sahara dunes", "alpine summits", a template saying
+    "relaxing") would leak it into training; so would a held-out compound word ("lava-spewing")."""
+    train, heldout = _phrases_by_attribute(0), _phrases_by_attribute(1)
+    every_heldout = set().union(*heldout.values())
+    leaks = []
+    for attr, phrases in train.items():
+        for held in heldout[attr]:
+            pieces = [held, *(word for word in held.split() if "-" in word)]
+            patterns = [re.compile(rf"\b{re.escape(piece)}s?\b") for piece in pieces]
+            leaks += [(attr, held, p) for p in phrases if any(pattern.search(p) for pattern in patterns)]
+    for template in TRAIN_TEMPLATES:
+        leaks += [("template", held, template) for held in every_heldout if re.search(rf"\b{re.escape(held)}\b", template)]
     assert not leaks, leaks
-    for attr in ("subject", "palette"):  # many wordings per value, so that new ones land near known ones
+
+
+def test_training_vocabulary_is_wide() -> None:
+    """Many wordings per subject and palette, so that new ones land near known ones."""
+    for attr in ("subject", "palette"):
         assert all(len(synonyms(attr, value)) >= 30 for value in ATTRIBUTES[attr]), attr
+    assert len(TRAIN_TEMPLATES) >= 100
 
 
 def test_captions_name_every_attribute_value() -> None:
