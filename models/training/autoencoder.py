@@ -98,8 +98,8 @@ def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderT
                         "rng": rng.bit_generator.state,
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
-                        "recipe": config.autoencoder_recipe(),
                     },
+                    config.autoencoder_recipe(),
                 )
     vae.eval()
     return vae, evaluate_autoencoder(vae, config.seed)

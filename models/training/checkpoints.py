@@ -8,25 +8,30 @@ from typing import Any
 
 import torch
 
+RECIPE = "recipe"
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write never leaves a broken checkpoint behind."""
+
+def save_checkpoint(path: Path, state: dict[str, Any], recipe: dict[str, Any] | None = None) -> None:
+    """Write atomically: a crash mid-write never leaves a broken checkpoint behind.
+
+    `recipe` is stored with the state, for `load_checkpoint` to compare with the recipe it resumes under.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    torch.save(state, partial)
+    torch.save({**state, RECIPE: recipe}, partial)
     os.replace(partial, path)
 
 
 def load_checkpoint(path: Path, recipe: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The saved state, or None when there is none.
 
-    With `recipe`, a state saved under another recipe (its `"recipe"` entry differs) counts as none, so
+    With `recipe`, a state saved under another recipe (by `save_checkpoint`) counts as none, so
     a changed config starts the stage over instead of resuming a run it would not reproduce.
     """
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by save_checkpoint
-    if recipe is not None and state.get("recipe") != recipe:
+    if recipe is not None and state.get(RECIPE) != recipe:
         print(f"{path.name}: saved under another recipe; starting this stage over")
         return None
     return state

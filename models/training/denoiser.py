@@ -141,7 +141,7 @@ def train_denoiser(
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
                         "losses": losses,
-                        "recipe": config.denoiser_recipe(),
                     },
+                    config.denoiser_recipe(),
                 )
     return ema.eval(), losses

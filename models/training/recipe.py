@@ -32,7 +32,7 @@ def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float) -> C
     bank = build_clip_bank(
         config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, TextEncoder(cache_size=0)
     )
-    save_checkpoint(path, {"recipe": config.clip_bank_recipe(), "bank": bank.__dict__})
+    save_checkpoint(path, {"bank": bank.__dict__}, config.clip_bank_recipe())
     return bank
 
 
