@@ -50,7 +50,7 @@ class FrozenUNet:
 
     def __init__(self, unet: torch.nn.Module) -> None:
         self._positional = _Positional(unet).eval()
-        self._graphs: dict[tuple[Any, ...], torch.jit.ScriptModule] = {}
+        self._graphs: dict[tuple[Any, ...], torch.jit.ScriptModule] = {}  # (batch, shapes and dtypes) -> graph
 
     @property
     def shapes_traced(self) -> int:
@@ -59,7 +59,7 @@ class FrozenUNet:
 
     def keep_batches(self, batches: set[int]) -> None:
         """Drop the graphs of other batch sizes (traced while timing, then not chosen)."""
-        self._graphs = {key: graph for key, graph in self._graphs.items() if key[0][0][0] in batches}
+        self._graphs = {key: graph for key, graph in self._graphs.items() if key[0] in batches}
 
     def __call__(
         self,
@@ -71,7 +71,7 @@ class FrozenUNet:
         """One UNet call; the timestep stays an input of the graph, so every step count shares it."""
         timestep = torch.as_tensor(timestep, device=sample.device)
         args = (sample, timestep, encoder_hidden_states) + (() if class_labels is None else (class_labels,))
-        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        key = (sample.shape[0], *((tuple(a.shape), a.dtype) for a in args))  # batch size first
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._trace(args)
