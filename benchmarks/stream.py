@@ -102,22 +102,31 @@ class ViewerProbe:
 
 
 def steer_visible_seconds(probe: ViewerProbe, steered_at: float) -> float | None:
-    """Seconds from the steer until the mean colour moved `CHANGE_FRACTION` of the way to its new level
-    and stayed there for `HOLD_FRAMES` frames."""
+    """Seconds from the steer until the mean colour moved `CHANGE_FRACTION` of the way towards its new
+    level and stayed there for `HOLD_FRAMES` frames.
+
+    Movement counts only along the line from the old look to the new one, so a scene that swings in
+    some other direction does not pass for the steer. `None` when the steer changed too little to
+    measure, or when the stream already met the test in the second before the steer: then it cannot
+    tell the steer from the scene's own motion.
+    """
     times = np.asarray(probe.times)
     means = np.asarray(probe.means)
-    before = means[(times < steered_at) & (times > steered_at - 1.0)]
+    window = (times < steered_at) & (times > steered_at - 1.0)
     after = means[times > steered_at + 2.0]
-    if not len(before) or not len(after):
+    if not window.any() or not len(after):
         return None
-    start, end = before.mean(axis=0), after.mean(axis=0)
-    distance = np.linalg.norm(end - start)
+    start, end = means[window].mean(axis=0), after.mean(axis=0)
+    distance = float(np.linalg.norm(end - start))
     if distance < 5.0:  # under 5 grey levels: the steer did not visibly change the picture
         return None
-    moved = np.linalg.norm(means - start, axis=1) >= CHANGE_FRACTION * distance
-    for i in np.flatnonzero((times > steered_at) & moved):
-        if moved[i : i + HOLD_FRAMES].all() and i + HOLD_FRAMES <= len(moved):
-            return float(times[i] - steered_at)
+    progress = (means - start) @ ((end - start) / distance)
+    moved = progress >= CHANGE_FRACTION * distance
+    held = np.array([moved[i : i + HOLD_FRAMES].all() and i + HOLD_FRAMES <= len(moved) for i in range(len(moved))])
+    if (held & window).any():
+        return None
+    for i in np.flatnonzero((times > steered_at) & held):
+        return float(times[i] - steered_at)
     return None
 
 

@@ -33,3 +33,27 @@ def test_steer_latency_is_where_the_new_look_holds() -> None:
 
 def test_no_visible_change_gives_no_latency() -> None:
     assert steer_visible_seconds(_probe(lambda t: (100.0, 100.0, 100.0)), 2.0) is None
+
+
+def test_swings_off_the_line_to_the_new_look_do_not_count() -> None:
+    steered_at, change = 2.0, 2 * FPS + 7
+
+    def colour(t: float) -> tuple[float, float, float]:
+        frame = round(t * FPS)
+        swing = 60.0 if (frame // 6) % 2 else -60.0  # the old scene pulses strongly in green only
+        if frame < change:
+            return (200.0, 120.0 + swing, 120.0)
+        return (100.0, 120.0, 120.0)  # the new look is darker in red
+
+    probe = _probe(colour)
+    assert steer_visible_seconds(probe, steered_at) == probe.times[change] - steered_at
+
+
+def test_a_stream_that_already_looked_steered_gives_no_latency() -> None:
+    def colour(t: float) -> tuple[float, float, float]:
+        frame = round(t * FPS)
+        if 2 * FPS - 12 <= frame < 2 * FPS - 4:  # before the steer, eight frames already near the new look
+            return (30.0, 30.0, 30.0)
+        return (200.0, 200.0, 200.0) if t < 2.3 else (20.0, 20.0, 20.0)
+
+    assert steer_visible_seconds(_probe(colour), 2.0) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from models.world.captions import training_captions_fingerprint
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,18 +51,20 @@ class TrainConfig:
         return {name: value for name, value in self.to_dict().items() if name == "seed" or name.startswith("ae_")}
 
     def clip_bank_recipe(self) -> dict[str, Any]:
-        """The fields the clip bank depends on: the autoencoder's, and which clips and captions."""
+        """The fields the clip bank depends on: the autoencoder's, which clips, and the training captions."""
         return {
             **self.autoencoder_recipe(),
             "clips": self.clips,
             "clip_frames": self.clip_frames,
             "captions_per_clip": self.captions_per_clip,
+            "training_captions": training_captions_fingerprint(),
         }
 
     def denoiser_recipe(self) -> dict[str, Any]:
         """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
         unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference"}
-        return {name: value for name, value in self.to_dict().items() if name not in unused}
+        recipe = {name: value for name, value in self.to_dict().items() if name not in unused}
+        return {**recipe, "training_captions": training_captions_fingerprint()}
 
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import string
 from collections.abc import Collection
@@ -105,3 +107,13 @@ def attribute_descriptions() -> dict[str, dict[str, list[str]]]:
         attr: {value: [DESCRIPTIONS[attr][value], *synonyms(attr, value, "train")] for value in vocabulary}
         for attr, vocabulary in ATTRIBUTES.items()
     }
+
+
+def training_captions_fingerprint() -> str:
+    """A short hash of every training template and synonym: training data changes exactly when it does.
+
+    Held-out phrasings are left out, as they never reach training.
+    """
+    train_only = {slot: {value: list(pair[0]) for value, pair in table.items()} for slot, table in SYNONYMS.items()}
+    text = json.dumps([list(TRAIN_TEMPLATES), train_only], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

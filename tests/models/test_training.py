@@ -47,3 +47,16 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     longer_and_checkpointed_more = replace(config, unet_steps=config.unet_steps + 2, checkpoint_every=3)
     train(longer_and_checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
+
+
+def test_a_new_training_phrase_changes_the_recipe_and_a_heldout_one_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.world.phrases import SYNONYMS
+
+    config = TrainConfig()
+    bank, denoiser = config.clip_bank_recipe(), config.denoiser_recipe()
+    train_phrases, heldout_phrases = SYNONYMS["s"]["ocean"]
+    monkeypatch.setitem(SYNONYMS["s"], "ocean", (train_phrases, (*heldout_phrases, "the big blue")))
+    assert config.clip_bank_recipe() == bank and config.denoiser_recipe() == denoiser
+    monkeypatch.setitem(SYNONYMS["s"], "ocean", ((*train_phrases, "the big blue"), heldout_phrases))
+    assert config.clip_bank_recipe() != bank  # old captions would be reused for the new vocabulary otherwise
+    assert config.denoiser_recipe() != denoiser
