@@ -201,6 +201,7 @@ def main(args: argparse.Namespace) -> int:
         assert server.process is not None
         measured = asyncio.run(_run(server.url, server.process.pid, args.viewers, args.seconds, args.fps))
         # why viewers were turned away, and what adaptive control did, in the server's own words
+        measured["server_startup_s"] = round(server.startup_seconds or float("nan"), 1)
         measured["server_decisions"] = [
             line.split(" INFO streamer.adaptive: ", 1)[-1] for line in server.log_lines("streamer.adaptive:")
         ]
