@@ -91,6 +91,11 @@ def _heldout_misses(report: dict[str, Any]) -> str:
     )
 
 
+def _device_words(device: str) -> str:
+    """'the CPU' or 'a GPU (cuda)', for the card's sentence on training time."""
+    return "the CPU" if device == "cpu" else f"a GPU ({device})" if device.startswith("cuda") else device
+
+
 def write_model_card(folder: Path) -> Path:
     """(Re)write `README.md` in a trained folder from `training.json` and, if present, `evaluation.json`."""
     training = json.loads((folder / TRAINING_FILE).read_text())
@@ -143,8 +148,8 @@ held-out lists and then filtered by these rules.
    {config.get('noise_drift_inference', 1.0)} of a quarter turn per frame instead of being drawn fresh,
    which keeps fine detail in place from frame to frame.
 3. Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
-   {training.get('minutes_this_run', training.get('minutes'))} minutes (a resumed run counts only its own
-   time); weights stored as float16 ({training['size_mb']} MB).
+   {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
+   (a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).
 
 {evaluation}
 ## Limits

@@ -57,11 +57,13 @@ def _random_crops(pool: np.ndarray, rng: np.random.Generator, batch: int, crop: 
     return np.stack([pool[i, y : y + crop, x : x + crop] for i, y, x in zip(index, ys, xs)])
 
 
-def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderTiny, dict[str, float]]:
-    """Train (or resume, or reload when done) the autoencoder; returns it and its evaluation figures."""
+def train_autoencoder(
+    config: TrainConfig, work_dir: Path, device: torch.device | str = "cpu"
+) -> tuple[AutoencoderTiny, dict[str, float]]:
+    """Train (or resume, or reload when done) the autoencoder on `device`; returns it and its evaluation figures."""
     path = work_dir / "autoencoder.pt"
     torch.manual_seed(config.seed)
-    vae = make_autoencoder()
+    vae = make_autoencoder().to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.ae_lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.ae_steps), eta_min=1e-5)
     rng = np.random.default_rng([config.seed, 1])
@@ -78,7 +80,7 @@ def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderT
     vae.train()
     with tqdm(total=config.ae_steps, initial=step, desc="autoencoder", unit="step") as bar:
         while step < config.ae_steps:
-            x = to_unit_range(_random_crops(pool, rng, config.ae_batch, config.ae_crop))
+            x = to_unit_range(_random_crops(pool, rng, config.ae_batch, config.ae_crop)).to(device)
             loss = reconstruction_loss(autoencode(vae, x), x, config.ae_edge_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -108,7 +110,7 @@ def train_autoencoder(config: TrainConfig, work_dir: Path) -> tuple[AutoencoderT
 @torch.no_grad()
 def evaluate_autoencoder(vae: AutoencoderTiny, seed: int) -> dict[str, float]:
     """PSNR and edge fidelity on full frames the training never saw (another seed of the world)."""
-    frames = to_unit_range(render_frame_pool(seed + 1000, EVAL_FRAMES))
+    frames = to_unit_range(render_frame_pool(seed + 1000, EVAL_FRAMES)).to(vae.device)
     output = autoencode(vae, frames).clamp(-1, 1)
     edge_out = sum(g.abs().mean().item() for g in image_gradients(output))
     edge_ref = sum(g.abs().mean().item() for g in image_gradients(frames))
@@ -118,5 +120,5 @@ def evaluate_autoencoder(vae: AutoencoderTiny, seed: int) -> dict[str, float]:
 @torch.no_grad()
 def latent_scale(vae: AutoencoderTiny, seed: int) -> float:
     """Factor that gives the encoder's latents unit standard deviation (the UNet's working scale)."""
-    frames = to_unit_range(render_frame_pool(seed + 2000, EVAL_FRAMES))
+    frames = to_unit_range(render_frame_pool(seed + 2000, EVAL_FRAMES)).to(vae.device)
     return float(1.0 / vae.encoder(frames).std().clamp(min=1e-3))

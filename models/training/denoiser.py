@@ -82,12 +82,15 @@ def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def train_denoiser(
-    config: TrainConfig, bank: ClipBank, scheduler: DDIMScheduler, work_dir: Path
+    config: TrainConfig, bank: ClipBank, scheduler: DDIMScheduler, work_dir: Path, device: torch.device | str = "cpu"
 ) -> tuple[UNet2DConditionModel, list[float]]:
-    """Train (or resume) the UNet with v-prediction; returns the EMA weights and the loss curve."""
+    """Train (or resume) the UNet on `device` with v-prediction; returns the EMA weights and the loss curve.
+
+    Every random draw of the data comes from numpy on the CPU, so each device sees the same batches.
+    """
     path = work_dir / "denoiser.pt"
     torch.manual_seed(config.seed + 1)
-    unet = make_video_unet()
+    unet = make_video_unet().to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     rng = np.random.default_rng([config.seed, 4])
@@ -100,23 +103,24 @@ def train_denoiser(
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, losses = state["step"], state["losses"]
-    alphas = scheduler.alphas_cumprod.float()
+    alphas = scheduler.alphas_cumprod.float().to(device)
     train_steps = int(scheduler.config.num_train_timesteps)
     unet.train()
     with tqdm(total=config.unet_steps, initial=step, desc="denoiser", unit="step") as bar:
         while step < config.unet_steps:
             batch = Batch(bank, config, rng, config.unet_batch)
-            t = _timesteps(rng, config.unet_batch, train_steps)
-            noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float()
+            t = _timesteps(rng, config.unet_batch, train_steps).to(device)
+            noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
+            target, context = batch.target.to(device), batch.context.to(device)
             a = alphas[t].sqrt().view(-1, 1, 1, 1)
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-            noisy = a * batch.target + s * noise
-            velocity = a * noise - s * batch.target
+            noisy = a * target + s * noise
+            velocity = a * noise - s * target
             prediction = unet(
-                torch.cat([noisy, batch.context], dim=1),
+                torch.cat([noisy, context], dim=1),
                 t,
-                encoder_hidden_states=batch.tokens,
-                class_labels=batch.pooled,
+                encoder_hidden_states=batch.tokens.to(device),
+                class_labels=batch.pooled.to(device),
             ).sample
             loss = F.mse_loss(prediction, velocity)
             for group in optimizer.param_groups:

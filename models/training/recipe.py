@@ -24,34 +24,43 @@ from .denoiser import train_denoiser
 from .world_data import ClipBank, build_clip_bank
 
 
-def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float) -> ClipBank:
+def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float, device: torch.device) -> ClipBank:
     path = work_dir / "clip_bank.pt"
     saved = load_checkpoint(path, config.clip_bank_recipe())
     if saved is not None:
         return ClipBank(**saved["bank"])
-    bank = build_clip_bank(
-        config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, TextEncoder(cache_size=0)
-    )
+    text = TextEncoder(cache_size=0, device=device)
+    bank = build_clip_bank(config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, text)
     save_checkpoint(path, {"bank": bank.__dict__}, config.clip_bank_recipe())
     return bank
 
 
-def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | None = None) -> dict[str, Any]:
-    """Run every stage (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary."""
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    work_dir: Path,
+    threads: int | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Run every stage on `device` (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary.
+
+    The data are the same on every device; a GPU changes the arithmetic's rounding, not the recipe.
+    """
+    device = torch.device(device)
     # Fewer threads than cores when the machine is shared: oversubscribed OpenMP threads spin and crawl.
     torch.set_num_threads(threads or os.cpu_count() or 1)
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # 1. autoencoder
-    vae, ae_figures = train_autoencoder(config, work_dir)
+    vae, ae_figures = train_autoencoder(config, work_dir, device)
     scale = latent_scale(vae, config.seed)
     vae.register_to_config(scaling_factor=scale)
     ae_seconds = time.monotonic() - started
     # 2. clip bank: render, encode and caption once
-    bank = _clip_bank(config, work_dir, vae, scale)
+    bank = _clip_bank(config, work_dir, vae, scale, device)
     # 3. denoiser
     scheduler = make_scheduler()
-    unet, losses = train_denoiser(config, bank, scheduler, work_dir)
+    unet, losses = train_denoiser(config, bank, scheduler, work_dir, device)
     # 4. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
@@ -62,9 +71,10 @@ def train(config: TrainConfig, out_dir: Path, work_dir: Path, threads: int | Non
     )
     for part in ("unet", "vae", "scheduler"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)
-    pipeline.to(torch.float16).save_pretrained(out_dir)
+    pipeline.to("cpu").to(torch.float16).save_pretrained(out_dir)
     summary = {
         "config": config.to_dict(),
+        "device": str(device),
         "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
         "denoiser": {
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
@@ -96,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run of the same recipe (smoke test)")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --work-dir")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores; fewer on a busy machine)")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to train on, e.g. cuda (default cpu, which made the shipped weights)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -105,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         config = config.quick()
     if args.fresh and args.work_dir.exists():
         shutil.rmtree(args.work_dir)
-    summary = train(config, args.out, args.work_dir, args.threads)
+    summary = train(config, args.out, args.work_dir, args.threads, args.device)
     print(json.dumps({k: v for k, v in summary.items() if k != "denoiser"}, indent=2))
     print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes_this_run']} min")
     return 0

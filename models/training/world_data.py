@@ -62,12 +62,12 @@ def build_clip_bank(
     captions: list[list[str]] = []
     for index, spec in enumerate(tqdm(specs, desc="render + encode clips", unit="clip")):
         clip = render_clip(spec, int(rng.integers(1 << 30)), frames, start_frame=int(rng.integers(MAX_START_FRAME)))
-        x = torch.from_numpy(clip).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        latents[index] = (vae.encoder(x) * scale).half()
+        x = torch.from_numpy(clip).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
+        latents[index] = (vae.encoder(x) * scale).half().cpu()
         captions.append([caption(spec, rng, split="train") for _ in range(captions_per_clip)])
     flat = [c for per_clip in captions for c in per_clip]
     states = []
     for start in tqdm(range(0, len(flat), 256), desc="embed captions", unit="batch"):
-        states.append(text.encode(flat[start : start + 256]).half())
+        states.append(text.encode(flat[start : start + 256]).half().cpu())
     tokens = torch.cat(states).reshape(clips, captions_per_clip, *states[0].shape[1:])
     return ClipBank(latents=latents, specs=specs, tokens=tokens, captions=captions)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import numpy as np
+import torch
 from safetensors.numpy import load_file
 
 from models import StreamingEngine
@@ -25,7 +26,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     config = TrainConfig(seed=3).quick()
     out, work = tmp_path / "model", tmp_path / "work"
     summary = train(config, out, work, threads=1)
-    assert (out / "README.md").read_text().startswith("# Pixelcast world model")
+    card = (out / "README.md").read_text()
+    assert card.startswith("# Pixelcast world model") and "on the CPU" in card
     assert summary["size_mb"] < 25
     engine = StreamingEngine.from_pretrained(out, steps=1)
     frame = engine.generate([(engine.new_stream(0), engine.encode_prompt("an ocean at noon"))])[0]
@@ -47,6 +49,18 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     longer_and_checkpointed_more = replace(config, unet_steps=config.unet_steps + 2, checkpoint_every=3)
     train(longer_and_checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: training on one is checked there")
+def test_training_on_a_gpu_sees_the_same_data_and_gets_the_same_kind_of_result(tmp_path: Path) -> None:
+    config = TrainConfig(seed=5).quick()
+    on_cpu = train(config, tmp_path / "cpu", tmp_path / "work-cpu", threads=1)
+    on_gpu = train(config, tmp_path / "gpu", tmp_path / "work-gpu", threads=1, device="cuda")
+    assert on_gpu["device"].startswith("cuda") and "on a GPU" in (tmp_path / "gpu" / "README.md").read_text()
+    # the same batches from the same initial weights: the loss curves differ only by rounding
+    np.testing.assert_allclose(on_gpu["denoiser"]["loss_curve"], on_cpu["denoiser"]["loss_curve"], rtol=0.05)
+    engine = StreamingEngine.from_pretrained(tmp_path / "gpu", steps=1)  # saved for the CPU, loads anywhere
+    assert engine.generate([(engine.new_stream(0), engine.encode_prompt("a desert at dusk"))])[0].shape == (128, 128, 3)
 
 
 def test_a_new_training_phrase_changes_the_recipe_and_a_heldout_one_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
