@@ -45,6 +45,7 @@ from models.loading import (
     vae_scale_factor,
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
+from models.frozen import FrozenDecoder, FrozenUNet
 from models.precision import MixedPrecision
 from models.text import TextEncoder, sentence_embedding
 
@@ -165,8 +166,8 @@ class StreamingEngine:
         self.vae = pipeline.vae.eval().to(memory_format=torch.channels_last)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
-        self._unet_precision = MixedPrecision(self.unet, freeze=True)
-        self._vae_precision = MixedPrecision(self.vae)
+        self._unet_precision = MixedPrecision(self.unet, freeze=FrozenUNet)
+        self._vae_precision = MixedPrecision(self.vae, freeze=FrozenDecoder)
         config = pipeline.scheduler.config
         self.prediction_type: str = config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
@@ -416,11 +417,12 @@ class StreamingEngine:
 
     @property
     def precision(self) -> dict[str, list[int]]:
-        """Batch sizes at which the UNet and the decoder run in bfloat16, and the UNet as frozen graphs."""
+        """Batch sizes at which the UNet and the decoder run in bfloat16, and at which as frozen graphs."""
         return {
             "unet_bfloat16_batches": sorted(self._unet_precision.fast_batches),
             "unet_frozen_batches": sorted(self._unet_precision.frozen_batches),
             "decoder_bfloat16_batches": sorted(self._vae_precision.fast_batches),
+            "decoder_frozen_batches": sorted(self._vae_precision.frozen_batches),
         }
 
     def _time_unet(self, unet: torch.nn.Module, dtype: torch.dtype, batch: int) -> None:

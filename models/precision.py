@@ -1,5 +1,5 @@
-"""Reduced precision where it pays: bfloat16 copies of a module (for a UNet also frozen graphs of it),
-used at the batch sizes where they are faster.
+"""Reduced precision where it pays: bfloat16 copies of a module (and frozen graphs of that copy), used
+at the batch sizes where they are faster.
 
 On CPUs with native bfloat16 (AVX-512 BF16, AMX) the decoder's full-resolution convolutions run about
 twice as fast in bfloat16, and the UNet gains at larger batches but loses at batch 1, where per-op
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from models.frozen import FrozenUNet, TraceMismatch
+from models.frozen import FrozenGraphs, TraceMismatch
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,22 @@ FROZEN_BFLOAT16 = "bfloat16-frozen"
 class MixedPrecision:
     """A float32 module plus, once ``choose`` found it worthwhile, faster variants for some batch sizes.
 
-    The variants are a bfloat16 copy and, with ``freeze``, that copy as frozen TorchScript graphs
-    (``models.frozen.FrozenUNet``, for a UNet). Each batch size keeps the fastest variant that beat
-    float32 clearly, or float32.
+    The variants are a bfloat16 copy and, with ``freeze``, that copy as frozen TorchScript graphs.
+    Each batch size keeps the fastest variant that beat float32 clearly, or float32.
 
     Args:
         module: the module as loaded (float32 on a CPU; anything else is left as it is).
-        freeze: also try frozen graphs of the bfloat16 copy (a ``UNet2DConditionModel``).
+        freeze: also try frozen graphs of the bfloat16 copy, built by this class of ``models.frozen``
+            (``FrozenUNet`` for a UNet, ``FrozenDecoder`` for an autoencoder).
     """
 
-    def __init__(self, module: torch.nn.Module, *, freeze: bool = False) -> None:
+    def __init__(
+        self, module: torch.nn.Module, *, freeze: Callable[[torch.nn.Module], FrozenGraphs] | None = None
+    ) -> None:
         self.full = module
         self.freeze = freeze
         self._fast: torch.nn.Module | None = None
-        self._frozen: FrozenUNet | None = None
+        self._frozen: FrozenGraphs | None = None
         self.choice: dict[int, str] = {}
 
     @property
@@ -117,7 +119,7 @@ class MixedPrecision:
         if not self.eligible:
             raise ValueError("only a float32 module on the CPU gets a bfloat16 copy")
         if frozen and not self.freeze:
-            raise ValueError("this module was not set up for frozen graphs (freeze=False)")
+            raise ValueError("this module was not set up for frozen graphs (no freeze=)")
         module = self._frozen_graphs() if frozen else self._bfloat16()
         self.choice = dict.fromkeys(batches, FROZEN_BFLOAT16 if frozen else BFLOAT16)
         return module
@@ -129,9 +131,10 @@ class MixedPrecision:
             self._fast = torch.nn.Module.to(copy.deepcopy(self.full), FAST_DTYPE)
         return self._fast
 
-    def _frozen_graphs(self) -> FrozenUNet:
+    def _frozen_graphs(self) -> FrozenGraphs:
         if self._frozen is None:
-            self._frozen = FrozenUNet(self._bfloat16())
+            assert self.freeze is not None
+            self._frozen = self.freeze(self._bfloat16())
         return self._frozen
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models import StreamingEngine, default_model_path
-from models.frozen import FrozenUNet, TraceMismatch
+from models.frozen import FrozenDecoder, FrozenUNet, TraceMismatch
 from models.precision import BFLOAT16, FAST_DTYPE, FROZEN_BFLOAT16, MixedPrecision
 from tests.models.streaming import rollout
 
@@ -56,6 +56,7 @@ def test_bfloat16_frames_look_like_float32_frames() -> None:
         "unet_bfloat16_batches": [1],
         "unet_frozen_batches": [],
         "decoder_bfloat16_batches": [1],
+        "decoder_frozen_batches": [],
     }
     reduced = rollout(engine, seed=3, prompt=prompt, frames=8)
     for a, b in zip(reference, reduced):
@@ -67,7 +68,7 @@ def test_bfloat16_frames_look_like_float32_frames() -> None:
 
 
 def test_the_fastest_variant_is_kept_per_batch_size() -> None:
-    precision = MixedPrecision(torch.nn.Linear(4, 4), freeze=True)
+    precision = MixedPrecision(torch.nn.Linear(4, 4), freeze=FrozenUNet)
     # stand-in costs per (variant, batch): float32 4; bfloat16 wins at 2; frozen graphs win from 4 on
     costs = {"float32": {1: 4, 2: 4, 4: 4}, BFLOAT16: {1: 4, 2: 2, 4: 3}, FROZEN_BFLOAT16: {1: 4, 2: 3, 4: 1.5}}
 
@@ -101,20 +102,38 @@ def test_frozen_unet_matches_the_eager_one_and_traces_once_per_shape() -> None:
     assert frozen.shapes_traced == 2  # batch 2 twice (another timestep is an input, not a new graph), batch 3
 
 
+def test_frozen_decoder_matches_the_eager_one() -> None:
+    engine = StreamingEngine.from_pretrained(default_model_path(), steps=1)
+    eager = torch.nn.Module.to(copy.deepcopy(engine.vae), FAST_DTYPE)
+    frozen = FrozenDecoder(eager)
+    generator = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        for batch in (2, 3, 2):
+            latents = torch.randn(batch, 4, 16, 16, generator=generator).to(FAST_DTYPE)
+            latents = latents.contiguous(memory_format=torch.channels_last)
+            want = eager.decode(latents).sample.float()
+            got = frozen.decode(latents).sample.float()
+            assert got.shape == want.shape == (batch, 3, 128, 128)
+            assert (got - want).abs().mean() < 0.02 * want.abs().mean()
+    assert frozen.shapes_traced == 2
+
+
 def test_frozen_frames_look_like_float32_frames() -> None:
     engine = StreamingEngine.from_pretrained(default_model_path(), steps=2)
     prompt = "a calm ocean at sunset"
     reference = rollout(engine, seed=5, prompt=prompt, frames=6)
     engine._unet_precision.use_fast([1], frozen=True)
-    assert engine.precision["unet_frozen_batches"] == [1]
+    engine._vae_precision.use_fast([1], frozen=True)
+    assert engine.precision["unet_frozen_batches"] == engine.precision["decoder_frozen_batches"] == [1]
     frozen = rollout(engine, seed=5, prompt=prompt, frames=6)
-    assert engine._unet_precision.module_for(1)[0].shapes_traced == 1  # the graph did run
+    assert engine._unet_precision.module_for(1)[0].shapes_traced == 1  # the graphs did run
+    assert engine._vae_precision.module_for(1)[0].shapes_traced == 1
     for a, b in zip(reference, frozen):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
 
 
 def test_a_model_that_does_not_freeze_faithfully_stays_eager() -> None:
-    precision = MixedPrecision(torch.nn.Linear(4, 4), freeze=True)
+    precision = MixedPrecision(torch.nn.Linear(4, 4), freeze=FrozenUNet)
 
     def run(module: object, dtype: torch.dtype, batch: int) -> None:
         if isinstance(module, FrozenUNet):
