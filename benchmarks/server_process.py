@@ -21,15 +21,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`pixelcast serve` on loopback with its own data dir; a context manager that always stops it."""
+    """`pixelcast serve` on loopback with its own data dir; a context manager that always stops it.
 
-    def __init__(self, *extra_args: str, start_seconds: float = 180) -> None:
+    Its log goes to `log_path` when given (kept), else into the data dir (removed with it).
+    """
+
+    def __init__(self, *extra_args: str, start_seconds: float = 180, log_path: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._extra_args = extra_args
         self._start_seconds = start_seconds
         self._data = tempfile.TemporaryDirectory(prefix="pixelcast-bench-")
-        self.log_path = Path(self._data.name) / "server.log"
+        self.log_path = log_path or Path(self._data.name) / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None  # from launch until /healthz answers: model, warm-up, timing
 
@@ -41,14 +44,22 @@ class ServerProcess:
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
             )
         launched = time.monotonic()
-        deadline = launched + self._start_seconds
+        try:
+            self._wait_healthy(launched + self._start_seconds)
+        except BaseException:
+            self.__exit__()  # a server that never came up is still stopped and its data dir removed
+            raise
+        self.startup_seconds = time.monotonic() - launched
+        return self
+
+    def _wait_healthy(self, deadline: float) -> None:
+        assert self.process is not None
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"pixelcast serve exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    self.startup_seconds = time.monotonic() - launched
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
