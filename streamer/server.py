@@ -91,10 +91,11 @@ def create_app(config: ServerConfig) -> Starlette:
                 CapacityModel.calibrate, engine, config.max_sessions, {1, config.steps}
             )
             phases.done("capacity")
-            logger.info("model ready: %s", phases)
             # Steering text is understood with MiniLM, whatever text encoder the video model has.
             wish_encoder = engine.text_encoder if engine.kind == "pixelcast" else TextEncoder()
             wish_parser = await batcher.run_on_engine(build_wish_parser, wish_encoder)
+            phases.done("wish parser")
+            logger.info("start-up: %s", phases)
             consumer = EventConsumer(store.redis)
             await consumer.start()
             services = Services(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.text import TextEncoder, sentence_embedding
+from models.text import TextEncoder
 from models.world import ATTRIBUTES, attribute_descriptions
 from personalization.wishes import WishParser
 
@@ -20,7 +20,7 @@ def build_wish_parser(text_encoder: TextEncoder, threshold: float = THRESHOLD, m
     """A parser whose attribute descriptions and incoming text share one sentence-embedding space."""
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        return sentence_embedding(text_encoder.encode(list(texts))).cpu().numpy()
+        return text_encoder.sentence_embeddings(list(texts)).numpy()
 
     phrases = [
         (attr, value, phrase)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.text import TextEncoder
+from models.text import TextEncoder, sentence_embedding
 from personalization.wishes import WishParser
 from streamer.wishes import build_wish_parser
 
@@ -38,3 +38,13 @@ def test_viewer_words_become_wishes(parser: WishParser, text: str, want: dict, a
 def test_chatter_is_no_wish(parser: WishParser, text: str) -> None:
     wishes = parser.parse(text)
     assert not wishes.want and not wishes.avoid
+
+
+def test_short_padding_embeds_the_same_vectors_as_the_cached_path() -> None:
+    """The wish parser's fast path (padding per chunk) must agree with the model's own conditioning path."""
+    encoder = TextEncoder(cache_size=0)
+    texts = ["ocean", "a calm ocean at sunset in the rain, slowly panning left", "neon", "the seaside at dusk"] * 3
+    fast = encoder.sentence_embeddings(texts, chunk=5)  # chunks mix lengths and split the list unevenly
+    reference = sentence_embedding(encoder.encode(texts))
+    assert fast.shape == (len(texts), 384)
+    assert float((fast - reference).abs().max()) < 1e-5
