@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from models.frozen import FrozenDecoder, FrozenUNet
 from models.loading import (
     PIXELCAST,
     TEXT_TO_IMAGE,
@@ -45,7 +46,6 @@ from models.loading import (
     vae_scale_factor,
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
-from models.frozen import FrozenDecoder, FrozenUNet
 from models.precision import MixedPrecision
 from models.text import TextEncoder, sentence_embedding
 
