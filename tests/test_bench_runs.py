@@ -1,0 +1,31 @@
+"""`make bench`'s stream and Redis benchmarks run end to end and report what a reader of their JSON needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamer.cli import main as cli_main
+
+
+def test_bench_stream_reports_every_viewer(tmp_path: Path) -> None:
+    out = tmp_path / "stream.json"
+    assert cli_main(["bench", "stream", "--viewers", "2", "--seconds", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["admitted"] == 2 and len(report["viewers"]) == 2
+    assert {viewer["prompt"] for viewer in report["viewers"]} == {"a desert at noon", "a calm ocean at sunset"}
+    for viewer in report["viewers"]:  # real frames reached each aiortc client, decoded
+        assert viewer["frames"] > 10 and viewer["fps"] > 0 and viewer["time_to_first_frame_s"] > 0
+    assert report["min_fps"] == min(viewer["fps"] for viewer in report["viewers"])
+    assert report["server_startup_s"] > 0 and report["server_cpu_cores"] > 0
+    assert "steer_visible_s" in report and isinstance(report["server_decisions"], list)
+
+
+def test_bench_redis_counts_exactly_and_replays_to_no_effect(tmp_path: Path) -> None:
+    out = tmp_path / "redis.json"
+    assert cli_main(["bench", "redis", "--writers", "8", "--events", "800", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["events"] == 800 and report["events_per_second"] > 0
+    checks = report["checks"]
+    assert checks["exact_counts"] is True and checks["problems"] == []
+    assert checks["replay_applied"] == 0 and checks["replay_changed_profiles"] is False
