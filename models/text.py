@@ -27,26 +27,6 @@ class CachedTextEncoder:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
-    def sentence_embeddings(self, texts: Sequence[str], chunk: int = 128) -> torch.Tensor:
-        """Unit-length sentence embeddings `[len(texts), 384]` on the CPU, uncached.
-
-        The same vectors as `sentence_embedding(encode(texts))`, but each chunk of texts of similar
-        length is padded only to its longest: embedding a thousand short phrases (the wish parser's
-        vocabulary at start-up) takes a fraction of the time that padding all to `max_tokens` takes.
-        """
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.zeros(len(texts), self.embedding_dim)
-        for start in range(0, len(order), chunk):
-            rows = order[start : start + chunk]
-            batch = self.tokenizer(
-                [texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-            ).to(self.device)
-            with torch.inference_mode():
-                hidden = self.model(**batch).last_hidden_state
-                hidden = hidden * batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                out[rows] = sentence_embedding(hidden).float().cpu()
-        return out
-
     def _run(self, texts: list[str]) -> list[torch.Tensor]:
         raise NotImplementedError
 
@@ -116,19 +96,33 @@ class TextEncoder(CachedTextEncoder):
         """Sentence embeddings `[B, 384]`: mean of the non-padded token states (not normalized)."""
         return mean_pool(self.encode(texts))
 
+    def sentence_embeddings(self, texts: Sequence[str], chunk: int = 128) -> torch.Tensor:
+        """Unit-length sentence embeddings `[len(texts), 384]` on the CPU, uncached.
+
+        The same vectors as `sentence_embedding(encode(texts))`, but each chunk of texts of similar
+        length is padded only to its longest: embedding a thousand short phrases (the wish parser's
+        vocabulary at start-up) takes a fraction of the time that padding all to `max_tokens` takes.
+        """
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), self.embedding_dim)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            out[rows] = sentence_embedding(self._token_states([texts[i] for i in rows], "longest")).float().cpu()
+        return out
+
     def _run(self, texts: list[str]) -> list[torch.Tensor]:
+        hidden = self._token_states(texts, "max_length")
+        # Clone out of inference mode so cached tensors can be used anywhere (autograd included).
+        return [h.clone() for h in hidden.unbind(0)]
+
+    def _token_states(self, texts: list[str], padding: str) -> torch.Tensor:
+        """Token states `[B, tokens, 384]`, padded positions zeroed; `padding` as the tokenizer takes it."""
         batch = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_tokens,
-            return_tensors="pt",
+            texts, padding=padding, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(self.device)
         with torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
-            hidden = hidden * batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        # Clone out of inference mode so cached tensors can be used anywhere (autograd included).
-        return [h.clone() for h in hidden.unbind(0)]
+            return hidden * batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
 
 
 def mean_pool(states: torch.Tensor) -> torch.Tensor:
