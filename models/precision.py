@@ -12,9 +12,9 @@ Outputs are cast back to float32, so callers never see the difference in dtype.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable, Iterable
-import logging
 from typing import Any
 
 import torch
