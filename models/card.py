@@ -44,7 +44,7 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 - Held-out subject+palette adherence / ceiling: {a['heldout_joint_vs_ceiling']}
   (± {a.get('heldout_joint_vs_ceiling_stderr', 'n/a')} standard error over {a['specs']} streams; training phrasings:
   {a['train_joint_vs_ceiling']} ± {a.get('train_joint_vs_ceiling_stderr', 'n/a')}).
-- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
+{_detail_line(a)}- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
   {f['world_mean_abs_change']} (ratio {f['ratio']}).
 - Drift over a {d['rollout_minutes']}-minute rollout: subject+palette adherence
   {_pct(d['first']['accuracy']['subject+palette'])} in the first window,
@@ -57,6 +57,16 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 Targets:
 {targets}
 """
+
+
+def _detail_line(adherence: dict[str, Any]) -> str:
+    detail = adherence.get("detail")
+    if not detail:
+        return ""
+    return (
+        f"- Detail: neighbouring pixels differ by {detail['generated_edge_energy']} levels on average in streamed\n"
+        f"  frames against {detail['world_edge_energy']} in the world's renders (ratio {detail['ratio']}; blur lowers it).\n"
+    )
 
 
 MISSED_AT_MOST = 0.2
@@ -89,6 +99,24 @@ def _heldout_misses(report: dict[str, Any]) -> str:
         f"{report['adherence']['specs']} streams these subject\n  and palette phrases were shown in at most "
         f"{MISSED_AT_MOST:.0%} of their streams' probed frames: {named}.\n"
     )
+
+
+def _sharpen_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3 of the card's recipe: the adversarial sharpening stage, if the run had one."""
+    if not config.get("sharpen_steps"):
+        return "3. No sharpening stage: one-step frames are the denoiser's average of what the text allows."
+    figures = training.get("sharpen", {})
+    return f"""3. Sharpening ({config['sharpen_steps']} steps, batch {config['unet_batch']}, AdamW at {config['sharpen_lr']}): in one step from
+   pure noise, a denoiser trained on squared error alone draws the average of every frame the text
+   allows, a soft colour field, and a stream carries its first frame on. A small patch critic on
+   latents (logistic loss, R1 penalty {config.get('sharpen_r1')}, projection of the sentence embedding) learns to
+   tell real frames of a text from the frames a stream starts with (no previous frame, or the model's
+   own first frame as previous frame, {config.get('sharpen_own_context', 0):.0%}); the denoiser keeps its
+   v-prediction loss (spread evenly over timesteps) and adds {config['sharpen_weight']} x the critic's verdict, as
+   adversarial diffusion distillation does, plus {config.get('sharpen_anchor', 0)} x the squared difference of
+   its frames' 4x4-cell averages from the trained denoiser's, so that layout and colours stay those the
+   text asked for. Last 100 steps: squared error {figures.get('mse')}, critic loss {figures.get('critic')}
+   (1.39 = cannot tell them apart)."""
 
 
 def _device_words(device: str) -> str:
@@ -147,21 +175,24 @@ held-out lists and then filtered by these rules.
    classifier-free guidance. At inference each stream's starting noise drifts by
    {config.get('noise_drift_inference', 1.0)} of a quarter turn per frame instead of being drawn fresh,
    which keeps fine detail in place from frame to frame.
-3. Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
-   {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
-   (a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).
+{_sharpen_step(config, training)}
+Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
+{training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
+(a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).
 
 {evaluation}
 ## Limits
 
 - Only the procedural world: it has never seen a photograph; words outside the world's vocabulary
   steer it only as far as MiniLM relates them to words it knows.
-- 128x128 at 24 fps; fine texture (rain streaks, single stars) is softer than in the renders.
+- 128x128 at 24 fps. The sharpening stage gives frames edges, but not always the world's shapes:
+  dark, tree-like streaks show up in scenes other than forests, towers and stars are rarely drawn
+  crisply, and detail moves more from frame to frame than the world's does (see flicker).
 - Pace and camera motion are weaker than subject, palette and weather (they are not measured by the
   single-frame probe).
-- It is at its best with one denoising step, the default: in a side run on the 2026-11-29 weights with two
-  steps (192 streams), held-out adherence fell from 0.67 to 0.58 of the ceiling and flicker rose from x0.85 to x1.06 of the
-  world's.
+- It is at its best with one denoising step, the default (the sharpening stage trains that step only):
+  in a side run on the 2026-11-29 weights with two steps (192 streams), held-out adherence fell from
+  0.67 to 0.58 of the ceiling and flicker rose from x0.85 to x1.06 of the world's.
 {misses}"""
     path = folder / "README.md"
     path.write_text(card)

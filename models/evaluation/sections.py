@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models.engine import StreamingEngine, slerp_conditioning
-from models.evaluation.metrics import brightness, colour_spread, frame_changes, rnd
+from models.evaluation.metrics import brightness, colour_spread, edge_energy, frame_changes, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
 from models.evaluation.rollout import rollout
 from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, caption_parts, heldout_phrases, render_clip
@@ -154,6 +154,13 @@ def adherence(
         "ratio": rnd(gen_change / max(world_change, 1e-6), 3),
         "frames_per_stream": len(keep),
         "units": "mean |frame[t] - frame[t-1]| in 0-255 pixel levels",
+    }
+    generated_edges = float(np.mean([edge_energy(c) for c in generated]))
+    result["detail"] = {
+        "generated_edge_energy": rnd(generated_edges, 3),
+        "world_edge_energy": rnd(edge_energy(real), 3),
+        "ratio": rnd(generated_edges / max(edge_energy(real), 1e-6), 3),
+        "units": "mean |difference| of neighbouring pixels in 0-255 levels (blur lowers it)",
     }
     return result, flicker
 

@@ -12,7 +12,7 @@ from diffusers import AutoencoderTiny
 from tqdm import tqdm
 
 from .architecture import make_autoencoder
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
 from .world_data import render_frame_pool
 
@@ -68,14 +68,10 @@ def train_autoencoder(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.ae_steps), eta_min=1e-5)
     rng = np.random.default_rng([config.seed, 1])
     step = 0
+    parts = {"model": vae, "optimizer": optimizer, "schedule": schedule}
     state = load_checkpoint(path, config.autoencoder_recipe())
     if state is not None:
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step = state["step"]
+        step = restore_training_state(state, parts, rng)
     pool = render_frame_pool(config.seed, POOL_FRAMES if config.ae_steps > 100 else 64)
     vae.train()
     with tqdm(total=config.ae_steps, initial=step, desc="autoencoder", unit="step") as bar:
@@ -91,18 +87,7 @@ def train_autoencoder(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % config.checkpoint_every == 0 or step == config.ae_steps:
-                save_checkpoint(
-                    path,
-                    {
-                        "model": vae.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(),
-                        "step": step,
-                    },
-                    config.autoencoder_recipe(),
-                )
+                save_checkpoint(path, training_state(parts, rng, step), config.autoencoder_recipe())
     vae.eval()
     return vae, evaluate_autoencoder(vae, config.seed)
 

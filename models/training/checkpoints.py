@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 import torch
 
 RECIPE = "recipe"
+
+
+class Stateful(Protocol):
+    """A module, optimizer or learning-rate schedule: anything torch saves through its state dict."""
+
+    def state_dict(self) -> dict[str, Any]: ...  # noqa: D102
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...  # noqa: D102
+
+
+def training_state(parts: dict[str, Stateful], rng: np.random.Generator, step: int, **extra: Any) -> dict[str, Any]:
+    """What a stage saves to resume exactly: its parts' state dicts, both random generators, the step."""
+    return {
+        **{name: part.state_dict() for name, part in parts.items()},
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        **extra,
+    }
+
+
+def restore_training_state(state: dict[str, Any], parts: dict[str, Stateful], rng: np.random.Generator) -> int:
+    """Load a `training_state` back into `parts` and the generators; returns the step it was saved at."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], recipe: dict[str, Any] | None = None) -> None:

@@ -37,6 +37,14 @@ class TrainConfig:
     text_drop: float = 0.2
     text_mix: bool = True
     text_noise: float = 0.015
+    # 4. adversarial sharpening of one-step frames (a latent critic; see models/training/sharpen.py)
+    sharpen_steps: int = 900
+    sharpen_weight: float = 0.3
+    sharpen_lr: float = 5e-5
+    sharpen_critic_lr: float = 2e-4
+    sharpen_r1: float = 0.1
+    sharpen_anchor: float = 1.0
+    sharpen_own_context: float = 0.5  # share of critic rows whose previous frame is the denoiser's own first frame
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
     noise_drift_inference: float = 0.2
     # bookkeeping
@@ -63,8 +71,15 @@ class TrainConfig:
     def denoiser_recipe(self) -> dict[str, Any]:
         """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
         unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference"}
-        recipe = {name: value for name, value in self.to_dict().items() if name not in unused}
+        recipe = {
+            name: value for name, value in self.to_dict().items() if name not in unused and not name.startswith("sharpen_")
+        }
         return {**recipe, "training_captions": training_captions_fingerprint()}
+
+    def sharpen_recipe(self) -> dict[str, Any]:
+        """The denoiser's recipe and the sharpening stage's own fields."""
+        sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
+        return {**self.denoiser_recipe(), **sharpening}
 
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
@@ -76,6 +91,7 @@ class TrainConfig:
             clip_frames=4,
             captions_per_clip=2,
             unet_steps=10,
+            sharpen_steps=6,
             unet_batch=8,
             warmup_steps=2,
             checkpoint_every=5,

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from models.text import sentence_embedding
 
 from .architecture import make_video_unet
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
 from .world_data import ClipBank
 
@@ -61,6 +61,12 @@ class Batch:
         tokens[rng.random(size) < config.text_drop] = 0.0
         self.tokens = tokens
 
+    def to(self, device: torch.device | str) -> Batch:
+        """This batch with every tensor on `device` (the draws themselves always happen on the CPU)."""
+        for name in ("target", "context", "pooled", "tokens"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
 
 def _timesteps(rng: np.random.Generator, size: int, train_steps: int) -> torch.Tensor:
     uniform = rng.integers(train_steps, size=size)
@@ -76,7 +82,8 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 
 
 @torch.no_grad()
-def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Move each EMA weight `1 - decay` of the way to the model's (0 copies the model)."""
     for ema_param, param in zip(ema.parameters(), model.parameters()):
         ema_param.lerp_(param, 1 - decay)
 
@@ -95,23 +102,19 @@ def train_denoiser(
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     rng = np.random.default_rng([config.seed, 4])
     step, losses = 0, []
+    parts = {"model": unet, "ema": ema, "optimizer": optimizer}
     state = load_checkpoint(path, config.denoiser_recipe())
     if state is not None:
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, losses = state["step"], state["losses"]
+        step, losses = restore_training_state(state, parts, rng), state["losses"]
     alphas = scheduler.alphas_cumprod.float().to(device)
     train_steps = int(scheduler.config.num_train_timesteps)
     unet.train()
     with tqdm(total=config.unet_steps, initial=step, desc="denoiser", unit="step") as bar:
         while step < config.unet_steps:
-            batch = Batch(bank, config, rng, config.unet_batch)
+            batch = Batch(bank, config, rng, config.unet_batch).to(device)
             t = _timesteps(rng, config.unet_batch, train_steps).to(device)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
-            target, context = batch.target.to(device), batch.context.to(device)
+            target, context = batch.target, batch.context
             a = alphas[t].sqrt().view(-1, 1, 1, 1)
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
             noisy = a * target + s * noise
@@ -119,8 +122,8 @@ def train_denoiser(
             prediction = unet(
                 torch.cat([noisy, context], dim=1),
                 t,
-                encoder_hidden_states=batch.tokens.to(device),
-                class_labels=batch.pooled.to(device),
+                encoder_hidden_states=batch.tokens,
+                class_labels=batch.pooled,
             ).sample
             loss = F.mse_loss(prediction, velocity)
             for group in optimizer.param_groups:
@@ -129,23 +132,11 @@ def train_denoiser(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             optimizer.step()
-            _update_ema(ema, unet, config.ema_decay if step > config.warmup_steps else 0.0)
+            update_ema(ema, unet, config.ema_decay if step > config.warmup_steps else 0.0)
             step += 1
             losses.append(round(loss.item(), 5))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             if step % config.checkpoint_every == 0 or step == config.unet_steps:
-                save_checkpoint(
-                    path,
-                    {
-                        "model": unet.state_dict(),
-                        "ema": ema.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(),
-                        "step": step,
-                        "losses": losses,
-                    },
-                    config.denoiser_recipe(),
-                )
+                save_checkpoint(path, training_state(parts, rng, step, losses=losses), config.denoiser_recipe())
     return ema.eval(), losses

@@ -21,6 +21,7 @@ from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .denoiser import train_denoiser
+from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
 
@@ -61,7 +62,11 @@ def train(
     # 3. denoiser
     scheduler = make_scheduler()
     unet, losses = train_denoiser(config, bank, scheduler, work_dir, device)
-    # 4. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
+    # 4. adversarial sharpening of one-step frames
+    sharpening: list[dict[str, float]] = []
+    if config.sharpen_steps:
+        unet, sharpening = train_sharpener(config, bank, scheduler, unet, work_dir, device)
+    # 5. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
         vae=vae,
@@ -79,6 +84,10 @@ def train(
         "denoiser": {
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
+        },
+        "sharpen": {
+            name: round(sum(r[name] for r in sharpening[-100:]) / max(1, len(sharpening[-100:])), 5)
+            for name in ("mse", "adversarial", "critic", "anchor")
         },
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {

@@ -109,6 +109,10 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     expected_ratio = flicker["generated_mean_abs_change"] / flicker["world_mean_abs_change"]
     assert flicker["ratio"] == pytest.approx(expected_ratio, rel=0.01)
 
+    detail = adherence["detail"]  # blur shows here: a frame with no edges would read 0
+    assert detail["world_edge_energy"] > 0 and detail["generated_edge_energy"] > 0
+    assert detail["ratio"] == pytest.approx(detail["generated_edge_energy"] / detail["world_edge_energy"], rel=0.01)
+
     drift = report["drift"]
     for window in ("first", "last"):
         assert all(0.0 <= p <= 1.0 for p in drift[window]["accuracy"].values())
@@ -133,6 +137,7 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     shutil.copy(default_model_path() / TRAINING_FILE, folder / TRAINING_FILE)
     (folder / EVALUATION_FILE).write_text(json.dumps(report))
     card = write_model_card(folder).read_text()
+    assert f"against {report['adherence']['detail']['world_edge_energy']} in the world's renders" in card
     missed = missed_phrases(report)
     for per_phrase in report["adherence"]["heldout"]["phrases"].values():
         for phrase in per_phrase:

@@ -36,6 +36,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     first = _weights(out)
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
+    assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {"mse", "adversarial", "critic", "anchor"}
     for name, value in _weights(tmp_path / "model-again").items():
         np.testing.assert_array_equal(value, first[name])
 
@@ -46,8 +47,14 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert "denoiser.pt: saved under another recipe" in printed
     assert "autoencoder.pt" not in printed and "clip_bank.pt" not in printed  # their recipes did not change
     capsys.readouterr()
-    longer_and_checkpointed_more = replace(config, unet_steps=config.unet_steps + 2, checkpoint_every=3)
-    train(longer_and_checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
+    sharper = replace(config, unet_steps=config.unet_steps + 2, sharpen_weight=config.sharpen_weight * 2)
+    train(sharper, tmp_path / "model-sharper", work, threads=1)
+    printed = capsys.readouterr().out
+    assert "sharpen.pt: saved under another recipe" in printed
+    assert "denoiser.pt" not in printed  # sharpening starts from the trained denoiser, which is kept
+    capsys.readouterr()
+    checkpointed_more = replace(sharper, checkpoint_every=3)
+    train(checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
 
 
