@@ -7,7 +7,11 @@ as the "naive" baseline on the same weights.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,6 +78,18 @@ class PixelcastPipeline(DiffusionPipeline):
         # how far a stream's starting noise moves per frame in the streaming engine (1 = fresh noise);
         # correlated noise keeps a frame's fine detail where the previous frame had it, so less flicker
         self.register_to_config(noise_drift=float(noise_drift))
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
+        """Save in diffusers layout, without the decoder setting diffusers would warn about on every load.
+
+        `AutoencoderTiny` records `block_out_channels` in its config but does not take it back: it
+        derives it from `decoder_block_out_channels`, so the saved key is only noise on loading.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        vae_config = Path(save_directory) / "vae" / "config.json"
+        config = json.loads(vae_config.read_text())
+        if config.pop("block_out_channels", None) is not None:
+            vae_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     @property
     def vae_scale_factor(self) -> int:

@@ -104,9 +104,13 @@ def test_drifting_noise_keeps_consecutive_frames_closer(engine: StreamingEngine)
     assert mean_change(engine.noise_drift) < 0.8 * mean_change(1.0)
 
 
-def test_save_and_load_round_trip(engine: StreamingEngine, text_encoder: TextEncoder, tmp_path: Path) -> None:
+def test_save_and_load_round_trip(
+    engine: StreamingEngine, text_encoder: TextEncoder, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     engine.pipeline.save_pretrained(tmp_path)
+    capfd.readouterr()
     reloaded = StreamingEngine.from_pretrained(tmp_path, steps=2, text_encoder=text_encoder)
+    assert "are not expected and will be ignored" not in capfd.readouterr().err  # a clean load says nothing odd
     assert isinstance(reloaded.pipeline, PixelcastPipeline)
     for a, b in zip(rollout(engine, 5, CITY, 2), rollout(reloaded, 5, CITY, 2)):
         # the live engine decodes in channels_last; summation order can move a pixel by one level
