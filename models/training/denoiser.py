@@ -81,6 +81,20 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
     return config.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def v_prediction_loss(
+    unet: UNet2DConditionModel, batch: Batch, t: torch.Tensor, noise: torch.Tensor, alphas: torch.Tensor
+) -> torch.Tensor:
+    """Squared error of the UNet's velocity for `batch.target` noised to timesteps `t` with `noise`."""
+    a = alphas[t].sqrt().view(-1, 1, 1, 1)
+    s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
+    noisy = a * batch.target + s * noise
+    velocity = a * noise - s * batch.target
+    prediction = unet(
+        torch.cat([noisy, batch.context], dim=1), t, encoder_hidden_states=batch.tokens, class_labels=batch.pooled
+    ).sample
+    return F.mse_loss(prediction, velocity)
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """Move each EMA weight `1 - decay` of the way to the model's (0 copies the model)."""
@@ -114,18 +128,7 @@ def train_denoiser(
             batch = Batch(bank, config, rng, config.unet_batch).to(device)
             t = _timesteps(rng, config.unet_batch, train_steps).to(device)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
-            target, context = batch.target, batch.context
-            a = alphas[t].sqrt().view(-1, 1, 1, 1)
-            s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-            noisy = a * target + s * noise
-            velocity = a * noise - s * target
-            prediction = unet(
-                torch.cat([noisy, context], dim=1),
-                t,
-                encoder_hidden_states=batch.tokens,
-                class_labels=batch.pooled,
-            ).sample
-            loss = F.mse_loss(prediction, velocity)
+            loss = v_prediction_loss(unet, batch, t, noise, alphas)
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(config, step)
             optimizer.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .architecture import LATENT_CHANNELS, TEXT_DIM
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
-from .denoiser import Batch, update_ema
+from .denoiser import Batch, update_ema, v_prediction_loss
 from .world_data import ClipBank
 
 
@@ -164,15 +164,7 @@ def train_sharpener(
             #    evenly over timesteps: at the sampler's first step it pulls towards the blurred average
             #    the critic is there to undo.
             t = torch.from_numpy(rng.integers(train_steps, size=size)).long().to(device)
-            a = alphas[t].sqrt().view(-1, 1, 1, 1)
-            s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-            prediction = unet(
-                torch.cat([a * batch.target + s * noise, batch.context], dim=1),
-                t,
-                encoder_hidden_states=batch.tokens,
-                class_labels=batch.pooled,
-            ).sample
-            mse = F.mse_loss(prediction, a * noise - s * batch.target)
+            mse = v_prediction_loss(unet, batch, t, noise, alphas)
             generated = first_step(unet, start, contexts, batch.tokens, batch.pooled, alphas)
             adversarial = F.softplus(-critic(generated, batch.pooled)).mean()
             # 3. the coarse layout and colours stay the trained denoiser's (which follow the text): the
