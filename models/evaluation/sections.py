@@ -156,10 +156,11 @@ def adherence(
         "units": "mean |frame[t] - frame[t-1]| in 0-255 pixel levels",
     }
     generated_edges = float(np.mean([edge_energy(c) for c in generated]))
+    world_edges = edge_energy(real)
     result["detail"] = {
         "generated_edge_energy": rnd(generated_edges, 3),
-        "world_edge_energy": rnd(edge_energy(real), 3),
-        "ratio": rnd(generated_edges / max(edge_energy(real), 1e-6), 3),
+        "world_edge_energy": rnd(world_edges, 3),
+        "ratio": rnd(generated_edges / max(world_edges, 1e-6), 3),
         "units": "mean |difference| of neighbouring pixels in 0-255 levels (blur lowers it)",
     }
     return result, flicker
