@@ -25,6 +25,12 @@ from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
 
+def _final(values: list[float], last: int = 100) -> float:
+    """A training curve's end: the mean of its `last` values (0 for an empty curve), as the summary reports it."""
+    tail = values[-last:]
+    return round(sum(tail) / max(1, len(tail)), 5)
+
+
 def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float, device: torch.device) -> ClipBank:
     path = work_dir / "clip_bank.pt"
     saved = load_checkpoint(path, config.clip_bank_recipe())
@@ -82,11 +88,11 @@ def train(
         "device": str(device),
         "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
         "denoiser": {
-            "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
+            "final_loss": _final(losses),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
         },
         "sharpen": {
-            name: round(sum(r[name] for r in sharpening[-100:]) / max(1, len(sharpening[-100:])), 5)
+            name: _final([r[name] for r in sharpening])
             for name in ("mse", "adversarial", "critic", "anchor")
         },
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
