@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from models.engine import StreamingEngine, StreamState, default_model_path, slerp_conditioning
+    from models.grounding import SceneGrounder
     from models.text import TextEncoder
 
-__all__ = ["StreamingEngine", "StreamState", "TextEncoder", "default_model_path", "slerp_conditioning"]
+__all__ = ["SceneGrounder", "StreamingEngine", "StreamState", "TextEncoder", "default_model_path", "slerp_conditioning"]
 
 _HOMES = {
     "StreamingEngine": "models.engine",
@@ -20,6 +21,7 @@ _HOMES = {
     "default_model_path": "models.engine",
     "slerp_conditioning": "models.engine",
     "TextEncoder": "models.text",
+    "SceneGrounder": "models.grounding",  # diffusers loads the shipped pipeline's grounder from here
 }
 
 

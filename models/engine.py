@@ -15,6 +15,10 @@ The engine runs two kinds of model folders (see `models.loading`):
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
   which comes from the pipeline's own tokenizer and text encoder.
 
+A shipped pipeline with a `grounder` (`models.grounding`) has every prompt grounded before encoding:
+the world's canonical words for the scene it names are put in front, which the denoiser reads far
+more reliably than paraphrases.
+
 In both, each stream's starting noise drifts slowly from frame to frame (`noise_drift`) instead of
 being drawn fresh: fresh noise would re-roll every frame's fine detail (flicker), and for a
 text-to-image model it is the only thing that keeps consecutive frames alike.
@@ -22,6 +26,7 @@ text-to-image model it is the only thing that keeps consecutive frames alike.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
@@ -37,6 +42,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from models.frozen import FrozenDecoder, FrozenUNet
+from models.grounding import SceneGrounder
 from models.loading import (
     PIXELCAST,
     TEXT_TO_IMAGE,
@@ -50,6 +56,8 @@ from models.precision import MixedPrecision
 from models.text import TextEncoder, sentence_embedding
 
 MAX_STEPS = 4
+GROUNDED_CACHE = 512
+"""Grounded prompts remembered per engine."""
 
 
 @dataclass
@@ -215,6 +223,14 @@ class StreamingEngine:
             noise_drift = float(pipeline.config.get("noise_drift", 1.0)) if self.kind == PIXELCAST else 0.05
         self._noise_drift = 0.0
         self.noise_drift = noise_drift
+        # Grounding needs sentence embeddings, which the MiniLM encoder has and other encoders may not.
+        grounder = getattr(pipeline, "grounder", None) if self.kind == PIXELCAST else None
+        self.grounder: SceneGrounder | None = grounder.eval() if grounder is not None else None
+        self._grounding = self.grounder is not None and (
+            text_encoder is None or hasattr(text_encoder, "sentence_embeddings")
+        )
+        # Grounding a new text embeds its word runs (tens of ms); a steer seen before costs nothing.
+        self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
 
     @classmethod
     def from_pretrained(
@@ -276,13 +292,33 @@ class StreamingEngine:
                 self._text_encoder = PipelinePromptEncoder(self.pipeline.tokenizer, self.pipeline.text_encoder)
         return self._text_encoder
 
+    @property
+    def grounding(self) -> bool:
+        """Whether prompts pass through the pipeline's `SceneGrounder` (on when the folder has one)."""
+        return self._grounding
+
+    @grounding.setter
+    def grounding(self, value: bool) -> None:
+        if value and self.grounder is None:
+            raise ValueError("this pipeline has no grounder")
+        self._grounding = bool(value)
+
+    def grounded_prompt(self, text: str) -> str:
+        """The prompt the model is given for `text`: with grounding on, the world's canonical words for the
+        scene it names, then the viewer's words ("forest at night: evergreens at 2 am")."""
+        return self._grounded(text) if self._grounding else text
+
+    def _ground(self, text: str) -> str:
+        assert self.grounder is not None
+        return self.grounder.expand(text, self.text_encoder.sentence_embeddings)
+
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """Conditioning `[tokens, dim]` for one text (cached by the text encoder).
+        """Conditioning `[tokens, dim]` for one text (cached by the text encoder), grounded first if on.
 
         `[32, 384]` MiniLM token states for the shipped model; the pipeline's own text encoder's
         token states (e.g. `[77, 768]` for Stable Diffusion 1.x) for other folders.
         """
-        return self.text_encoder.encode([text])[0].to(device=self.device, dtype=self.dtype)
+        return self.text_encoder.encode([self.grounded_prompt(text)])[0].to(device=self.device, dtype=self.dtype)
 
     def new_stream(self, seed: int) -> StreamState:
         """A fresh stream whose noise is drawn from `torch.Generator().manual_seed(seed)`."""

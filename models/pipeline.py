@@ -20,6 +20,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from models.grounding import SceneGrounder
 from models.text import sentence_embedding
 
 LATENT_CLAMP = 3.0
@@ -56,23 +57,27 @@ class PixelcastPipeline(DiffusionPipeline):
         vae: `AutoencoderTiny` decoding the latent to RGB.
         scheduler: a diffusers scheduler for few-step sampling (the shipped one is `DDIMScheduler`
             with trailing timestep spacing).
+        grounder: optional `SceneGrounder` (`models.grounding`) that adds the world's canonical words
+            for the scene a prompt names; the streaming engine applies it to every prompt.
         context_noise: std of the noise put on the previous frame's latent (as in training).
         noise_drift: per-frame drift of a stream's starting noise in `models.engine.StreamingEngine`
             (1 = fresh noise every frame); this per-call pipeline always draws fresh noise.
     """
 
     model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["grounder"]
 
     def __init__(
         self,
         unet: UNet2DConditionModel,
         vae: AutoencoderTiny,
         scheduler: SchedulerMixin,
+        grounder: SceneGrounder | None = None,
         context_noise: float = 0.0,
         noise_drift: float = 1.0,
     ) -> None:
         super().__init__()
-        self.register_modules(unet=unet, vae=vae, scheduler=scheduler)
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler, grounder=grounder)
         # std of the noise added to the previous frame's latent, as in training (keeps rollouts stable)
         self.register_to_config(context_noise=float(context_noise))
         # how far a stream's starting noise moves per frame in the streaming engine (1 = fresh noise);

@@ -137,6 +137,11 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(
         f"  heldout joint / ceiling {a['heldout_joint_vs_ceiling']}   train joint / ceiling {a['train_joint_vs_ceiling']}"
     )
+    if "heldout_ungrounded" in a:
+        lines.append(
+            f"  heldout without the grounder: joint / ceiling {a['heldout_ungrounded_joint_vs_ceiling']}"
+            f"   (the grounder alone names both in {pct(a['heldout']['grounder_text_accuracy'].get(JOINT))})"
+        )
     lines.append(f"  flicker {f['generated_mean_abs_change']} vs world {f['world_mean_abs_change']} -> x{f['ratio']}")
     lines.append(
         f"  drift over {d['rollout_minutes']} min: joint {pct(d['first']['accuracy'][JOINT])}"

@@ -102,32 +102,63 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in acc.items()}
 
 
+def _grounder_accuracy(engine: StreamingEngine, texts: list[str], specs: list[SceneSpec]) -> dict[str, float]:
+    """How often the grounder alone, from the text, names each attribute value the caption describes."""
+    found = engine.grounder.ground(texts, engine.text_encoder.sentence_embeddings)
+    attrs = list(found[0]) if found else []
+    hits = {a: [f[a][0] == getattr(s, a) for f, s in zip(found, specs)] for a in attrs}
+    if {"subject", "palette"} <= set(hits):
+        hits[JOINT] = [x and y for x, y in zip(hits["subject"], hits["palette"])]
+    return {a: round(float(np.mean(v)), 4) for a, v in hits.items()}
+
+
 def adherence(
     engine: StreamingEngine, probe: AttributeProbe, specs: list[SceneSpec], cfg: EvalSettings, progress: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Probe accuracy of generated frames per phrasing split, beside ceiling and chance; and flicker."""
+    """Probe accuracy of generated frames per phrasing split, beside ceiling and chance; and flicker.
+
+    With a grounder, the held-out captions are also streamed without it (same captions and noise),
+    so the report shows what grounding adds, and the grounder's own reading of them.
+    """
     rng = np.random.default_rng([cfg.seed, 22])
     keep = range(max(0, cfg.settle_frames - cfg.flicker_frames), cfg.settle_frames)
     truth = _repeat(specs, cfg.probe_frames)
+    captions = {
+        split: tuple(zip(*(caption_parts(s, rng, split=split, mention=MENTION) for s in specs), strict=True))
+        for split in ("heldout", "train")
+    }
+    runs = [("heldout", "heldout", 0), ("train", "train", 1)]
+    if engine.grounder is not None:
+        runs.append(("heldout_ungrounded", "heldout", 0))
+    grounding = engine.grounding
     splits: dict[str, Any] = {}
     generated = []
-    for offset, split in enumerate(("heldout", "train")):
-        texts, parts = zip(*(caption_parts(s, rng, split=split, mention=MENTION) for s in specs), strict=True)
-        conds = [engine.encode_prompt(t) for t in texts]
-        seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
-        clips = rollout(
-            engine, conds, seeds, cfg.settle_frames, keep, batch=cfg.batch, desc=f"adherence ({split})", progress=progress
-        )
-        generated.append(clips)
-        last = clips[:, -cfg.probe_frames :].reshape(-1, *clips.shape[2:])
-        predictions = probe.predict(last)
-        splits[split] = {
-            "accuracy": _rounded(accuracy(predictions, truth)),
-            "joint_stderr": rnd(_stream_stderr(predictions, truth, cfg.probe_frames)),
-            "example_captions": list(texts[:4]),
-        }
-        if split == "heldout":
-            splits[split]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
+    try:
+        for name, split, offset in runs:
+            texts, parts = captions[split]
+            engine.grounding = grounding and name != "heldout_ungrounded"
+            conds = [engine.encode_prompt(t) for t in texts]
+            seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
+            clips = rollout(
+                engine, conds, seeds, cfg.settle_frames, keep,
+                batch=cfg.batch, desc=f"adherence ({name})", progress=progress,
+            )  # fmt: skip
+            last = clips[:, -cfg.probe_frames :].reshape(-1, *clips.shape[2:])
+            predictions = probe.predict(last)
+            splits[name] = {
+                "accuracy": _rounded(accuracy(predictions, truth)),
+                "joint_stderr": rnd(_stream_stderr(predictions, truth, cfg.probe_frames)),
+                "example_captions": [engine.grounded_prompt(t) for t in texts[:4]],
+            }
+            if name == "heldout_ungrounded":
+                continue
+            generated.append(clips)  # flicker and detail: the frames a viewer gets
+            if split == "heldout":
+                splits[name]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
+                if engine.grounder is not None:
+                    splits[name]["grounder_text_accuracy"] = _grounder_accuracy(engine, list(texts), specs)
+    finally:
+        engine.grounding = grounding
     real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])
     real_last = real[:, -cfg.probe_frames :].reshape(-1, *real.shape[2:])
     ceiling = probe.accuracy(real_last, truth)
@@ -140,7 +171,7 @@ def adherence(
         "ceiling_through_autoencoder": _rounded(probe.accuracy(_autoencode(engine, real_last), truth)),
         "chance": _rounded(chance()),
     }
-    for split in ("heldout", "train"):
+    for split in splits:
         joint = splits[split]["accuracy"][JOINT]
         result[f"{split}_joint_vs_ceiling"] = rnd(joint / ceiling[JOINT]) if ceiling[JOINT] > 0 else None
         result[f"{split}_joint_vs_ceiling_stderr"] = (

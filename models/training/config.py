@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from models.grounding import GROUNDED
 from models.world.captions import training_captions_fingerprint
+from models.world.phrases import DESCRIPTIONS
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class TrainConfig:
     sharpen_r1: float = 0.1
     sharpen_anchor: float = 1.0
     sharpen_own_context: float = 0.5  # share of critic rows whose previous frame is the denoiser's own first frame
+    # 5. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
+    grounder_captions: int = 3000
+    grounder_max_words: int = 5
+    grounder_unnamed: float = 0.1  # share of captions whose subject (and, apart, palette) words are left out
+    grounder_steps: int = 500
+    grounder_lr: float = 0.05
+    grounder_weight_decay: float = 1e-4
+    grounder_threshold: float = 0.6  # inference: canonical words are added from this probability on
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
     noise_drift_inference: float = 0.2
     # bookkeeping
@@ -72,7 +82,9 @@ class TrainConfig:
         """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
         unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference"}
         recipe = {
-            name: value for name, value in self.to_dict().items() if name not in unused and not name.startswith("sharpen_")
+            name: value
+            for name, value in self.to_dict().items()
+            if name not in unused and not name.startswith(("sharpen_", "grounder_"))
         }
         return {**recipe, "training_captions": training_captions_fingerprint()}
 
@@ -80,6 +92,18 @@ class TrainConfig:
         """The denoiser's recipe and the sharpening stage's own fields."""
         sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
         return {**self.denoiser_recipe(), **sharpening}
+
+    def grounder_recipe(self) -> dict[str, Any]:
+        """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
+        return {
+            "seed": self.seed,
+            "grounder_captions": self.grounder_captions,
+            "grounder_max_words": self.grounder_max_words,
+            "grounder_unnamed": self.grounder_unnamed,
+            "grounded": list(GROUNDED),
+            "training_captions": training_captions_fingerprint(),
+            "descriptions": DESCRIPTIONS,
+        }
 
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
@@ -92,6 +116,8 @@ class TrainConfig:
             captions_per_clip=2,
             unet_steps=10,
             sharpen_steps=6,
+            grounder_captions=48,
+            grounder_steps=20,
             unet_batch=8,
             warmup_steps=2,
             checkpoint_every=5,

@@ -21,6 +21,7 @@ from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .denoiser import train_denoiser
+from .grounder import train_grounder
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
@@ -72,15 +73,19 @@ def train(
     sharpening: list[dict[str, float]] = []
     if config.sharpen_steps:
         unet, sharpening = train_sharpener(config, bank, scheduler, unet, work_dir, device)
-    # 5. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
+    # 5. the prompt grounder (text only)
+    text = TextEncoder(cache_size=0, device="cpu")
+    grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
+    # 6. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
         vae=vae,
         scheduler=scheduler,
+        grounder=grounder,
         context_noise=config.context_noise_inference,
         noise_drift=config.noise_drift_inference,
     )
-    for part in ("unet", "vae", "scheduler"):  # replace the pipeline, keep anything else (the probe)
+    for part in ("unet", "vae", "scheduler", "grounder"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)
     pipeline.to("cpu").to(torch.float16).save_pretrained(out_dir)
     summary = {
@@ -95,13 +100,15 @@ def train(
             name: _final([r[name] for r in sharpening])
             for name in ("mse", "adversarial", "critic", "anchor")
         },
+        "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
             "unet": sum(p.numel() for p in unet.parameters()),
             "autoencoder": sum(p.numel() for p in vae.parameters()),
+            "grounder": sum(p.numel() for p in grounder.parameters()),
         },
         "size_mb": round(
-            sum(f.stat().st_size for part in ("unet", "vae") for f in (out_dir / part).rglob("*") if f.is_file())
+            sum(f.stat().st_size for part in ("unet", "vae", "grounder") for f in (out_dir / part).rglob("*") if f.is_file())
             / 2**20,
             2,
         ),

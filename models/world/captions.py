@@ -19,6 +19,15 @@ HELDOUT_SYNONYM_RATE = 0.5
 """In held-out captions, the chance that a slot uses a held-out synonym rather than a training one."""
 
 _ARTICLE = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+_SPACE_BEFORE_MARK = re.compile(r"\s+([,.:;?!)])")
+_REPEATED_MARKS = re.compile(r"([,.:;/+])(?:\s*[,.:;/+])+")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def _tidy(text: str) -> str:
+    """A template whose slots were left empty, without the stray spaces and punctuation they leave."""
+    text = _REPEATED_MARKS.sub(r"\1", _SPACE_BEFORE_MARK.sub(r"\1", text))
+    return _SPACES.sub(" ", text).strip(" ,.:;/+-") or "a scene"
 
 
 def _slots(template: str) -> tuple[str, ...]:
@@ -57,9 +66,17 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 
 def caption_parts(
-    spec: SceneSpec, rng: np.random.Generator, split: str = "train", mention: Collection[str] = ()
+    spec: SceneSpec,
+    rng: np.random.Generator,
+    split: str = "train",
+    mention: Collection[str] = (),
+    omit: Collection[str] = (),
 ) -> tuple[str, dict[str, str]]:
-    """A random caption of `spec` (see `caption`) and the phrase it put in each template slot."""
+    """A random caption of `spec` (see `caption`) and the phrase it put in each template slot.
+
+    `omit` leaves the slots of those attributes empty ("show me a calm at dawn" names no subject),
+    for text that does not name everything; it draws the same random numbers as without.
+    """
     pool = templates(split, frozenset(mention) | {"subject", "palette"})
     template = _pick(rng, pool)
     values = {}
@@ -67,6 +84,11 @@ def caption_parts(
         train, heldout = SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])]
         use_heldout = split == "heldout" and rng.random() < HELDOUT_SYNONYM_RATE
         values[slot] = _pick(rng, heldout if use_heldout else train)
+    if omit:
+        values = {slot: phrase for slot, phrase in values.items() if SLOT_ATTRIBUTE[slot] not in omit}
+        template = template.format(**values, **{s: "" for s in _slots(template) if s not in values})
+        values = {}
+        template = _tidy(template)
     text = _ARTICLE.sub(r"\1n ", template.format(**values))
     style = rng.random()
     if style < 0.25:

@@ -93,6 +93,17 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     assert adherence["chance"]["subject+palette"] == pytest.approx(1 / 48, abs=1e-4)
     assert adherence["ceiling"]["subject"] > adherence["chance"]["subject"]
 
+    # the shipped grounder: the same held-out captions streamed without it, and its own reading of them
+    ungrounded = adherence["heldout_ungrounded"]
+    assert set(ungrounded["accuracy"]) == {*PROBE_ATTRIBUTES, "subject+palette"}
+    assert 0.0 <= adherence["heldout_ungrounded_joint_vs_ceiling"] <= 1.0
+    examples = list(zip(ungrounded["example_captions"], adherence["heldout"]["example_captions"], strict=True))
+    assert all(grounded.endswith(raw) for raw, grounded in examples)  # the viewer's words are all there
+    assert any(len(grounded) > len(raw) for raw, grounded in examples)
+    text_only = adherence["heldout"]["grounder_text_accuracy"]
+    assert set(text_only) == {"subject", "palette", "weather", "subject+palette"}
+    assert all(0.0 <= v <= 1.0 for v in text_only.values())
+
     # which held-out words the model follows: each tallied phrase is a held-out one for its attribute
     tallied = adherence["heldout"]["phrases"]
     assert sum(f["streams"] for per in tallied.values() for f in per.values()) >= 1

@@ -63,3 +63,19 @@ def test_a_steer_to_another_subject_changes_what_the_probe_sees(engine: Streamin
     assert _majority(probe, streams[0])["subject"] == "ocean"
     _, streams = _stream(engine, [after], SETTLE_FRAMES, states)
     assert _majority(probe, streams[0])["subject"] == "desert", "the stream did not follow the steer"
+
+
+def test_paraphrases_show_the_scene_they_name(engine: StreamingEngine, probe: AttributeProbe) -> None:
+    """Wordings no training caption has: the grounder tells the denoiser which scene they mean."""
+    cases = [
+        ("aerial view of a mist-shrouded northwoods at 2 am", SceneSpec("forest", "night")),
+        ("barren dunes under the moon", SceneSpec("desert", "night")),
+        ("a glowing lava field scene under a bright sun", SceneSpec("volcano", "noon")),
+        ("A moody cactus desert at eventide in heavy snow", SceneSpec("desert", "dusk")),
+        ("close-up of a modern city under an inky blue sky", SceneSpec("city", "night")),
+        ("ambient loop of a waterfall between rock walls after the sun has set", SceneSpec("waterfall", "dusk")),
+    ]
+    _, streams = _stream(engine, [text for text, _ in cases], SETTLE_FRAMES)
+    seen = [_majority(probe, frames) for frames in streams]
+    hits = sum(s.subject == p["subject"] and s.palette == p["palette"] for (_, s), p in zip(cases, seen))
+    assert hits >= 5, f"asked for {[(s.subject, s.palette) for _, s in cases]}, the probe saw {seen}"

@@ -16,8 +16,8 @@ from models.training.config import TrainConfig
 from models.training.recipe import train
 
 
-def _weights(folder: Path) -> dict[str, np.ndarray]:
-    return load_file(next((folder / "unet").glob("*.safetensors")))
+def _weights(folder: Path, part: str = "unet") -> dict[str, np.ndarray]:
+    return load_file(next((folder / part).glob("*.safetensors")))
 
 
 def test_quick_recipe_writes_a_streamable_folder_and_resumes(
@@ -32,13 +32,16 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     engine = StreamingEngine.from_pretrained(out, steps=1)
     frame = engine.generate([(engine.new_stream(0), engine.encode_prompt("an ocean at noon"))])[0]
     assert frame.shape == (128, 128, 3)
+    assert engine.grounder is not None and summary["grounder"]["captions"] == config.grounder_captions
 
-    first = _weights(out)
+    first, first_grounder = _weights(out), _weights(out, "grounder")
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
     assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {"mse", "adversarial", "critic", "anchor"}
     for name, value in _weights(tmp_path / "model-again").items():
         np.testing.assert_array_equal(value, first[name])
+    for name, value in _weights(tmp_path / "model-again", "grounder").items():
+        np.testing.assert_array_equal(value, first_grounder[name])
 
     # a changed recipe does not resume a run it would not reproduce; stages it does not touch still resume
     capsys.readouterr()
@@ -56,6 +59,11 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     checkpointed_more = replace(sharper, checkpoint_every=3)
     train(checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
+    more_captions = replace(checkpointed_more, grounder_captions=config.grounder_captions + 8)
+    train(more_captions, tmp_path / "model-grounded", work, threads=1)
+    printed = capsys.readouterr().out
+    assert "grounder.pt: saved under another recipe" in printed
+    assert "denoiser.pt" not in printed and "sharpen.pt" not in printed  # text-only: the UNet stages are kept
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: training on one is checked there")

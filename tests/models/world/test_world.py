@@ -17,6 +17,7 @@ from models.world import (
     all_specs,
     attribute_descriptions,
     caption,
+    caption_parts,
     describe,
     render_clip,
     render_frame,
@@ -173,6 +174,20 @@ def test_captions_name_every_attribute_value() -> None:
         caption(SceneSpec(), rng, "test")
     with pytest.raises(ValueError, match="colour"):
         templates("train", frozenset({"colour"}))
+
+
+def test_captions_can_leave_attributes_unnamed_without_changing_the_random_draws() -> None:
+    spec = SceneSpec("forest", "night", "rain")
+    subject_words = set(synonyms("subject", "forest"))
+    for seed in range(40):
+        named, plain = np.random.default_rng(seed), np.random.default_rng(seed)
+        text, parts = caption_parts(spec, named, omit=("subject",))
+        full, full_parts = caption_parts(spec, plain)
+        assert named.random() == plain.random()  # the same draws: other captions of a run stay as they were
+        assert full_parts["s"] in full.lower() and full_parts["s"] not in text.lower(), (full, text)
+        assert not any(f" {w} " in f" {text.lower()} " for w in subject_words if " " in w), text
+        assert "  " not in text and " ," not in text and text.strip() == text and text
+    assert caption_parts(spec, np.random.default_rng(0), omit=tuple(ATTRIBUTES))[0]  # never empty
 
 
 def test_describe_and_attribute_descriptions() -> None:

@@ -1,0 +1,136 @@
+"""Prompt grounding: which of the world's scenes a viewer's words name, said again in the model's own words.
+
+The denoiser draws a scene almost perfectly when the prompt uses the world's canonical words
+("a forest at night"), but reads paraphrases ("evergreens at 2 am") less reliably: it learned text
+from a few thousand captions, MiniLM knows far more phrasings. The grounder is a small text-only
+classifier that sees two things of a prompt:
+
+- MiniLM's sentence embedding of the whole prompt, and
+- for each attribute value, how close the best-matching word run of the prompt (one to
+  `max_words` words) comes to any of the value's training phrases (cosine similarity).
+
+Per attribute, one linear layer reads both and gives a probability per value. Where the top value is
+probable enough, its canonical phrase is put in front of the prompt; the viewer's words follow, so
+nothing they said is lost. It is trained on training captions only (`pixelcast train`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+GROUNDED = ("subject", "palette", "weather")
+"""The attributes the shipped grounder names: what a single frame shows (pace and camera play out over time)."""
+
+Embed = Callable[[list[str]], torch.Tensor]
+"""Texts -> unit-length sentence embeddings `[len(texts), dim]` (e.g. `TextEncoder.sentence_embeddings`)."""
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+
+
+def word_runs(text: str, max_words: int) -> list[str]:
+    """Every run of 1 to `max_words` consecutive words of `text`, lower-cased, each once."""
+    words = _WORD.findall(text.lower())
+    runs = (" ".join(words[i : i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1))
+    return list(dict.fromkeys(runs))
+
+
+class SceneGrounder(ModelMixin, ConfigMixin):
+    """Prompt -> probability of each value of each grounded attribute; `expand` adds canonical words.
+
+    Args:
+        attributes: the grounded attributes, in order (e.g. `GROUNDED`).
+        values: per attribute, its values in a fixed order.
+        canonical: per attribute, per value, the phrase that says it (e.g. "forest", "at night").
+        phrase_values: for each stored phrase embedding, the index of its value in the flattened
+            values (attributes in order, values in order).
+        embedding_dim: the sentence embedding's size (384 for MiniLM).
+        max_words: longest word run compared with the phrases.
+        threshold: a value's phrase is added when its probability is at least this.
+        spot_scale: the similarity features are multiplied by this (puts them on the embedding's scale).
+
+    Everything is stored in lists: diffusers writes configs with sorted keys, so a dict's order
+    would not survive `save_pretrained`.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        attributes: list[str],
+        values: list[list[str]],
+        canonical: list[list[str]],
+        phrase_values: list[int],
+        embedding_dim: int = 384,
+        max_words: int = 5,
+        threshold: float = 0.5,
+        spot_scale: float = 3.0,
+    ) -> None:
+        super().__init__()
+        if not len(attributes) == len(values) == len(canonical):
+            raise ValueError("attributes, values and canonical must have one entry per attribute")
+        self.total_values = sum(len(v) for v in values)
+        self.register_buffer("phrase_embeddings", torch.zeros(len(phrase_values), embedding_dim))
+        self.register_buffer("phrase_value", torch.tensor(phrase_values, dtype=torch.long), persistent=False)
+        self.head = nn.Linear(embedding_dim + self.total_values, self.total_values)
+
+    def _slices(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for attr, values in zip(self.config.attributes, self.config.values):
+            out[attr] = slice(start, start + len(values))
+            start += len(values)
+        return out
+
+    @torch.no_grad()
+    def features(self, texts: Sequence[str], embed: Embed) -> torch.Tensor:
+        """`[len(texts), dim + values]`: each prompt's sentence embedding and its best phrase match per value."""
+        runs_per_text = [word_runs(t, self.config.max_words) or [t] for t in texts]
+        runs = [r for per in runs_per_text for r in per]
+        vectors = embed([*texts, *runs]).to(self.phrase_embeddings)
+        sentences, run_vectors = vectors[: len(texts)], vectors[len(texts) :]
+        # best phrase of each value for every run: [runs, values]
+        similarity = run_vectors @ self.phrase_embeddings.T
+        per_value = torch.full((len(runs), self.total_values), -1.0, dtype=similarity.dtype, device=similarity.device)
+        per_value = per_value.scatter_reduce(
+            1, self.phrase_value.expand(len(runs), -1), similarity, reduce="amax", include_self=True
+        )
+        best = torch.stack([chunk.max(dim=0).values for chunk in per_value.split([len(p) for p in runs_per_text])])
+        return torch.cat([sentences, self.config.spot_scale * best], dim=1)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per attribute, `{attribute: [B, values]}`, from `features`."""
+        logits = self.head(features)
+        return {attr: logits[:, part] for attr, part in self._slices().items()}
+
+    @torch.no_grad()
+    def ground(self, texts: Sequence[str], embed: Embed) -> list[dict[str, tuple[str, float]]]:
+        """Per prompt: attribute -> (most probable value, its probability)."""
+        if not texts:
+            return []
+        probabilities = {attr: logits.softmax(-1) for attr, logits in self(self.features(texts, embed)).items()}
+        out: list[dict[str, tuple[str, float]]] = [{} for _ in texts]
+        for (attr, probs), values in zip(probabilities.items(), self.config.values):
+            top, index = probs.max(dim=-1)
+            for row, (p, i) in enumerate(zip(top.tolist(), index.tolist())):
+                out[row][attr] = (values[i], p)
+        return out
+
+    def expand(self, text: str, embed: Embed) -> str:
+        """The canonical words of each attribute value `text` names with enough certainty, then `text`.
+
+        "evergreens at 2 am" -> "forest at night: evergreens at 2 am"; a prompt that names nothing the
+        world knows comes back unchanged. The canonical words lead because MiniLM reads at most 32
+        tokens: a long prompt loses its end, and these are the words the denoiser reads best.
+        """
+        found = self.ground([text], embed)[0]
+        words = [
+            canonical[values.index(value)]
+            for attr, values, canonical in zip(self.config.attributes, self.config.values, self.config.canonical)
+            for value, probability in [found[attr]]
+            if probability >= self.config.threshold
+        ]
+        return f"{' '.join(words)}: {text}" if words else text

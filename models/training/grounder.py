@@ -1,0 +1,105 @@
+"""Stage 5: the prompt grounder (see `models.grounding`), trained on training captions only.
+
+Text only, so it takes minutes: most of it is MiniLM embedding every caption and its word runs.
+The embedded features are checkpointed; the linear heads then train in seconds, full batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.grounding import GROUNDED, Embed, SceneGrounder
+from models.world import ATTRIBUTES, SceneSpec, attribute_descriptions, caption_parts
+from models.world.phrases import SLOT_ATTRIBUTE, SYNONYMS
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+
+CANONICAL_SLOT = {"subject": "s", "palette": "p", "weather": "w"}
+"""The caption slot whose first training phrase is an attribute's canonical words ("forest", "at night")."""
+
+
+def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
+    """An untrained grounder whose phrase table holds every training phrase of the grounded attributes."""
+    descriptions = attribute_descriptions()
+    values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
+    phrases: list[str] = []
+    phrase_values: list[int] = []
+    for value_index, (attr, value) in enumerate((a, v) for a, vs in zip(GROUNDED, values) for v in vs):
+        phrases += descriptions[attr][value]
+        phrase_values += [value_index] * len(descriptions[attr][value])
+    canonical = [[SYNONYMS[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)]
+    assert all(SLOT_ATTRIBUTE[CANONICAL_SLOT[attr]] == attr for attr in GROUNDED)
+    grounder = SceneGrounder(
+        attributes=list(GROUNDED),
+        values=values,
+        canonical=canonical,
+        phrase_values=phrase_values,
+        max_words=config.grounder_max_words,
+        threshold=config.grounder_threshold,
+    )
+    grounder.phrase_embeddings.copy_(embed(phrases))
+    return grounder
+
+
+def _captions(config: TrainConfig) -> tuple[list[str], list[SceneSpec], list[list[str]]]:
+    """Random scenes, each with one training caption. Attributes a caption does not name keep their
+    random value as the label, so "not named" is learned as "no idea"; to teach that for subject and
+    palette too (every template names both), each is left out of a share of the captions."""
+    rng = np.random.default_rng([config.seed, 7])
+    specs = [SceneSpec.random(rng) for _ in range(config.grounder_captions)]
+    texts, omitted = [], []
+    for spec in specs:
+        omit = [attr for attr in ("subject", "palette") if rng.random() < config.grounder_unnamed]
+        texts.append(caption_parts(spec, rng, split="train", omit=omit)[0])
+        omitted.append(omit)
+    return texts, specs, omitted
+
+
+def _features(grounder: SceneGrounder, texts: list[str], embed: Embed, chunk: int = 64) -> torch.Tensor:
+    parts = [
+        grounder.features(texts[start : start + chunk], embed)
+        for start in tqdm(range(0, len(texts), chunk), desc="ground: embed captions", unit="batch")
+    ]
+    return torch.cat(parts)
+
+
+def train_grounder(
+    config: TrainConfig, embed: Embed, work_dir: Path
+) -> tuple[SceneGrounder, dict[str, Any]]:
+    """Fit the grounder's heads on embedded training captions (resuming the embedding); returns it and
+    its accuracy per attribute on the captions that name it."""
+    path = work_dir / "grounder.pt"
+    grounder = make_grounder(config, embed)
+    texts, specs, omitted = _captions(config)
+    saved = load_checkpoint(path, config.grounder_recipe())
+    if saved is not None:
+        features = saved["features"]
+    else:
+        features = _features(grounder, texts, embed)
+        save_checkpoint(path, {"features": features}, config.grounder_recipe())
+    labels = {attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in specs]) for attr in GROUNDED}
+    torch.manual_seed(config.seed + 7)
+    grounder.head.reset_parameters()
+    optimizer = torch.optim.Adam(
+        grounder.head.parameters(), lr=config.grounder_lr, weight_decay=config.grounder_weight_decay
+    )
+    for _ in tqdm(range(config.grounder_steps), desc="ground: fit", unit="step"):
+        logits = grounder(features)
+        loss = sum(F.cross_entropy(logits[attr], labels[attr]) for attr in GROUNDED)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    grounder.eval()
+    with torch.no_grad():
+        logits = grounder(features)
+    hits = {attr: logits[attr].argmax(-1) == labels[attr] for attr in GROUNDED}
+    named = {attr: torch.tensor([attr not in omit for omit in omitted]) for attr in GROUNDED}
+    accuracy = {attr: round(float(hits[attr][named[attr]].float().mean()), 4) for attr in GROUNDED}
+    return grounder, {"captions": len(texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}

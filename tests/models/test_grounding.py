@@ -1,0 +1,93 @@
+"""The prompt grounder: the scene a prompt names, said again in the world's canonical words."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import StreamingEngine, default_model_path
+from models.grounding import word_runs
+from models.loading import load_pipeline
+
+# Paraphrases no training caption uses as a whole, and the canonical words their scene has.
+PARAPHRASES = {
+    "evergreens at 2 am": ("forest", "at night"),
+    "barren dunes under the moon": ("desert", "at night"),
+    "skyscrapers glowing in synthwave colours": ("city skyline", "in neon colours"),
+    "a glowing lava field scene under a bright sun": ("volcano", "at noon"),
+    "A moody cactus desert at eventide in heavy snow": ("desert", "at dusk", "in the snow"),
+    "waves around midday, pouring rain": ("ocean", "at noon", "in the rain"),
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> StreamingEngine:
+    return StreamingEngine.from_pretrained(default_model_path(), steps=1)
+
+
+def test_word_runs_are_every_short_run_of_words_once() -> None:
+    assert word_runs("A forest, at night! a forest", 2) == [
+        "a", "forest", "at", "night", "a forest", "forest at", "at night", "night a",
+    ]  # fmt: skip
+    assert word_runs("...", 3) == []
+
+
+def test_the_shipped_model_grounds_paraphrases_in_its_canonical_words(engine: StreamingEngine) -> None:
+    assert engine.grounder is not None and engine.grounding, "the shipped pipeline has a grounder, on by default"
+    for text, words in PARAPHRASES.items():
+        grounded = engine.grounded_prompt(text)
+        assert grounded.endswith(f": {text}"), grounded  # the viewer's words follow, all of them
+        added = grounded[: -len(text)]
+        assert all(word in added for word in words), f"{text!r} grounded as {grounded!r}, expected {words}"
+
+
+REMARKS = [
+    "hello", "make it more interesting", "something nice", "I am bored", "surprise me", "what is this",
+    "show me something", "faster please", "zoom in", "slower", "I like it", "not this again", "more like that",
+    "can you change it", "wow", "next", "something relaxing", "play something else", "this is boring",
+    "pan left slowly", "keep going", "nice colours", "less busy", "that's great",
+]  # fmt: skip
+"""Remarks that name no scene of the world."""
+
+
+def test_remarks_that_name_no_scene_mostly_pass_unchanged(engine: StreamingEngine) -> None:
+    changed = {text: engine.grounded_prompt(text) for text in REMARKS}
+    changed = {text: grounded for text, grounded in changed.items() if grounded != text}
+    # the card's Limits name the rate: a guess for about one remark in four (mostly a weather)
+    assert len(changed) <= len(REMARKS) // 3, changed
+
+
+def test_grounding_changes_the_conditioning_and_can_be_turned_off(engine: StreamingEngine) -> None:
+    text = next(iter(PARAPHRASES))
+    grounded = engine.encode_prompt(text)
+    engine.grounding = False
+    try:
+        assert engine.grounded_prompt(text) == text
+        raw = engine.encode_prompt(text)
+    finally:
+        engine.grounding = True
+    assert torch.equal(raw, engine.text_encoder.encode([text])[0])
+    assert not torch.equal(grounded, raw)
+
+
+def test_a_pipeline_without_a_grounder_streams_the_words_as_given() -> None:
+    pipeline, _ = load_pipeline(default_model_path())
+    pipeline.grounder = None  # a folder saved before grounding existed
+    engine = StreamingEngine(pipeline)
+    assert engine.grounder is None and not engine.grounding
+    assert engine.grounded_prompt("evergreens at 2 am") == "evergreens at 2 am"
+    with pytest.raises(ValueError, match="no grounder"):
+        engine.grounding = True
+
+
+def test_a_saved_grounder_reads_prompts_as_before(engine: StreamingEngine, tmp_path) -> None:
+    from models.grounding import SceneGrounder
+
+    engine.grounder.save_pretrained(tmp_path)
+    reloaded = SceneGrounder.from_pretrained(tmp_path).eval()
+    embed = engine.text_encoder.sentence_embeddings
+    texts = list(PARAPHRASES)
+    assert reloaded.config.attributes == ["subject", "palette", "weather"]
+    assert [{a: v for a, (v, _) in found.items()} for found in reloaded.ground(texts, embed)] == [
+        {a: v for a, (v, _) in found.items()} for found in engine.grounder.ground(texts, embed)
+    ]
