@@ -89,9 +89,10 @@ class TrainConfig:
         return {**recipe, "training_captions": training_captions_fingerprint()}
 
     def sharpen_recipe(self) -> dict[str, Any]:
-        """The denoiser's recipe and the sharpening stage's own fields."""
+        """The denoiser's recipe and the sharpening stage's own fields, with the inference context noise
+        (the stage noises the model's own first frames with it, as a stream does)."""
         sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
-        return {**self.denoiser_recipe(), **sharpening}
+        return {**self.denoiser_recipe(), **sharpening, "context_noise_inference": self.context_noise_inference}
 
     def grounder_recipe(self) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""

@@ -59,7 +59,11 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     checkpointed_more = replace(sharper, checkpoint_every=3)
     train(checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
-    more_captions = replace(checkpointed_more, grounder_captions=config.grounder_captions + 8)
+    noisier_streams = replace(checkpointed_more, context_noise_inference=config.context_noise_inference * 2)
+    train(noisier_streams, tmp_path / "model-noisier", work, threads=1)
+    printed = capsys.readouterr().out  # sharpening noises its own first frames as streams do: its recipe
+    assert "sharpen.pt: saved under another recipe" in printed and "denoiser.pt" not in printed
+    more_captions = replace(noisier_streams, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed
