@@ -21,7 +21,7 @@ _HOMES = {
     "default_model_path": "models.engine",
     "slerp_conditioning": "models.engine",
     "TextEncoder": "models.text",
-    "SceneGrounder": "models.grounding",  # diffusers loads the shipped pipeline's grounder from here
+    "SceneGrounder": "models.grounding",
 }
 
 

@@ -151,10 +151,12 @@ def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    {config['grounder_max_words']} of its words and that value's training phrases. Fit on {figures['captions']} training
    captions ({fit}, weight decay {config['grounder_weight_decay']}); in
    {unnamed} of them the subject's words and, apart, the palette's are left out, so that text
-   naming neither learns to be unsure. It names the subject in {accuracy['subject']} and the palette in
-   {accuracy['palette']} of the captions that name them, and the weather in {accuracy['weather']} (often unnamed).
+   naming neither learns to be unsure. On the captions it was fit on, its most probable value is right
+   for the subject in {accuracy['subject']} and the palette in {accuracy['palette']} of those that name them, and for
+   the weather in {accuracy['weather']} (often unnamed).
    At inference the canonical words of each value it gives probability {config['grounder_threshold']} or more lead
-   the prompt and the viewer's words follow (MiniLM reads 32 tokens: a long prompt loses its end).
+   the prompt, unless it has them already, and the viewer's words follow (MiniLM reads 32 tokens: a
+   long prompt loses its end).
    Its features (sentence embedding, word-run matches or both), that share, the threshold and the
    order were chosen by their effect on the evaluation's held-out captions, so its held-out figures
    are somewhat optimistic."""

@@ -225,10 +225,10 @@ class StreamingEngine:
         self.noise_drift = noise_drift
         # Grounding needs sentence embeddings, which the MiniLM encoder has and other encoders may not.
         grounder = getattr(pipeline, "grounder", None) if self.kind == PIXELCAST else None
+        if grounder is not None and text_encoder is not None and not hasattr(text_encoder, "sentence_embeddings"):
+            grounder = None
         self.grounder: SceneGrounder | None = grounder.eval() if grounder is not None else None
-        self._grounding = self.grounder is not None and (
-            text_encoder is None or hasattr(text_encoder, "sentence_embeddings")
-        )
+        self._grounding = self.grounder is not None
         # Grounding a new text embeds its word runs (tens of ms); a steer seen before costs nothing.
         self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
 
@@ -300,7 +300,7 @@ class StreamingEngine:
     @grounding.setter
     def grounding(self, value: bool) -> None:
         if value and self.grounder is None:
-            raise ValueError("this pipeline has no grounder")
+            raise ValueError("this pipeline has no grounder (or its text encoder gives no sentence embeddings)")
         self._grounding = bool(value)
 
     def grounded_prompt(self, text: str) -> str:

@@ -123,7 +123,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         """The canonical words of each attribute value `text` names with enough certainty, then `text`.
 
         "evergreens at 2 am" -> "forest at night: evergreens at 2 am"; a prompt that names nothing the
-        world knows comes back unchanged. The canonical words lead because MiniLM reads at most 32
+        world knows, or already says it in the canonical words, comes back unchanged. The canonical words lead because MiniLM reads at most 32
         tokens: a long prompt loses its end, and these are the words the denoiser reads best.
         """
         found = self.ground([text], embed)[0]
@@ -133,4 +133,6 @@ class SceneGrounder(ModelMixin, ConfigMixin):
             for value, probability in [found[attr]]
             if probability >= self.config.threshold
         ]
+        # words the prompt already has are not said twice: a server prompt ends in the scene's own caption
+        words = [w for w in words if not re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
         return f"{' '.join(words)}: {text}" if words else text

@@ -103,13 +103,11 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
 
 
 def _grounder_accuracy(engine: StreamingEngine, texts: list[str], specs: list[SceneSpec]) -> dict[str, float]:
-    """How often the grounder alone, from the text, names each attribute value the caption describes."""
+    """How often the grounder alone, from the text, names each attribute value the caption describes
+    (its most probable value, whether or not it is sure enough to add it)."""
     found = engine.grounder.ground(texts, engine.text_encoder.sentence_embeddings)
-    attrs = list(found[0]) if found else []
-    hits = {a: [f[a][0] == getattr(s, a) for f, s in zip(found, specs)] for a in attrs}
-    if {"subject", "palette"} <= set(hits):
-        hits[JOINT] = [x and y for x, y in zip(hits["subject"], hits["palette"])]
-    return {a: round(float(np.mean(v)), 4) for a, v in hits.items()}
+    predictions = {attr: [f[attr][0] for f in found] for attr in engine.grounder.config.attributes}
+    return _rounded(accuracy(predictions, specs))
 
 
 def adherence(
@@ -127,10 +125,10 @@ def adherence(
         split: tuple(zip(*(caption_parts(s, rng, split=split, mention=MENTION) for s in specs), strict=True))
         for split in ("heldout", "train")
     }
-    runs = [("heldout", "heldout", 0), ("train", "train", 1)]
-    if engine.grounder is not None:
-        runs.append(("heldout_ungrounded", "heldout", 0))
     grounding = engine.grounding
+    runs = [("heldout", "heldout", 0), ("train", "train", 1)]
+    if grounding:
+        runs.append(("heldout_ungrounded", "heldout", 0))
     splits: dict[str, Any] = {}
     generated = []
     try:
@@ -155,7 +153,7 @@ def adherence(
             generated.append(clips)  # flicker and detail: the frames a viewer gets
             if split == "heldout":
                 splits[name]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
-                if engine.grounder is not None:
+                if grounding:
                     splits[name]["grounder_text_accuracy"] = _grounder_accuracy(engine, list(texts), specs)
     finally:
         engine.grounding = grounding

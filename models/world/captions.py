@@ -74,9 +74,12 @@ def caption_parts(
 ) -> tuple[str, dict[str, str]]:
     """A random caption of `spec` (see `caption`) and the phrase it put in each template slot.
 
-    `omit` leaves the slots of those attributes empty ("show me a calm at dawn" names no subject),
-    for text that does not name everything; it draws the same random numbers as without.
+    `omit` leaves the slots of those attributes empty, for text that does not name everything (the
+    caption then names no subject, say); it draws the same random numbers as without.
     """
+    unknown = set(omit) - set(ATTRIBUTES)
+    if unknown:
+        raise ValueError(f"unknown attribute(s) to omit: {', '.join(sorted(unknown))}")
     pool = templates(split, frozenset(mention) | {"subject", "palette"})
     template = _pick(rng, pool)
     values = {}
@@ -84,18 +87,17 @@ def caption_parts(
         train, heldout = SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])]
         use_heldout = split == "heldout" and rng.random() < HELDOUT_SYNONYM_RATE
         values[slot] = _pick(rng, heldout if use_heldout else train)
-    if omit:
-        values = {slot: phrase for slot, phrase in values.items() if SLOT_ATTRIBUTE[slot] not in omit}
-        template = template.format(**values, **{s: "" for s in _slots(template) if s not in values})
-        values = {}
-        template = _tidy(template)
-    text = _ARTICLE.sub(r"\1n ", template.format(**values))
+    kept = {slot: phrase for slot, phrase in values.items() if SLOT_ATTRIBUTE[slot] not in omit}
+    text = template.format(**{slot: kept.get(slot, "") for slot in values})
+    if len(kept) < len(values):
+        text = _tidy(text)
+    text = _ARTICLE.sub(r"\1n ", text)
     style = rng.random()
     if style < 0.25:
         text = text[0].upper() + text[1:]
     elif style < 0.35 and text[-1] not in ".?!)":
         text += "."
-    return text, values
+    return text, kept
 
 
 def caption(

@@ -187,7 +187,10 @@ def test_captions_can_leave_attributes_unnamed_without_changing_the_random_draws
         assert full_parts["s"] in full.lower() and full_parts["s"] not in text.lower(), (full, text)
         assert not any(f" {w} " in f" {text.lower()} " for w in subject_words if " " in w), text
         assert "  " not in text and " ," not in text and text.strip() == text and text
+        assert parts == {slot: phrase for slot, phrase in full_parts.items() if slot != "s"}  # what it did name
     assert caption_parts(spec, np.random.default_rng(0), omit=tuple(ATTRIBUTES))[0]  # never empty
+    with pytest.raises(ValueError, match="colour"):
+        caption_parts(spec, np.random.default_rng(0), omit=("colour",))
 
 
 def test_describe_and_attribute_descriptions() -> None:
