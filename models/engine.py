@@ -229,7 +229,8 @@ class StreamingEngine:
             grounder = None
         self.grounder: SceneGrounder | None = grounder.eval() if grounder is not None else None
         self._grounding = self.grounder is not None
-        # Grounding a new text embeds its word runs (tens of ms); a steer seen before costs nothing.
+        # Grounding a new text embeds all its word runs (a few hundred ms for a server prompt on a CPU);
+        # a prompt seen before costs nothing.
         self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
 
     @classmethod

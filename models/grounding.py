@@ -123,8 +123,9 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         """The canonical words of each attribute value `text` names with enough certainty, then `text`.
 
         "evergreens at 2 am" -> "forest at night: evergreens at 2 am"; a prompt that names nothing the
-        world knows, or already says it in the canonical words, comes back unchanged. The canonical words lead because MiniLM reads at most 32
-        tokens: a long prompt loses its end, and these are the words the denoiser reads best.
+        world knows, or already says it in the canonical words, comes back unchanged. The canonical
+        words lead because MiniLM reads at most 32 tokens: a long prompt loses its end, and these are
+        the words the denoiser reads best.
         """
         found = self.ground([text], embed)[0]
         words = [

@@ -78,16 +78,22 @@ def test_grounding_changes_the_conditioning_and_can_be_turned_off(engine: Stream
     assert not torch.equal(grounded, raw)
 
 
+def _shipped_without_grounder_folder(folder: Path) -> Path:
+    """A copy of the shipped model without its `grounder/` folder (and without the probe)."""
+    shutil.copytree(default_model_path(), folder, ignore=shutil.ignore_patterns("grounder", "probe"))
+    return folder
+
+
 def test_a_folder_saved_before_grounding_existed_streams_the_words_as_given(tmp_path: Path) -> None:
-    older = tmp_path / "older"
-    shutil.copytree(default_model_path(), older, ignore=shutil.ignore_patterns("grounder", "probe"))
+    older = _shipped_without_grounder_folder(tmp_path / "older")
     index = json.loads((older / "model_index.json").read_text())
     del index["grounder"]
     (older / "model_index.json").write_text(json.dumps(index))
     engine = StreamingEngine.from_pretrained(older)
     assert engine.grounder is None and not engine.grounding
     assert engine.grounded_prompt("evergreens at 2 am") == "evergreens at 2 am"
-    assert engine.generate([(engine.new_stream(0), engine.encode_prompt("evergreens at 2 am"))])[0].shape == (128, 128, 3)
+    frame = engine.generate([(engine.new_stream(0), engine.encode_prompt("evergreens at 2 am"))])[0]
+    assert frame.shape == (128, 128, 3)
     with pytest.raises(ValueError, match="no grounder"):
         engine.grounding = True
 
@@ -108,7 +114,6 @@ def test_a_saved_grounder_reads_prompts_as_before(engine: StreamingEngine, tmp_p
 def test_a_folder_that_lists_a_grounder_it_lacks_is_refused_by_name(tmp_path: Path) -> None:
     from models.loading import check_pipeline_folder
 
-    broken = tmp_path / "broken"
-    shutil.copytree(default_model_path(), broken, ignore=shutil.ignore_patterns("grounder", "probe"))
+    broken = _shipped_without_grounder_folder(tmp_path / "broken")  # model_index.json still lists it
     with pytest.raises(ValueError, match="grounder/config.json missing"):
         check_pipeline_folder(broken)
