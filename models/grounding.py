@@ -5,11 +5,13 @@ The denoiser draws a scene almost perfectly when the prompt uses the world's can
 from a few thousand captions, MiniLM knows far more phrasings. The grounder is a small text-only
 classifier that sees two things of a prompt:
 
-- MiniLM's sentence embedding of the whole prompt, and
+- MiniLM's sentence embedding of the whole prompt,
 - for each attribute value, how close the best-matching word run of the prompt (one to
-  `max_words` words) comes to any of the value's training phrases (cosine similarity).
+  `max_words` words) comes to any of the value's training phrases (cosine similarity), and
+- each word run's own embedding, scored per value by a second linear layer and pooled over the
+  prompt's runs (log-sum-exp), so a telling word ("orange", "boreal") weighs in wherever it stands.
 
-Per attribute, one linear layer reads both and gives a probability per value. Where the top value is
+Per attribute value, the logits of both linear layers add up to its probability. Where the top value is
 probable enough, its canonical phrase is put in front of the prompt; the viewer's words follow, so
 nothing they said is lost. It is trained on training captions only (`pixelcast train`).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -40,6 +43,39 @@ def word_runs(text: str, max_words: int) -> list[str]:
     return list(dict.fromkeys(runs))
 
 
+@dataclass
+class GrounderInputs:
+    """What the grounder reads of a batch of prompts (see `SceneGrounder.features`).
+
+    `prompts`: `[B, dim + values]`, each prompt's sentence embedding and its best phrase match per value;
+    `runs`: `[R, dim]`, the embeddings of the distinct word runs of the batch; `run_index`: `[B, L]`,
+    which runs each prompt has (-1 pads).
+    """
+
+    prompts: torch.Tensor
+    runs: torch.Tensor
+    run_index: torch.Tensor
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors by name, for a checkpoint."""
+        return {"prompts": self.prompts, "runs": self.runs, "run_index": self.run_index}
+
+    @classmethod
+    def cat(cls, parts: Sequence[GrounderInputs]) -> GrounderInputs:
+        """Batches one after another, as if featurized together (a run two batches share is kept twice)."""
+        width = max(p.run_index.shape[1] for p in parts)
+        indices, offset = [], 0
+        for part in parts:
+            index = part.run_index.masked_fill(part.run_index < 0, -1 - offset) + offset
+            indices.append(nn.functional.pad(index, (0, width - index.shape[1]), value=-1))
+            offset += len(part.runs)
+        return cls(
+            prompts=torch.cat([p.prompts for p in parts]),
+            runs=torch.cat([p.runs for p in parts]),
+            run_index=torch.cat(indices),
+        )
+
+
 class SceneGrounder(ModelMixin, ConfigMixin):
     """Prompt -> probability of each value of each grounded attribute; `expand` adds canonical words.
 
@@ -53,6 +89,8 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         max_words: longest word run compared with the phrases.
         threshold: a value's phrase is added when its probability is at least this.
         spot_scale: the similarity features are multiplied by this (puts them on the embedding's scale).
+        run_scores: score every word run's embedding too (pooled per prompt); off in grounders saved
+            before it existed.
 
     Everything is stored in lists: diffusers writes configs with sorted keys, so a dict's order
     would not survive `save_pretrained`.
@@ -69,6 +107,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         max_words: int = 5,
         threshold: float = 0.5,
         spot_scale: float = 3.0,
+        run_scores: bool = False,
     ) -> None:
         super().__init__()
         if not len(attributes) == len(values) == len(canonical):
@@ -77,6 +116,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         self.register_buffer("phrase_embeddings", torch.zeros(len(phrase_values), embedding_dim))
         self.register_buffer("phrase_value", torch.tensor(phrase_values, dtype=torch.long), persistent=False)
         self.head = nn.Linear(embedding_dim + self.total_values, self.total_values)
+        self.run_head = nn.Linear(embedding_dim, self.total_values) if run_scores else None
 
     def _slices(self) -> dict[str, slice]:
         out, start = {}, 0
@@ -86,24 +126,32 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         return out
 
     @torch.no_grad()
-    def features(self, texts: Sequence[str], embed: Embed) -> torch.Tensor:
-        """`[len(texts), dim + values]`: each prompt's sentence embedding and its best phrase match per value."""
+    def features(self, texts: Sequence[str], embed: Embed) -> GrounderInputs:
+        """What the grounder reads of `texts`: sentence embeddings, best phrase matches and word runs."""
         runs_per_text = [word_runs(t, self.config.max_words) or [t] for t in texts]
-        runs = [r for per in runs_per_text for r in per]
+        runs = list(dict.fromkeys(r for per in runs_per_text for r in per))
         vectors = embed([*texts, *runs]).to(self.phrase_embeddings)
         sentences, run_vectors = vectors[: len(texts)], vectors[len(texts) :]
+        position = {run: i for i, run in enumerate(runs)}
+        run_index = torch.full((len(texts), max(len(p) for p in runs_per_text)), -1, dtype=torch.long)
+        for row, per in enumerate(runs_per_text):
+            run_index[row, : len(per)] = torch.tensor([position[r] for r in per])
         # best phrase of each value for every run: [runs, values]
         similarity = run_vectors @ self.phrase_embeddings.T
         per_value = torch.full((len(runs), self.total_values), -1.0, dtype=similarity.dtype, device=similarity.device)
         per_value = per_value.scatter_reduce(
             1, self.phrase_value.expand(len(runs), -1), similarity, reduce="amax", include_self=True
         )
-        best = torch.stack([chunk.max(dim=0).values for chunk in per_value.split([len(p) for p in runs_per_text])])
-        return torch.cat([sentences, self.config.spot_scale * best], dim=1)
+        best = _pool(per_value, run_index.to(per_value.device), fill=-1.0).amax(dim=1)
+        prompts = torch.cat([sentences, self.config.spot_scale * best], dim=1)
+        return GrounderInputs(prompts=prompts, runs=run_vectors, run_index=run_index.to(prompts.device))
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits per attribute, `{attribute: [B, values]}`, from `features`."""
-        logits = self.head(features)
+    def forward(self, inputs: GrounderInputs) -> dict[str, torch.Tensor]:
+        """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`)."""
+        logits = self.head(inputs.prompts)
+        if self.run_head is not None:
+            per_run = _pool(self.run_head(inputs.runs), inputs.run_index, fill=float("-inf"))
+            logits = logits + per_run.logsumexp(dim=1)
         return {attr: logits[:, part] for attr, part in self._slices().items()}
 
     @torch.no_grad()
@@ -137,3 +185,9 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         # words the prompt already has are not said twice: a server prompt ends in the scene's own caption
         words = [w for w in words if not re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
         return f"{' '.join(words)}: {text}" if words else text
+
+
+def _pool(per_run: torch.Tensor, run_index: torch.Tensor, fill: float) -> torch.Tensor:
+    """`[R, V]` rows gathered per prompt as `[B, L, V]`; padded places (-1) hold `fill`."""
+    gathered = per_run[run_index.clamp(min=0)]
+    return gathered.masked_fill((run_index < 0).unsqueeze(-1), fill)

@@ -51,6 +51,7 @@ class TrainConfig:
     grounder_captions: int = 3000
     grounder_max_words: int = 5
     grounder_unnamed: float = 0.1  # share of captions whose subject (and, apart, palette) words are left out
+    grounder_no_scene: float = 0.1  # share of captions that keep only the template's words ("give me ..., pan left")
     grounder_steps: int = 500
     grounder_lr: float = 0.05
     grounder_weight_decay: float = 1e-4
@@ -101,7 +102,9 @@ class TrainConfig:
             "grounder_captions": self.grounder_captions,
             "grounder_max_words": self.grounder_max_words,
             "grounder_unnamed": self.grounder_unnamed,
+            "grounder_no_scene": self.grounder_no_scene,
             "grounded": list(GROUNDED),
+            "grounder_inputs": "sentence, phrase matches, word runs",  # what a checkpoint's features hold
             "training_captions": training_captions_fingerprint(),
             "descriptions": DESCRIPTIONS,
         }

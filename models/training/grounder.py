@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.grounding import GROUNDED, Embed, SceneGrounder
+from models.grounding import GROUNDED, Embed, GrounderInputs, SceneGrounder
 from models.world import ATTRIBUTES, SceneSpec, attribute_descriptions, caption_parts
 from models.world.phrases import SLOT_ATTRIBUTE, SYNONYMS
 
@@ -43,6 +43,7 @@ def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
         phrase_values=phrase_values,
         max_words=config.grounder_max_words,
         threshold=config.grounder_threshold,
+        run_scores=True,
     )
     grounder.phrase_embeddings.copy_(embed(phrases))
     return grounder
@@ -51,23 +52,26 @@ def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
 def _captions(config: TrainConfig) -> tuple[list[str], list[SceneSpec], list[list[str]]]:
     """Random scenes, each with one training caption. Attributes a caption does not name keep their
     random value as the label, so "not named" is learned as "no idea"; to teach that for subject and
-    palette too (every template names both), each is left out of a share of the captions."""
+    palette too (every template names both), each is left out of a share of the captions, and another
+    share keeps only the template's own words, like a remark that names no scene."""
     rng = np.random.default_rng([config.seed, 7])
     specs = [SceneSpec.random(rng) for _ in range(config.grounder_captions)]
     texts, omitted = [], []
     for spec in specs:
         omit = [attr for attr in ("subject", "palette") if rng.random() < config.grounder_unnamed]
+        if rng.random() < config.grounder_no_scene:  # a remark that names nothing: "give me, pan left"
+            omit = list(ATTRIBUTES)
         texts.append(caption_parts(spec, rng, split="train", omit=omit)[0])
         omitted.append(omit)
     return texts, specs, omitted
 
 
-def _features(grounder: SceneGrounder, texts: list[str], embed: Embed, chunk: int = 64) -> torch.Tensor:
+def _features(grounder: SceneGrounder, texts: list[str], embed: Embed, chunk: int = 250) -> GrounderInputs:
     parts = [
         grounder.features(texts[start : start + chunk], embed)
         for start in tqdm(range(0, len(texts), chunk), desc="ground: embed captions", unit="batch")
     ]
-    return torch.cat(parts)
+    return GrounderInputs.cat(parts)
 
 
 def train_grounder(
@@ -80,15 +84,17 @@ def train_grounder(
     texts, specs, omitted = _captions(config)
     saved = load_checkpoint(path, config.grounder_recipe())
     if saved is not None:
-        features = saved["features"]
+        features = GrounderInputs(**saved["features"])
     else:
         features = _features(grounder, texts, embed)
-        save_checkpoint(path, {"features": features}, config.grounder_recipe())
+        save_checkpoint(path, {"features": features.to_dict()}, config.grounder_recipe())
     labels = {attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in specs]) for attr in GROUNDED}
     torch.manual_seed(config.seed + 7)
-    grounder.head.reset_parameters()
+    heads = [grounder.head, grounder.run_head]
+    for head in heads:
+        head.reset_parameters()
     optimizer = torch.optim.Adam(
-        grounder.head.parameters(), lr=config.grounder_lr, weight_decay=config.grounder_weight_decay
+        [p for head in heads for p in head.parameters()], lr=config.grounder_lr, weight_decay=config.grounder_weight_decay
     )
     for _ in tqdm(range(config.grounder_steps), desc="ground: fit", unit="step"):
         logits = grounder(features)

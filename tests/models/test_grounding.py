@@ -61,8 +61,8 @@ def test_words_a_prompt_already_has_are_not_repeated(engine: StreamingEngine) ->
 def test_remarks_that_name_no_scene_mostly_pass_unchanged(engine: StreamingEngine) -> None:
     changed = {text: engine.grounded_prompt(text) for text in REMARKS}
     changed = {text: grounded for text, grounded in changed.items() if grounded != text}
-    # the card's Limits name the rate: a guess for about one remark in four (mostly a weather)
-    assert len(changed) <= len(REMARKS) // 4, changed
+    # the card's Limits name the rate: a guess for about one remark in eight
+    assert len(changed) <= len(REMARKS) // 8, changed
 
 
 def test_grounding_changes_the_conditioning_and_can_be_turned_off(engine: StreamingEngine) -> None:
@@ -109,6 +109,35 @@ def test_a_saved_grounder_reads_prompts_as_before(engine: StreamingEngine, tmp_p
     assert [{a: v for a, (v, _) in found.items()} for found in reloaded.ground(texts, embed)] == [
         {a: v for a, (v, _) in found.items()} for found in engine.grounder.ground(texts, embed)
     ]
+
+
+def test_a_prompt_reads_the_same_whatever_else_shares_its_batch(engine: StreamingEngine) -> None:
+    from models.grounding import GrounderInputs
+
+    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    texts = list(PARAPHRASES)
+    together = grounder(grounder.features(texts, embed))
+    one_by_one = [grounder(grounder.features([t], embed)) for t in texts]
+    in_two = grounder(GrounderInputs.cat([grounder.features(texts[:2], embed), grounder.features(texts[2:], embed)]))
+    for attr, logits in together.items():
+        torch.testing.assert_close(logits, torch.cat([alone[attr] for alone in one_by_one]), atol=1e-3, rtol=0)
+        torch.testing.assert_close(logits, in_two[attr], atol=1e-3, rtol=0)
+
+
+def test_a_grounder_without_run_scores_still_loads_and_reads(engine: StreamingEngine, tmp_path: Path) -> None:
+    from models.grounding import SceneGrounder
+
+    config = {k: v for k, v in engine.grounder.config.items() if not k.startswith("_") and k != "run_scores"}
+    older = SceneGrounder(**config)  # as grounders were saved before word runs were scored
+    older.load_state_dict({k: v for k, v in engine.grounder.state_dict().items() if not k.startswith("run_head")})
+    older.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["run_scores"]  # older configs do not name it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    reloaded = SceneGrounder.from_pretrained(tmp_path).eval()
+    assert reloaded.run_head is None
+    found = reloaded.ground(["evergreens at 2 am"], engine.text_encoder.sentence_embeddings)[0]
+    assert set(found) == {"subject", "palette", "weather"}
 
 
 def test_a_folder_that_lists_a_grounder_it_lacks_is_refused_by_name(tmp_path: Path) -> None:
