@@ -3,7 +3,7 @@
 The denoiser draws a scene almost perfectly when the prompt uses the world's canonical words
 ("a forest at night"), but reads paraphrases ("evergreens at 2 am") less reliably: it learned text
 from a few thousand captions, MiniLM knows far more phrasings. The grounder is a small text-only
-classifier that sees two things of a prompt:
+classifier that sees three things of a prompt:
 
 - MiniLM's sentence embedding of the whole prompt,
 - for each attribute value, how close the best-matching word run of the prompt (one to
