@@ -66,7 +66,7 @@ class GrounderInputs:
         width = max(p.run_index.shape[1] for p in parts)
         indices, offset = [], 0
         for part in parts:
-            index = part.run_index.masked_fill(part.run_index < 0, -1 - offset) + offset
+            index = torch.where(part.run_index < 0, part.run_index, part.run_index + offset)
             indices.append(nn.functional.pad(index, (0, width - index.shape[1]), value=-1))
             offset += len(part.runs)
         return cls(
@@ -136,15 +136,16 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         run_index = torch.full((len(texts), max(len(p) for p in runs_per_text)), -1, dtype=torch.long)
         for row, per in enumerate(runs_per_text):
             run_index[row, : len(per)] = torch.tensor([position[r] for r in per])
+        run_index = run_index.to(self.phrase_embeddings.device)
         # best phrase of each value for every run: [runs, values]
         similarity = run_vectors @ self.phrase_embeddings.T
         per_value = torch.full((len(runs), self.total_values), -1.0, dtype=similarity.dtype, device=similarity.device)
         per_value = per_value.scatter_reduce(
             1, self.phrase_value.expand(len(runs), -1), similarity, reduce="amax", include_self=True
         )
-        best = _pool(per_value, run_index.to(per_value.device), fill=-1.0).amax(dim=1)
+        best = _pool(per_value, run_index, fill=-1.0).amax(dim=1)
         prompts = torch.cat([sentences, self.config.spot_scale * best], dim=1)
-        return GrounderInputs(prompts=prompts, runs=run_vectors, run_index=run_index.to(prompts.device))
+        return GrounderInputs(prompts=prompts, runs=run_vectors, run_index=run_index)
 
     def forward(self, inputs: GrounderInputs) -> dict[str, torch.Tensor]:
         """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`)."""
