@@ -126,8 +126,16 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         return out
 
     @torch.no_grad()
-    def features(self, texts: Sequence[str], embed: Embed) -> GrounderInputs:
-        """What the grounder reads of `texts`: sentence embeddings, best phrase matches and word runs."""
+    def features(
+        self, texts: Sequence[str], embed: Embed, exclude: Sequence[Sequence[int]] | None = None
+    ) -> GrounderInputs:
+        """What the grounder reads of `texts`: sentence embeddings, best phrase matches and word runs.
+
+        `exclude` (training only): per text, rows of the phrase table it may not match. A training
+        caption's own phrases are left out, so that its best matches are as close as those of a phrasing
+        the grounder has never seen; were they kept, every training caption would match some phrase
+        exactly and the grounder would learn to trust exact matches only.
+        """
         runs_per_text = [word_runs(t, self.config.max_words) or [t] for t in texts]
         runs = list(dict.fromkeys(r for per in runs_per_text for r in per))
         vectors = embed([*texts, *runs]).to(self.phrase_embeddings)
@@ -137,15 +145,25 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         for row, per in enumerate(runs_per_text):
             run_index[row, : len(per)] = torch.tensor([position[r] for r in per])
         run_index = run_index.to(self.phrase_embeddings.device)
-        # best phrase of each value for every run: [runs, values]
         similarity = run_vectors @ self.phrase_embeddings.T
-        per_value = torch.full((len(runs), self.total_values), -1.0, dtype=similarity.dtype, device=similarity.device)
-        per_value = per_value.scatter_reduce(
-            1, self.phrase_value.expand(len(runs), -1), similarity, reduce="amax", include_self=True
-        )
-        best = _pool(per_value, run_index, fill=-1.0).amax(dim=1)
+        best = _pool(self._best_per_value(similarity), run_index, fill=-1.0).amax(dim=1)
+        for row, excluded in enumerate(exclude or ()):
+            if len(excluded):
+                own_runs = similarity[run_index[row][run_index[row] >= 0]]
+                best[row] = self._best_per_value(own_runs, excluded).amax(dim=0)
         prompts = torch.cat([sentences, self.config.spot_scale * best], dim=1)
         return GrounderInputs(prompts=prompts, runs=run_vectors, run_index=run_index)
+
+    def _best_per_value(self, similarity: torch.Tensor, excluded: Sequence[int] = ()) -> torch.Tensor:
+        """`[runs, phrases]` similarities -> `[runs, values]`: each value's best phrase, bar `excluded` rows."""
+        if len(excluded):
+            similarity = similarity.index_fill(1, torch.as_tensor(excluded, device=similarity.device), -1.0)
+        per_value = torch.full(
+            (len(similarity), self.total_values), -1.0, dtype=similarity.dtype, device=similarity.device
+        )
+        return per_value.scatter_reduce(
+            1, self.phrase_value.expand(len(similarity), -1), similarity, reduce="amax", include_self=True
+        )
 
     def forward(self, inputs: GrounderInputs) -> dict[str, torch.Tensor]:
         """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`)."""

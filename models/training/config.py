@@ -104,7 +104,7 @@ class TrainConfig:
             "grounder_unnamed": self.grounder_unnamed,
             "grounder_no_scene": self.grounder_no_scene,
             "grounded": list(GROUNDED),
-            "grounder_inputs": "sentence, phrase matches, word runs",  # what a checkpoint's features hold
+            "grounder_inputs": "sentence, phrase matches bar its own, word runs",  # what a checkpoint's features hold
             "training_captions": training_captions_fingerprint(),
             "descriptions": DESCRIPTIONS,
         }

@@ -6,6 +6,7 @@ The embedded features are checkpointed; the linear heads then train in seconds, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,23 @@ CANONICAL_SLOT = {"subject": "s", "palette": "p", "weather": "w"}
 """The caption slot whose first training phrase is an attribute's canonical words ("forest", "at night")."""
 
 
-def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
-    """An untrained grounder whose phrase table holds every training phrase of the grounded attributes."""
+def phrase_table() -> tuple[list[str], list[int]]:
+    """The grounder's phrases (each grounded value's description and training phrases) and, for each,
+    the index of its value among the grounded attributes' values."""
     descriptions = attribute_descriptions()
-    values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
     phrases: list[str] = []
     phrase_values: list[int] = []
-    for value_index, (attr, value) in enumerate((a, v) for a, vs in zip(GROUNDED, values) for v in vs):
+    grounded_values = ((attr, value) for attr in GROUNDED for value in ATTRIBUTES[attr])
+    for value_index, (attr, value) in enumerate(grounded_values):
         phrases += descriptions[attr][value]
         phrase_values += [value_index] * len(descriptions[attr][value])
+    return phrases, phrase_values
+
+
+def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
+    """An untrained grounder whose phrase table holds every training phrase of the grounded attributes."""
+    values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
+    phrases, phrase_values = phrase_table()
     canonical = [[SYNONYMS[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)]
     assert all(SLOT_ATTRIBUTE[CANONICAL_SLOT[attr]] == attr for attr in GROUNDED)
     grounder = SceneGrounder(
@@ -49,27 +58,41 @@ def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
     return grounder
 
 
-def _captions(config: TrainConfig) -> tuple[list[str], list[SceneSpec], list[list[str]]]:
+@dataclass
+class _Captions:
+    texts: list[str]
+    specs: list[SceneSpec]
+    omitted: list[list[str]]  # attributes each caption leaves unnamed
+    phrases: list[list[str]]  # the phrases each caption put in its slots
+
+
+def _captions(config: TrainConfig) -> _Captions:
     """Random scenes, each with one training caption. Attributes a caption does not name keep their
     random value as the label, so "not named" is learned as "no idea"; to teach that for subject and
     palette too (every template names both), each is left out of a share of the captions, and another
     share keeps only the template's own words, like a remark that names no scene."""
     rng = np.random.default_rng([config.seed, 7])
-    specs = [SceneSpec.random(rng) for _ in range(config.grounder_captions)]
-    texts, omitted = [], []
-    for spec in specs:
+    out = _Captions([], [SceneSpec.random(rng) for _ in range(config.grounder_captions)], [], [])
+    for spec in out.specs:
         omit = [attr for attr in ("subject", "palette") if rng.random() < config.grounder_unnamed]
         if rng.random() < config.grounder_no_scene:  # a remark that names nothing: "give me, pan left"
             omit = list(ATTRIBUTES)
-        texts.append(caption_parts(spec, rng, split="train", omit=omit)[0])
-        omitted.append(omit)
-    return texts, specs, omitted
+        text, slots = caption_parts(spec, rng, split="train", omit=omit)
+        out.texts.append(text)
+        out.omitted.append(omit)
+        out.phrases.append(list(slots.values()))
+    return out
 
 
-def _features(grounder: SceneGrounder, texts: list[str], embed: Embed, chunk: int = 250) -> GrounderInputs:
+def _features(grounder: SceneGrounder, captions: _Captions, embed: Embed, chunk: int = 250) -> GrounderInputs:
+    """The captions' grounder inputs, each caption matched against the phrase table without its own phrases."""
+    rows: dict[str, list[int]] = {}
+    for row, phrase in enumerate(phrase_table()[0]):
+        rows.setdefault(phrase, []).append(row)
+    exclude = [[row for phrase in phrases for row in rows.get(phrase, ())] for phrases in captions.phrases]
     parts = [
-        grounder.features(texts[start : start + chunk], embed)
-        for start in tqdm(range(0, len(texts), chunk), desc="ground: embed captions", unit="batch")
+        grounder.features(captions.texts[start : start + chunk], embed, exclude[start : start + chunk])
+        for start in tqdm(range(0, len(captions.texts), chunk), desc="ground: embed captions", unit="batch")
     ]
     return GrounderInputs.cat(parts)
 
@@ -81,14 +104,16 @@ def train_grounder(
     its accuracy per attribute on the captions that name it."""
     path = work_dir / "grounder.pt"
     grounder = make_grounder(config, embed)
-    texts, specs, omitted = _captions(config)
+    captions = _captions(config)
     saved = load_checkpoint(path, config.grounder_recipe())
     if saved is not None:
         features = GrounderInputs(**saved["features"])
     else:
-        features = _features(grounder, texts, embed)
+        features = _features(grounder, captions, embed)
         save_checkpoint(path, {"features": features.to_dict()}, config.grounder_recipe())
-    labels = {attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in specs]) for attr in GROUNDED}
+    labels = {
+        attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in captions.specs]) for attr in GROUNDED
+    }
     torch.manual_seed(config.seed + 7)
     heads = [grounder.head, grounder.run_head]
     for head in heads:
@@ -106,6 +131,6 @@ def train_grounder(
     with torch.no_grad():
         logits = grounder(features)
     hits = {attr: logits[attr].argmax(-1) == labels[attr] for attr in GROUNDED}
-    named = {attr: torch.tensor([attr not in omit for omit in omitted]) for attr in GROUNDED}
+    named = {attr: torch.tensor([attr not in omit for omit in captions.omitted]) for attr in GROUNDED}
     accuracy = {attr: round(float(hits[attr][named[attr]].float().mean()), 4) for attr in GROUNDED}
-    return grounder, {"captions": len(texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}
+    return grounder, {"captions": len(captions.texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}

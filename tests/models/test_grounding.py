@@ -124,6 +124,28 @@ def test_a_prompt_reads_the_same_whatever_else_shares_its_batch(engine: Streamin
         torch.testing.assert_close(logits, in_two[attr], atol=1e-3, rtol=0)
 
 
+def test_training_captions_are_matched_without_their_own_phrases(engine: StreamingEngine) -> None:
+    from models.training.grounder import phrase_table
+
+    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    phrases, _ = phrase_table()
+    assert len(phrases) == len(grounder.phrase_embeddings)  # the shipped table is today's training phrases
+    texts = ["a thicket of pines at cockcrow", "a calm scene"]
+    own = [[i for i, p in enumerate(phrases) if p in ("thicket of pines", "at cockcrow")], []]
+    assert len(own[0]) == 2
+    matched = grounder.features(texts, embed).prompts
+    without_own = grounder.features(texts, embed, exclude=own).prompts
+    values = [v for vs in grounder.config.values for v in vs]
+    spots = slice(grounder.config.embedding_dim, None)  # after the sentence embedding: best match per value
+    forest, dawn = values.index("forest"), values.index("dawn")
+    scale = grounder.config.spot_scale
+    # with its own phrases, a training caption matches exactly; without them, only as near as a new phrasing
+    assert matched[0, spots][[forest, dawn]].tolist() == pytest.approx([scale, scale], abs=1e-3)
+    assert (without_own[0, spots][[forest, dawn]] < 0.99 * scale).all()
+    assert (without_own[0, spots] <= matched[0, spots] + 1e-5).all()
+    torch.testing.assert_close(without_own[1], matched[1])  # a text with nothing to leave out reads as before
+
+
 def test_a_grounder_without_run_scores_still_loads_and_reads(engine: StreamingEngine, tmp_path: Path) -> None:
     from models.grounding import SceneGrounder
 
