@@ -61,8 +61,8 @@ def test_words_a_prompt_already_has_are_not_repeated(engine: StreamingEngine) ->
 def test_remarks_that_name_no_scene_mostly_pass_unchanged(engine: StreamingEngine) -> None:
     changed = {text: engine.grounded_prompt(text) for text in REMARKS}
     changed = {text: grounded for text, grounded in changed.items() if grounded != text}
-    # the card's Limits name the rate: a guess for about one remark in eight
-    assert len(changed) <= len(REMARKS) // 8, changed
+    # the card's Limits name the rate: a guess for about one remark in five
+    assert len(changed) <= len(REMARKS) // 5 + 1, changed
 
 
 def test_grounding_changes_the_conditioning_and_can_be_turned_off(engine: StreamingEngine) -> None:
