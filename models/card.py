@@ -151,14 +151,13 @@ def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    sentence embedding and, per value, the best cosine match between any run of 1 to
    {config['grounder_max_words']} of its words and that value's training phrases; a second linear layer scores each
    word run's own embedding, pooled over the prompt's runs (log-sum-exp). Fit on {figures['captions']} training
-   captions ({fit}, weight decay {config['grounder_weight_decay']}), each matched against the phrase table
-   without the phrases it was written with, so that its matches are as close as a new phrasing's
-   (with them, every training caption matched some phrase exactly, and the grounder learned to trust
-   exact matches only); in
-   {unnamed} of them the subject's words and, apart, the palette's are left out, and in
-   {no_scene} only the template's own words are kept ("give me, pan left"), so that text
-   naming neither learns to be unsure. On the captions it was fit on, its most probable value is right
-   for the subject in {accuracy['subject']} and the palette in {accuracy['palette']} of those that name them, and for
+   captions ({fit}, weight decay {config['grounder_weight_decay']}), each matched against the
+   phrase table without the phrases it was written with, so that its matches are as close as a new
+   phrasing's (with them, every training caption matched some phrase exactly, and the grounder
+   learned to trust exact matches only); in {unnamed} of them the subject's words and, apart, the
+   palette's are left out, and in {no_scene} only the template's own words are kept ("give me, pan
+   left"), so that text naming neither learns to be unsure. On the captions it was fit on, its most
+   probable value is right for the subject in {accuracy['subject']} and the palette in {accuracy['palette']} of those that name them, and for
    the weather in {accuracy['weather']} (often unnamed).
    At inference the canonical words of each value it gives probability {config['grounder_threshold']} or more lead
    the prompt, unless it has them already, and the viewer's words follow (MiniLM reads 32 tokens: a
@@ -169,10 +168,10 @@ def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    captions. Leaving a caption's own phrases out was checked the same way, on three other folds:
    +1.9 to +2.5 points. On the evaluation's held-out captions it raised the grounder's own reading of
    both from 80% to 83%, but not the frames' adherence (0.777 before and after): the captions it
-   now reads right are ones the denoiser already drew right from the viewer's words. The share of unnamed captions, the threshold and the order were chosen earlier by their
-   effect on the first 192 of the evaluation's held-out captions, so its held-out figures are
-   somewhat optimistic; the share of captions without scene words was set by the test remarks
-   (see Limits)."""
+   now reads right are ones the denoiser already drew right from the viewer's words. The share of
+   unnamed captions, the threshold and the order were chosen earlier by their effect on the first
+   192 of the evaluation's held-out captions, so its held-out figures are somewhat optimistic; the
+   share of captions without scene words was set by the test remarks (see Limits)."""
 
 
 def _device_words(device: str) -> str:
@@ -247,8 +246,8 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
 - The grounder guesses on some remarks that name no scene: in a test list of 24 ("hello", "surprise
   me", "next", ...) about one in five gets canonical words ("at dawn: hello"); it was one in eight
   before captions were matched without their own phrases (see step 4), which reads new phrasings
-  better but trusts weaker matches. In serving this
-  rarely matters: the planner's prompts always carry the scene's own caption.
+  better but trusts weaker matches. In serving this rarely matters: the planner's prompts always
+  carry the scene's own caption.
 - Held-out words MiniLM does not relate to the world's stay unread, grounded or not: "taiga" and
   "cataract" (subjects), "blue hour", "gloaming", "outrun" and "cyberpunk hues" (palettes). Some it
   does relate are still outweighed by a word they share with another scene: "fire mountain" is read

@@ -39,10 +39,10 @@ def phrase_table() -> tuple[list[str], list[int]]:
     return phrases, phrase_values
 
 
-def make_grounder(config: TrainConfig, embed: Embed) -> SceneGrounder:
-    """An untrained grounder whose phrase table holds every training phrase of the grounded attributes."""
+def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], list[int]]) -> SceneGrounder:
+    """An untrained grounder whose phrase table holds `table` (from `phrase_table`)."""
     values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
-    phrases, phrase_values = phrase_table()
+    phrases, phrase_values = table
     canonical = [[SYNONYMS[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)]
     assert all(SLOT_ATTRIBUTE[CANONICAL_SLOT[attr]] == attr for attr in GROUNDED)
     grounder = SceneGrounder(
@@ -84,10 +84,12 @@ def _captions(config: TrainConfig) -> _Captions:
     return out
 
 
-def _features(grounder: SceneGrounder, captions: _Captions, embed: Embed, chunk: int = 250) -> GrounderInputs:
-    """The captions' grounder inputs, each caption matched against the phrase table without its own phrases."""
+def _features(
+    grounder: SceneGrounder, captions: _Captions, phrases: list[str], embed: Embed, chunk: int = 250
+) -> GrounderInputs:
+    """The captions' grounder inputs, each caption matched against the grounder's `phrases` bar its own."""
     rows: dict[str, list[int]] = {}
-    for row, phrase in enumerate(phrase_table()[0]):
+    for row, phrase in enumerate(phrases):
         rows.setdefault(phrase, []).append(row)
     exclude = [[row for phrase in phrases for row in rows.get(phrase, ())] for phrases in captions.phrases]
     parts = [
@@ -103,13 +105,14 @@ def train_grounder(
     """Fit the grounder's heads on embedded training captions (resuming the embedding); returns it and
     its accuracy per attribute on the captions that name it."""
     path = work_dir / "grounder.pt"
-    grounder = make_grounder(config, embed)
+    table = phrase_table()
+    grounder = make_grounder(config, embed, table)
     captions = _captions(config)
     saved = load_checkpoint(path, config.grounder_recipe())
     if saved is not None:
         features = GrounderInputs(**saved["features"])
     else:
-        features = _features(grounder, captions, embed)
+        features = _features(grounder, captions, table[0], embed)
         save_checkpoint(path, {"features": features.to_dict()}, config.grounder_recipe())
     labels = {
         attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in captions.specs]) for attr in GROUNDED
@@ -119,7 +122,9 @@ def train_grounder(
     for head in heads:
         head.reset_parameters()
     optimizer = torch.optim.Adam(
-        [p for head in heads for p in head.parameters()], lr=config.grounder_lr, weight_decay=config.grounder_weight_decay
+        [p for head in heads for p in head.parameters()],
+        lr=config.grounder_lr,
+        weight_decay=config.grounder_weight_decay,
     )
     for _ in tqdm(range(config.grounder_steps), desc="ground: fit", unit="step"):
         logits = grounder(features)
@@ -133,4 +138,5 @@ def train_grounder(
     hits = {attr: logits[attr].argmax(-1) == labels[attr] for attr in GROUNDED}
     named = {attr: torch.tensor([attr not in omit for omit in captions.omitted]) for attr in GROUNDED}
     accuracy = {attr: round(float(hits[attr][named[attr]].float().mean()), 4) for attr in GROUNDED}
-    return grounder, {"captions": len(captions.texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}
+    figures = {"captions": len(captions.texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}
+    return grounder, figures
