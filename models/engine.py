@@ -321,6 +321,12 @@ class StreamingEngine:
         """
         return self.text_encoder.encode([self.grounded_prompt(text)])[0].to(device=self.device, dtype=self.dtype)
 
+    def encode_prompts(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        """`encode_prompt` for many texts at once, grounded together in one batch (if on), for evaluation
+        runs of hundreds of prompts; not cached."""
+        prompts = self.grounder.expand_all(texts, self.text_encoder.sentence_embeddings) if self._grounding else texts
+        return list(self.text_encoder.encode(list(prompts)).to(device=self.device, dtype=self.dtype))
+
     def new_stream(self, seed: int) -> StreamState:
         """A fresh stream whose noise is drawn from `torch.Generator().manual_seed(seed)`."""
         generator = torch.Generator(device=self.device).manual_seed(int(seed))

@@ -11,9 +11,11 @@ classifier that sees three things of a prompt:
 - each word run's own embedding, scored per value by a second linear layer and pooled over the
   prompt's runs (log-sum-exp), so a telling word ("orange", "boreal") weighs in wherever it stands.
 
-Per attribute value, the logits of both linear layers add up to its probability. Where the top value is
-probable enough, its canonical phrase is put in front of the prompt; the viewer's words follow, so
-nothing they said is lost. It is trained on training captions only (`pixelcast train`).
+Per attribute value, the logits of both linear layers add up to its probability. Each attribute also has
+an "unnamed" outcome, scored by the first layer alone: training captions that leave an attribute out
+teach it, so a remark such as "hello" puts its probability there rather than on a guess. Where the top
+value is probable enough, its canonical phrase is put in front of the prompt; the viewer's words follow,
+so nothing they said is lost. It is trained on training captions only (`pixelcast train`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         spot_scale: the similarity features are multiplied by this (puts them on the embedding's scale).
         run_scores: score every word run's embedding too (pooled per prompt); off in grounders saved
             before it existed.
+        unnamed_class: give each attribute an "unnamed" outcome besides its values (the last logit of
+            each attribute); off in grounders saved before it existed.
 
     Everything is stored in lists: diffusers writes configs with sorted keys, so a dict's order
     would not survive `save_pretrained`.
@@ -108,6 +112,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         threshold: float = 0.5,
         spot_scale: float = 3.0,
         run_scores: bool = False,
+        unnamed_class: bool = False,
     ) -> None:
         super().__init__()
         if not len(attributes) == len(values) == len(canonical):
@@ -115,7 +120,8 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         self.total_values = sum(len(v) for v in values)
         self.register_buffer("phrase_embeddings", torch.zeros(len(phrase_values), embedding_dim))
         self.register_buffer("phrase_value", torch.tensor(phrase_values, dtype=torch.long), persistent=False)
-        self.head = nn.Linear(embedding_dim + self.total_values, self.total_values)
+        unnamed = len(attributes) if unnamed_class else 0
+        self.head = nn.Linear(embedding_dim + self.total_values, self.total_values + unnamed)
         self.run_head = nn.Linear(embedding_dim, self.total_values) if run_scores else None
 
     def _slices(self) -> dict[str, slice]:
@@ -166,22 +172,29 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         )
 
     def forward(self, inputs: GrounderInputs) -> dict[str, torch.Tensor]:
-        """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`)."""
-        logits = self.head(inputs.prompts)
+        """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`); with
+        `unnamed_class`, `[B, values + 1]`, the last being "unnamed"."""
+        head = self.head(inputs.prompts)
+        logits = head[:, : self.total_values]
         if self.run_head is not None:
             per_run = _pool(self.run_head(inputs.runs), inputs.run_index, fill=float("-inf"))
             logits = logits + per_run.logsumexp(dim=1)
-        return {attr: logits[:, part] for attr, part in self._slices().items()}
+        out = {attr: logits[:, part] for attr, part in self._slices().items()}
+        if self.config.unnamed_class:
+            unnamed = head[:, self.total_values :].split(1, dim=1)
+            out = {attr: torch.cat([values, none], dim=1) for (attr, values), none in zip(out.items(), unnamed)}
+        return out
 
     @torch.no_grad()
     def ground(self, texts: Sequence[str], embed: Embed) -> list[dict[str, tuple[str, float]]]:
-        """Per prompt: attribute -> (most probable value, its probability)."""
+        """Per prompt: attribute -> (most probable value, its probability); with `unnamed_class`, the
+        probability the prompt leaves the attribute unnamed is the rest, so a remark's values are improbable."""
         if not texts:
             return []
         probabilities = {attr: logits.softmax(-1) for attr, logits in self(self.features(texts, embed)).items()}
         out: list[dict[str, tuple[str, float]]] = [{} for _ in texts]
         for (attr, probs), values in zip(probabilities.items(), self.config.values):
-            top, index = probs.max(dim=-1)
+            top, index = probs[:, : len(values)].max(dim=-1)
             for row, (p, i) in enumerate(zip(top.tolist(), index.tolist())):
                 out[row][attr] = (values[i], p)
         return out
@@ -194,7 +207,13 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         words lead because MiniLM reads at most 32 tokens: a long prompt loses its end, and these are
         the words the denoiser reads best.
         """
-        found = self.ground([text], embed)[0]
+        return self.expand_all([text], embed)[0]
+
+    def expand_all(self, texts: Sequence[str], embed: Embed) -> list[str]:
+        """`expand` for many texts at once: their word runs are embedded together, which is much faster."""
+        return [self._said_again(text, found) for text, found in zip(texts, self.ground(texts, embed), strict=True)]
+
+    def _said_again(self, text: str, found: dict[str, tuple[str, float]]) -> str:
         words = [
             canonical[values.index(value)]
             for attr, values, canonical in zip(self.config.attributes, self.config.values, self.config.canonical)

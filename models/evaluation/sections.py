@@ -103,12 +103,32 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in acc.items()}
 
 
-def _grounder_accuracy(engine: StreamingEngine, texts: list[str], specs: list[SceneSpec]) -> dict[str, float]:
+def _grounder_reading(
+    engine: StreamingEngine, texts: list[str], specs: list[SceneSpec], frame_hits: np.ndarray
+) -> dict[str, Any]:
     """How often the grounder alone, from the text, names each attribute value the caption describes
-    (its most probable value, whether or not it is sure enough to add it)."""
-    found = engine.grounder.ground(texts, engine.text_encoder.sentence_embeddings)
-    predictions = {attr: [f[attr][0] for f in found] for attr in engine.grounder.config.attributes}
-    return _rounded(accuracy(predictions, specs))
+    (its most probable value, whether or not it is sure enough to add it); and the frames' joint
+    adherence (`frame_hits`, per stream) where it names subject and palette right and surely, and
+    elsewhere: what is left to gain from reading words better, and from drawing what was read."""
+    grounder = engine.grounder
+    found = grounder.ground(texts, engine.text_encoder.sentence_embeddings)
+    predictions = {attr: [f[attr][0] for f in found] for attr in grounder.config.attributes}
+    threshold = grounder.config.threshold
+    sure = np.array(
+        [
+            all(f[attr][0] == getattr(spec, attr) and f[attr][1] >= threshold for attr in ("subject", "palette"))
+            for f, spec in zip(found, specs, strict=True)
+        ]
+    )
+
+    def group(mask: np.ndarray) -> dict[str, float | None]:
+        joint = rnd(float(frame_hits[mask].mean())) if mask.any() else None
+        return {"share": rnd(float(mask.mean())), "joint": joint}
+
+    return {
+        "grounder_text_accuracy": _rounded(accuracy(predictions, specs)),
+        "by_grounder_reading": {"both_named_right_and_sure": group(sure), "rest": group(~sure)},
+    }
 
 
 def adherence(
@@ -136,7 +156,7 @@ def adherence(
         for name, split, offset in runs:
             texts, parts = captions[split]
             engine.grounding = grounding and name != "heldout_ungrounded"
-            conds = [engine.encode_prompt(t) for t in texts]
+            conds = engine.encode_prompts(texts)
             seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
             clips = rollout(
                 engine, conds, seeds, cfg.settle_frames, keep,
@@ -155,7 +175,8 @@ def adherence(
             if split == "heldout":
                 splits[name]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
                 if grounding:
-                    splits[name]["grounder_text_accuracy"] = _grounder_accuracy(engine, list(texts), specs)
+                    per_stream = joint_hits(predictions, truth).reshape(-1, cfg.probe_frames).mean(axis=1)
+                    splits[name] |= _grounder_reading(engine, list(texts), specs, per_stream)
     finally:
         engine.grounding = grounding
     real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])

@@ -53,6 +53,7 @@ def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], lis
         max_words=config.grounder_max_words,
         threshold=config.grounder_threshold,
         run_scores=True,
+        unnamed_class=True,
     )
     grounder.phrase_embeddings.copy_(embed(phrases))
     return grounder
@@ -62,15 +63,15 @@ def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], lis
 class _Captions:
     texts: list[str]
     specs: list[SceneSpec]
-    omitted: list[list[str]]  # attributes each caption leaves unnamed
+    named: list[set[str]]  # attributes each caption names
     phrases: list[list[str]]  # the phrases each caption put in its slots
 
 
 def _captions(config: TrainConfig) -> _Captions:
-    """Random scenes, each with one training caption. Attributes a caption does not name keep their
-    random value as the label, so "not named" is learned as "no idea"; to teach that for subject and
-    palette too (every template names both), each is left out of a share of the captions, and another
-    share keeps only the template's own words, like a remark that names no scene."""
+    """Random scenes, each with one training caption; an attribute a caption does not name is labelled
+    "unnamed". To teach that for subject and palette too (every template names both), each is left out
+    of a share of the captions, and another share keeps only the template's own words, like a remark
+    that names no scene."""
     rng = np.random.default_rng([config.seed, 7])
     out = _Captions([], [SceneSpec.random(rng) for _ in range(config.grounder_captions)], [], [])
     for spec in out.specs:
@@ -79,7 +80,7 @@ def _captions(config: TrainConfig) -> _Captions:
             omit = list(ATTRIBUTES)
         text, slots = caption_parts(spec, rng, split="train", omit=omit)
         out.texts.append(text)
-        out.omitted.append(omit)
+        out.named.append({SLOT_ATTRIBUTE[slot] for slot in slots})
         out.phrases.append(list(slots.values()))
     return out
 
@@ -114,8 +115,15 @@ def train_grounder(
     else:
         features = _features(grounder, captions, table[0], embed)
         save_checkpoint(path, {"features": features.to_dict()}, config.grounder_recipe())
+    unnamed = {attr: len(ATTRIBUTES[attr]) for attr in GROUNDED}  # the "unnamed" logit follows the values
     labels = {
-        attr: torch.tensor([ATTRIBUTES[attr].index(getattr(s, attr)) for s in captions.specs]) for attr in GROUNDED
+        attr: torch.tensor(
+            [
+                ATTRIBUTES[attr].index(getattr(spec, attr)) if attr in named else unnamed[attr]
+                for spec, named in zip(captions.specs, captions.named, strict=True)
+            ]
+        )
+        for attr in GROUNDED
     }
     torch.manual_seed(config.seed + 7)
     heads = [grounder.head, grounder.run_head]
@@ -136,7 +144,13 @@ def train_grounder(
     with torch.no_grad():
         logits = grounder(features)
     hits = {attr: logits[attr].argmax(-1) == labels[attr] for attr in GROUNDED}
-    named = {attr: torch.tensor([attr not in omit for omit in captions.omitted]) for attr in GROUNDED}
+    named = {attr: labels[attr] != unnamed[attr] for attr in GROUNDED}
     accuracy = {attr: round(float(hits[attr][named[attr]].float().mean()), 4) for attr in GROUNDED}
-    figures = {"captions": len(captions.texts), "training_accuracy": accuracy, "final_loss": round(loss.item(), 4)}
+    unnamed_accuracy = {attr: round(float(hits[attr][~named[attr]].float().mean()), 4) for attr in GROUNDED}
+    figures = {
+        "captions": len(captions.texts),
+        "training_accuracy": accuracy,
+        "unnamed_accuracy": unnamed_accuracy,
+        "final_loss": round(loss.item(), 4),
+    }
     return grounder, figures

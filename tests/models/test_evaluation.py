@@ -103,6 +103,11 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     text_only = adherence["heldout"]["grounder_text_accuracy"]
     assert set(text_only) == {"subject", "palette", "weather", "subject+palette"}
     assert all(0.0 <= v <= 1.0 for v in text_only.values())
+    # the held-out streams split by whether the grounder read both right and surely: the parts add up
+    groups = adherence["heldout"]["by_grounder_reading"].values()
+    assert sum(g["share"] for g in groups) == pytest.approx(1.0, abs=1e-3)
+    weighted = sum(g["share"] * (g["joint"] or 0.0) for g in groups)
+    assert weighted == pytest.approx(adherence["heldout"]["accuracy"]["subject+palette"], abs=2e-3)
 
     # which held-out words the model follows: each tallied phrase is a held-out one for its attribute
     tallied = adherence["heldout"]["phrases"]
@@ -149,6 +154,8 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     (folder / EVALUATION_FILE).write_text(json.dumps(report))
     card = write_model_card(folder).read_text()
     assert f"against {report['adherence']['detail']['world_edge_energy']} in the world's renders" in card
+    sure = report["adherence"]["heldout"]["by_grounder_reading"]["both_named_right_and_sure"]
+    assert f"surely enough to add their words ({100 * sure['share']:.1f}% of the" in card
     missed = missed_phrases(report)
     for per_phrase in report["adherence"]["heldout"]["phrases"].values():
         for phrase in per_phrase:
