@@ -19,6 +19,7 @@ bench: $(STAMP)
 	$(VENV)/bin/pixelcast bench stream --viewers 1 --seconds 30 --json bench-results/stream-1.json
 	$(VENV)/bin/pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json
 	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
+	$(VENV)/bin/pixelcast bench grounding --json bench-results/grounding.json
 
 train: $(STAMP)
 	$(VENV)/bin/pixelcast train $(ARGS)

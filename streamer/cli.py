@@ -126,6 +126,7 @@ _COMMANDS = (
         ("bench", "make-sd"), "benchmarks.random_sd", "write a random-weight SD-turbo-sized pipeline folder (GPU bench)"
     ),
     _Command(("bench", "stream"), "benchmarks.stream", "K real WebRTC viewers over loopback: fps, stalls, latency"),
+    _Command(("bench", "grounding"), "benchmarks.grounding", "how long the grounder takes to read a viewer's steer"),
     _Command(("train",), "models.training.recipe", "train the shipped model from scratch (resumable)"),
     _Command(
         ("eval", "model"), "models.evaluation.model_eval", "prompt adherence, flicker, drift and transitions of a model"

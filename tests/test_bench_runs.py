@@ -1,9 +1,11 @@
-"""`make bench`'s stream and Redis benchmarks run end to end and report what a reader of their JSON needs."""
+"""`make bench`'s stream, Redis and grounding benchmarks run end to end and report what a reader of their JSON needs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from streamer.cli import main as cli_main
 
@@ -30,3 +32,15 @@ def test_bench_redis_counts_exactly_and_replays_to_no_effect(tmp_path: Path) -> 
     checks = report["checks"]
     assert checks["exact_counts"] is True and checks["problems"] == []
     assert checks["replay_applied"] == 0 and checks["replay_changed_profiles"] is False
+
+
+def test_bench_grounding_reads_every_steer_alike_in_small_batches_and_one(tmp_path: Path) -> None:
+    out = tmp_path / "grounding.json"
+    assert cli_main(["bench", "grounding", "--rounds", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["same_prompts"] is True  # chunking changes the speed, never what the grounder reads
+    assert all(runs > 20 for runs in report["word_runs_per_prompt"])
+    for contender in ("small_batches", "one_batch"):
+        assert report["results"][contender]["p50_ms"] > 0
+    expected = report["results"]["one_batch"]["p50_ms"] / report["results"]["small_batches"]["p50_ms"]
+    assert report["ratio_p50_one_batch_vs_small_batches"] == pytest.approx(expected, rel=0.01)

@@ -1,0 +1,93 @@
+"""`pixelcast bench grounding`: how long the shipped grounder takes to read a viewer's steer.
+
+Each steer reaches the engine as the server builds it, the viewer's words then the scene's caption
+("slower, more ocean, a calm forest at night, in the snow, static camera"). Grounding it embeds the
+prompt and every run of up to five of its words with MiniLM: about a hundred short texts for a long
+steer. MiniLM pads each batch to its longest text, so the word runs are embedded in small batches of
+similar length; the report sets that against one batch holding them all, in interleaved rounds of
+one process, as p50/p95 latency and a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+from models.engine import StreamingEngine, default_model_path
+
+from .report import machine, percentiles_ms, shown_path, write_json
+
+STEERS = (
+    "slower please, and much more of the ocean with pink dawn light",
+    "make it brighter and busier, like a city at noon with rain",
+    "more trees",
+    "I want mountains in the snow, calm, no camera movement",
+    "something warmer, a desert as the sun goes down",
+    "less fog, more stars",
+)
+"""Viewers' steers, each sent with the scene caption the planner adds (`SCENE_CAPTION`)."""
+
+SCENE_CAPTION = "a calm forest at night, in the snow, static camera"
+
+ONE_BATCH = 1024
+"""A chunk size no steer's word runs reach: every text of a prompt in one padded batch."""
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Time `SceneGrounder.expand` on every steer, for the shipped chunking and for one batch."""
+    engine = StreamingEngine.from_pretrained(args.model or default_model_path(), steps=1)
+    if engine.grounder is None:
+        raise SystemExit(f"{shown_path(args.model or default_model_path())} has no grounder to measure")
+    grounder, encoder = engine.grounder, engine.text_encoder
+    prompts = [f"{steer}, {SCENE_CAPTION}" for steer in STEERS]
+    contenders = {
+        "small_batches": encoder.sentence_embeddings,
+        "one_batch": functools.partial(encoder.sentence_embeddings, chunk=ONE_BATCH),
+    }
+    for embed in contenders.values():  # warm-up: first calls allocate
+        grounder.expand(prompts[0], embed)
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    read: dict[str, list[str]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for prompt in prompts:
+            for name, embed in contenders.items():
+                started = time.perf_counter()
+                grounded = grounder.expand(prompt, embed)
+                seconds[name].append(time.perf_counter() - started)
+                read[name].append(grounded)
+    results = {name: percentiles_ms(times) for name, times in seconds.items()}
+    return {
+        "benchmark": "grounding",
+        "machine": machine(),
+        "model": shown_path(args.model or default_model_path()),
+        "steers": len(prompts),
+        "rounds": args.rounds,
+        "word_runs_per_prompt": [len(grounder.features([p], encoder.sentence_embeddings).runs) for p in prompts],
+        "results": results,
+        "ratio_p50_one_batch_vs_small_batches": round(
+            results["one_batch"]["p50_ms"] / results["small_batches"]["p50_ms"], 3
+        ),
+        "same_prompts": read["small_batches"] == read["one_batch"],
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pixelcast bench grounding`."""
+    parser.add_argument("--model", type=Path, help="pipeline folder with a grounder (default: the shipped model)")
+    parser.add_argument("--rounds", type=int, default=5, help="times each steer is grounded per contender (default 5)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `pixelcast bench grounding`."""
+    report = run(args)
+    write_json(report, args.json)
+    small, one = report["results"]["small_batches"], report["results"]["one_batch"]
+    print(
+        f"grounding a steer: p50 {small['p50_ms']:.0f} ms in small batches, {one['p50_ms']:.0f} ms in one batch "
+        f"(x{report['ratio_p50_one_batch_vs_small_batches']}); same prompts: {report['same_prompts']}"
+    )
+    return 0 if report["same_prompts"] else 1
