@@ -38,9 +38,10 @@ ONE_BATCH = 1024
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Time `SceneGrounder.expand` on every steer, for the shipped chunking and for one batch."""
-    engine = StreamingEngine.from_pretrained(args.model or default_model_path(), steps=1)
+    model = args.model or default_model_path()
+    engine = StreamingEngine.from_pretrained(model, steps=1)
     if engine.grounder is None:
-        raise SystemExit(f"{shown_path(args.model or default_model_path())} has no grounder to measure")
+        raise SystemExit(f"{shown_path(model)} has no grounder to measure")
     grounder, encoder = engine.grounder, engine.text_encoder
     prompts = [f"{steer}, {SCENE_CAPTION}" for steer in STEERS]
     contenders = {
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "grounding",
         "machine": machine(),
-        "model": shown_path(args.model or default_model_path()),
+        "model": shown_path(model),
         "steers": len(prompts),
         "rounds": args.rounds,
         "word_runs_per_prompt": [len(grounder.features([p], encoder.sentence_embeddings).runs) for p in prompts],

@@ -321,11 +321,16 @@ class StreamingEngine:
         """
         return self.text_encoder.encode([self.grounded_prompt(text)])[0].to(device=self.device, dtype=self.dtype)
 
-    def encode_prompts(self, texts: Sequence[str]) -> list[torch.Tensor]:
+    def encode_prompts(
+        self, texts: Sequence[str], readings: Sequence[dict[str, tuple[str, float]]] | None = None
+    ) -> list[torch.Tensor]:
         """`encode_prompt` for many texts at once, grounded together in one batch (if on), for evaluation
-        runs of hundreds of prompts; not cached."""
-        prompts = self.grounder.expand_all(texts, self.text_encoder.sentence_embeddings) if self._grounding else texts
-        return list(self.text_encoder.encode(list(prompts)).to(device=self.device, dtype=self.dtype))
+        runs of hundreds of prompts; not cached. `readings`: what the grounder's `ground` gave for `texts`,
+        where the caller has it already."""
+        if self._grounding:
+            embed = self.text_encoder.sentence_embeddings
+            texts = self.grounder.expand_all(texts, embed, readings)
+        return list(self.text_encoder.encode(list(texts)).to(device=self.device, dtype=self.dtype))
 
     def new_stream(self, seed: int) -> StreamState:
         """A fresh stream whose noise is drawn from `torch.Generator().manual_seed(seed)`."""

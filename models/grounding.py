@@ -209,9 +209,13 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         """
         return self.expand_all([text], embed)[0]
 
-    def expand_all(self, texts: Sequence[str], embed: Embed) -> list[str]:
-        """`expand` for many texts at once: their word runs are embedded together, which is much faster."""
-        return [self._said_again(text, found) for text, found in zip(texts, self.ground(texts, embed), strict=True)]
+    def expand_all(
+        self, texts: Sequence[str], embed: Embed, readings: Sequence[dict[str, tuple[str, float]]] | None = None
+    ) -> list[str]:
+        """`expand` for many texts at once: their word runs are embedded together, which is much faster.
+        `readings`: what `ground` gave for `texts`, where the caller has it already."""
+        readings = self.ground(texts, embed) if readings is None else readings
+        return [self._said_again(text, found) for text, found in zip(texts, readings, strict=True)]
 
     def _said_again(self, text: str, found: dict[str, tuple[str, float]]) -> str:
         words = [

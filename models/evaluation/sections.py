@@ -104,14 +104,14 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
 
 
 def _grounder_reading(
-    engine: StreamingEngine, texts: list[str], specs: list[SceneSpec], frame_hits: np.ndarray
+    engine: StreamingEngine, found: list[dict[str, tuple[str, float]]], specs: list[SceneSpec], frame_hits: np.ndarray
 ) -> dict[str, Any]:
     """How often the grounder alone, from the text, names each attribute value the caption describes
     (its most probable value, whether or not it is sure enough to add it); and the frames' joint
     adherence (`frame_hits`, per stream) where it names subject and palette right and surely, and
-    elsewhere: what is left to gain from reading words better, and from drawing what was read."""
+    elsewhere: what is left to gain from reading words better, and from drawing what was read. `found`:
+    the grounder's reading of each caption (`SceneGrounder.ground`)."""
     grounder = engine.grounder
-    found = grounder.ground(texts, engine.text_encoder.sentence_embeddings)
     predictions = {attr: [f[attr][0] for f in found] for attr in grounder.config.attributes}
     threshold = grounder.config.threshold
     sure = np.array(
@@ -156,7 +156,9 @@ def adherence(
         for name, split, offset in runs:
             texts, parts = captions[split]
             engine.grounding = grounding and name != "heldout_ungrounded"
-            conds = engine.encode_prompts(texts)
+            embed = engine.text_encoder.sentence_embeddings
+            found = engine.grounder.ground(texts, embed) if engine.grounding else None
+            conds = engine.encode_prompts(texts, found)  # one reading serves the prompts and the report
             seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
             clips = rollout(
                 engine, conds, seeds, cfg.settle_frames, keep,
@@ -174,9 +176,9 @@ def adherence(
             generated.append(clips)  # flicker and detail: the frames a viewer gets
             if split == "heldout":
                 splits[name]["phrases"] = _phrase_follow_rates(specs, list(parts), predictions, cfg.probe_frames)
-                if grounding:
+                if found is not None:
                     per_stream = joint_hits(predictions, truth).reshape(-1, cfg.probe_frames).mean(axis=1)
-                    splits[name] |= _grounder_reading(engine, list(texts), specs, per_stream)
+                    splits[name] |= _grounder_reading(engine, found, specs, per_stream)
     finally:
         engine.grounding = grounding
     real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])
