@@ -53,10 +53,25 @@ renders) from frames streamed for new, held-out phrasings and for training phras
   frame-to-frame change x{t['max_spike_ratio']} of the usual; the new subject is
   recognised in {_pct(t['new_subject_recognised_rate'])} of changes after a median of
   {t['median_frames_until_new_subject']} frames; blank or flat frames: {t['blank_or_flat_frames']}.
-
+{_hold_lines(report.get('hold'))}
 Targets:
 {targets}
 """
+
+
+def _hold_lines(hold: dict[str, Any] | None) -> str:
+    """How well streams that start from a world frame carry it on (the probe cannot see a dissolving picture)."""
+    if not hold:
+        return ""
+    after = "".join(
+        f"  after {when}: {row['generated_psnr_db']} dB (a still picture of the first frame: "
+        f"{row['still_picture_psnr_db']} dB);\n"
+        for when, row in hold["after"].items()
+    )
+    return (
+        f"- Hold: {hold['streams']} streams start from a frame of the world with its caption; PSNR of their frames\n"
+        f"  against the world's own,\n{after}"
+    )
 
 
 def _grounding_lines(adherence: dict[str, Any]) -> str:
@@ -271,6 +286,11 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
 - 128x128 at 24 fps. The sharpening stage gives frames edges, but not always the world's shapes:
   dark, tree-like streaks show up in scenes other than forests, towers and stars are rarely drawn
   crisply, and detail moves more from frame to frame than the world's does (see flicker).
+- A stream does not keep its picture. Even when it starts from a frame of the world, each one-step
+  frame is a little blurred towards the average of its text (the denoiser, trained with noisy and
+  swapped previous frames, trusts its previous frame too little), and within about half a second the
+  scene has dissolved into streaks of its colours (see Hold). The probe still reads such frames as the
+  right scene, so adherence, drift and flicker do not show it.
 - Remarks that name no scene pass unchanged ("hello", "surprise me", "next": none of a test list of
   24 gets canonical words); before the grounder had an "unnamed" outcome about one in five did
   ("at dawn: hello"). A phrasing it cannot read is often taken for a remark too, and then the

@@ -98,6 +98,7 @@ def evaluate(
     )
     drift = timed("drift", sections.drift, engine, probe, specs[: cfg.drift_streams], cfg, progress)
     transition = timed("transition", sections.transition, engine, probe, specs, cfg, progress)
+    hold = timed("hold", sections.hold, engine, specs[: cfg.hold_streams], cfg, progress)
     targets = {
         "adherence_heldout_vs_ceiling": _check("adherence_heldout_vs_ceiling", adherence["heldout_joint_vs_ceiling"]),
         "drift_points": _check("drift_points", drift["drift_points"]),
@@ -117,6 +118,7 @@ def evaluate(
         "flicker": flicker,
         "drift": drift,
         "transition": transition,
+        "hold": hold,
         "targets": targets,
         "all_targets_pass": all(t["pass"] for t in targets.values()),
         "seconds": {**timings, "total": round(time.perf_counter() - started, 1)},
@@ -153,6 +155,11 @@ def summary(report: dict[str, Any]) -> str:
         f" {pct(t['new_subject_recognised_rate'])} after median {t['median_frames_until_new_subject']} frames,"
         f" blank frames {t['blank_or_flat_frames']}"
     )
+    for when, row in report["hold"]["after"].items():
+        lines.append(
+            f"  hold: {when} after a world frame, PSNR {row['generated_psnr_db']} dB"
+            f" (a still picture of that frame {row['still_picture_psnr_db']} dB)"
+        )
     for name, target in report["targets"].items():
         lines.append(f"  target {name}: {target['value']} {target['target']} -> {'PASS' if target['pass'] else 'FAIL'}")
     return "\n".join(lines)

@@ -12,12 +12,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, colour_spread, edge_energy, frame_changes, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
 from models.evaluation.rollout import rollout
-from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, caption, caption_parts, heldout_phrases, render_clip
+from models.world import (
+    FPS,
+    PALETTES,
+    SUBJECTS,
+    SceneSpec,
+    caption,
+    caption_parts,
+    describe,
+    heldout_phrases,
+    render_clip,
+)
 from models.world.spec import ATTRIBUTES
 
 JOINT = "subject+palette"
@@ -42,6 +53,8 @@ class EvalSettings:
     transition_pairs: int = 8
     transition_frames: int = 4  # slerp length of a prompt change: the server blends over 0.15 s, 4 frames at 24 fps
     after_frames: int = 24  # frames streamed after the change
+    hold_streams: int = 32  # hold: streams that go on from a frame of the world
+    hold_seconds: tuple[float, ...] = (1.0, 2.0)  # hold: when their frames are compared with the world's
     steps: int = 1
     batch: int = 32
     seed: int = 0
@@ -51,7 +64,7 @@ class EvalSettings:
         """A smoke-test size: every section runs, on a handful of short streams."""
         base = dict(
             samples=8, settle_frames=12, probe_frames=2, flicker_frames=8, seconds_short=1.0, drift_minutes=0.1,
-            drift_streams=2, drift_stride=6, transition_pairs=2, after_frames=12,
+            drift_streams=2, drift_stride=6, transition_pairs=2, after_frames=12, hold_streams=2, hold_seconds=(0.25,),
         )
         return cls(**{**base, **overrides})
 
@@ -219,6 +232,65 @@ def adherence(
     return result, flicker
 
 
+def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, progress: bool) -> dict[str, Any]:
+    """How well a stream carries its scene on: streams start from a frame of the world (through the model's
+    autoencoder) with its canonical caption, and their frames are compared with the world's own next
+    frames, beside a still picture (the first frame shown throughout, which loses only the world's motion).
+
+    The probe cannot see this: a frame blurred into streaks of the right colours still reads as the
+    right scene, yet a viewer sees the picture dissolve.
+    """
+    times = sorted({max(1, round(seconds * FPS)) for seconds in cfg.hold_seconds})
+    world = np.stack([render_clip(s, 2000 + i, times[-1] + 1) for i, s in enumerate(specs)])
+    through = _autoencode(engine, world.reshape(-1, *world.shape[2:])).reshape(world.shape)
+    states = [engine.new_stream(cfg.seed * 100_000 + 70_000 + i) for i in range(len(specs))]
+    conditions = engine.encode_prompts([describe(s) for s in specs])
+    for state, latent in zip(states, _encode(engine, through[:, 0]), strict=True):
+        state.latent = latent  # as if the stream had made that frame itself
+    made: dict[int, np.ndarray] = {}
+    for t in tqdm(range(1, times[-1] + 1), desc="hold", unit="frame", disable=not progress, leave=False):
+        frames = engine.generate(list(zip(states, conditions)))
+        if t in times:
+            made[t] = np.stack(frames)
+    rows = {
+        f"{t / FPS:g}s": {
+            "generated_psnr_db": rnd(_psnr(made[t], through[:, t]), 2),
+            "still_picture_psnr_db": rnd(_psnr(through[:, 0], through[:, t]), 2),
+        }
+        for t in times
+    }
+    return {
+        "streams": len(specs),
+        "after": rows,
+        "units": "PSNR in dB against the world's frame at that time, through the model's autoencoder",
+    }
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over frames of the peak signal-to-noise ratio of uint8 frames `[N, H, W, 3]`."""
+    mse = ((a.astype(np.float64) - b) ** 2).reshape(len(a), -1).mean(axis=1)
+    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
+def _raw_latents(engine: StreamingEngine, frames: np.ndarray) -> torch.Tensor:
+    """The model autoencoder's own latents of uint8 frames `[N, H, W, 3]`, before any scaling."""
+    from diffusers import AutoencoderTiny
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    x = x.to(device=engine.device, dtype=engine.dtype)
+    if isinstance(engine.vae, AutoencoderTiny):
+        return engine.vae.encoder(x)
+    return engine.vae.encode(x).latent_dist.mode()  # AutoencoderKL and friends
+
+
+@torch.inference_mode()
+def _encode(engine: StreamingEngine, frames: np.ndarray) -> list[torch.Tensor]:
+    """Scaled latents `[4, h, w]` of uint8 frames, as the engine keeps a stream's previous frame."""
+    config = engine.vae.config
+    shift = float(config.get("shift_factor") or 0.0)
+    return list((_raw_latents(engine, frames) - shift) * float(config.scaling_factor))
+
+
 @torch.inference_mode()
 def _autoencode(engine: StreamingEngine, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     """Real frames through the model's own autoencoder (the best a generated frame can look)."""
@@ -226,16 +298,8 @@ def _autoencode(engine: StreamingEngine, frames: np.ndarray, batch: int = 64) ->
 
     from models.pipeline import latents_to_uint8
 
-    vae = engine.vae
-    out = []
-    for i in range(0, len(frames), batch):
-        x = torch.from_numpy(frames[i : i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        x = x.to(device=engine.device, dtype=engine.dtype)
-        if isinstance(vae, AutoencoderTiny):
-            decoded = vae.decoder(vae.encoder(x))
-        else:  # AutoencoderKL and friends
-            decoded = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        out.append(latents_to_uint8(decoded))
+    decode = engine.vae.decoder if isinstance(engine.vae, AutoencoderTiny) else lambda z: engine.vae.decode(z).sample
+    out = [latents_to_uint8(decode(_raw_latents(engine, frames[i : i + batch]))) for i in range(0, len(frames), batch)]
     return np.concatenate(out)
 
 

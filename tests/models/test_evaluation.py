@@ -141,6 +141,13 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
     assert transition["mean_spike_ratio"] > 0
     assert all(p["from"].split("/")[0] != p["to"].split("/")[0] for p in transition["per_pair"])
 
+    hold = report["hold"]
+    assert hold["streams"] >= 1 and hold["after"]
+    for row in hold["after"].values():
+        # a still picture of a moving world is close to it but not identical; generated frames are frames
+        assert 10.0 < row["still_picture_psnr_db"] < 100.0
+        assert 5.0 < row["generated_psnr_db"] < 100.0
+
     assert set(report["targets"]) == {"adherence_heldout_vs_ceiling", "drift_points", "flicker_ratio"}
     for target in report["targets"].values():
         assert isinstance(target["pass"], bool)
@@ -154,6 +161,8 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     (folder / EVALUATION_FILE).write_text(json.dumps(report))
     card = write_model_card(folder).read_text()
     assert f"against {report['adherence']['detail']['world_edge_energy']} in the world's renders" in card
+    first_hold = next(iter(report["hold"]["after"].values()))
+    assert f"{first_hold['generated_psnr_db']} dB (a still picture of the first frame" in card
     sure = report["adherence"]["heldout"]["by_grounder_reading"]["both_named_right_and_sure"]
     assert f"surely enough to add their words ({100 * sure['share']:.1f}% of the" in card
     missed = missed_phrases(report)
