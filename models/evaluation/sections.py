@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, colour_spread, edge_energy, frame_changes, rnd
@@ -243,15 +242,14 @@ def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, pro
     times = sorted({max(1, round(seconds * FPS)) for seconds in cfg.hold_seconds})
     world = np.stack([render_clip(s, 2000 + i, times[-1] + 1) for i, s in enumerate(specs)])
     through = _autoencode(engine, world.reshape(-1, *world.shape[2:])).reshape(world.shape)
-    states = [engine.new_stream(cfg.seed * 100_000 + 70_000 + i) for i in range(len(specs))]
     conditions = engine.encode_prompts([describe(s) for s in specs])
-    for state, latent in zip(states, _encode(engine, through[:, 0]), strict=True):
-        state.latent = latent  # as if the stream had made that frame itself
-    made: dict[int, np.ndarray] = {}
-    for t in tqdm(range(1, times[-1] + 1), desc="hold", unit="frame", disable=not progress, leave=False):
-        frames = engine.generate(list(zip(states, conditions)))
-        if t in times:
-            made[t] = np.stack(frames)
+    seeds = [cfg.seed * 100_000 + 70_000 + i for i in range(len(specs))]
+    # frame k of a rollout is the world's frame k + 1: each stream goes on from the world's first frame
+    clips = rollout(
+        engine, conditions, seeds, times[-1], [t - 1 for t in times],
+        batch=cfg.batch, desc="hold", progress=progress, starts=_encode(engine, through[:, 0]),
+    )  # fmt: skip
+    made = {t: clips[:, i] for i, t in enumerate(times)}
     rows = {
         f"{t / FPS:g}s": {
             "generated_psnr_db": rnd(_psnr(made[t], through[:, t]), 2),
