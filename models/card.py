@@ -65,12 +65,22 @@ def _hold_lines(hold: dict[str, Any] | None) -> str:
         return ""
     after = "".join(
         f"  after {when}: {row['generated_psnr_db']} dB (a still picture of the first frame: "
-        f"{row['still_picture_psnr_db']} dB);\n"
+        f"{row['still_picture_psnr_db']} dB){_hold_coarse(row, hold.get('cell_pixels'))};\n"
         for when, row in hold["after"].items()
     )
     return (
         f"- Hold: {hold['streams']} streams start from a frame of the world with its caption; PSNR of their frames\n"
         f"  against the world's own,\n{after}"
+    )
+
+
+def _hold_coarse(row: dict[str, Any], cell: int | None) -> str:
+    """Hold's layout-only PSNR (of `cell`-pixel cell means) and detail at one time, where the report has them."""
+    if "generated_coarse_psnr_db" not in row:
+        return ""
+    return (
+        f";\n    layout alone ({cell}-pixel cell means) {row['generated_coarse_psnr_db']} dB (still picture"
+        f" {row['still_picture_coarse_psnr_db']} dB), edge energy {row['detail_ratio']:.0%} of the world's"
     )
 
 
@@ -289,8 +299,10 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
 - A stream does not keep its picture. Even when it starts from a frame of the world, each one-step
   frame is a little blurred towards the average of its text (the denoiser, trained with noisy and
   swapped previous frames, trusts its previous frame too little), and within about half a second the
-  scene has dissolved into streaks of its colours (see Hold). The probe still reads such frames as the
-  right scene, so adherence, drift and flicker do not show it.
+  scene has dissolved into streaks of its colours (see Hold). Not only detail goes: the layout alone
+  (cell means) is as far from the world's as the full frames are, while a still picture keeps it,
+  and the streaks carry half as many edges again as the world's frames. The probe still reads such
+  frames as the right scene, so adherence, drift and flicker do not show it.
 - Remarks that name no scene pass unchanged ("hello", "surprise me", "next": none of a test list of
   24 gets canonical words); before the grounder had an "unnamed" outcome about one in five did
   ("at dawn: hello"). A phrasing it cannot read is often taken for a remark too, and then the

@@ -158,7 +158,9 @@ def summary(report: dict[str, Any]) -> str:
     for when, row in report["hold"]["after"].items():
         lines.append(
             f"  hold: {when} after a world frame, PSNR {row['generated_psnr_db']} dB"
-            f" (a still picture of that frame {row['still_picture_psnr_db']} dB)"
+            f" (a still picture of that frame {row['still_picture_psnr_db']} dB),"
+            f" layout alone {row['generated_coarse_psnr_db']} dB ({row['still_picture_coarse_psnr_db']} dB),"
+            f" detail x{row['detail_ratio']}"
         )
     for name, target in report["targets"].items():
         lines.append(f"  target {name}: {target['value']} {target['target']} -> {'PASS' if target['pass'] else 'FAIL'}")

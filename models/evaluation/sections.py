@@ -31,6 +31,8 @@ from models.world import (
 from models.world.spec import ATTRIBUTES
 
 JOINT = "subject+palette"
+HOLD_CELL = 8
+"""Hold's coarse comparison averages frames over cells of this many pixels a side (16x16 cells at 128x128)."""
 MENTION = ("weather",)
 """Evaluation captions always name subject, palette and weather (the probe reads all three)."""
 
@@ -234,7 +236,10 @@ def adherence(
 def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, progress: bool) -> dict[str, Any]:
     """How well a stream carries its scene on: streams start from a frame of the world (through the model's
     autoencoder) with its canonical caption, and their frames are compared with the world's own next
-    frames, beside a still picture (the first frame shown throughout, which loses only the world's motion).
+    frames, beside a still picture (the first frame shown throughout, which loses only the world's motion):
+    in full, and as cell means (the layout and colours alone, which a stream that moves its water or
+    clouds otherwise than the world does still keeps). Their edge energy against the world's tells blur
+    (below 1) from streaks (above 1).
 
     The probe cannot see this: a frame blurred into streaks of the right colours still reads as the
     right scene, yet a viewer sees the picture dissolve.
@@ -254,14 +259,29 @@ def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, pro
         f"{t / FPS:g}s": {
             "generated_psnr_db": rnd(_psnr(made[t], through[:, t]), 2),
             "still_picture_psnr_db": rnd(_psnr(through[:, 0], through[:, t]), 2),
+            # layout and colours alone, which a stream whose water or clouds move otherwise still keeps
+            "generated_coarse_psnr_db": rnd(_psnr(_coarse(made[t]), _coarse(through[:, t])), 2),
+            "still_picture_coarse_psnr_db": rnd(_psnr(_coarse(through[:, 0]), _coarse(through[:, t])), 2),
+            "detail_ratio": rnd(edge_energy(made[t]) / max(edge_energy(through[:, t]), 1e-6), 3),
         }
         for t in times
     }
     return {
         "streams": len(specs),
         "after": rows,
-        "units": "PSNR in dB against the world's frame at that time, through the model's autoencoder",
+        "cell_pixels": HOLD_CELL,
+        "units": (
+            "PSNR in dB against the world's frame at that time, through the model's autoencoder; coarse: of"
+            f" {HOLD_CELL}x{HOLD_CELL}-pixel cell means; detail_ratio: edge energy of the streams' frames over the world's"
+        ),
     }
+
+
+def _coarse(frames: np.ndarray) -> np.ndarray:
+    """Uint8 frames `[N, H, W, 3]` as the means of `HOLD_CELL`-pixel square cells (float)."""
+    n, h, w, c = frames.shape
+    cells = frames.reshape(n, h // HOLD_CELL, HOLD_CELL, w // HOLD_CELL, HOLD_CELL, c).astype(np.float64)
+    return cells.mean(axis=(2, 4))
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -147,6 +147,9 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
         # a still picture of a moving world is close to it but not identical; generated frames are frames
         assert 10.0 < row["still_picture_psnr_db"] < 100.0
         assert 5.0 < row["generated_psnr_db"] < 100.0
+        # averaging cells away the world's fine motion leaves a still picture nearer the world
+        assert row["still_picture_coarse_psnr_db"] > row["still_picture_psnr_db"]
+        assert row["generated_coarse_psnr_db"] > 5.0 and row["detail_ratio"] > 0.0
 
     assert set(report["targets"]) == {"adherence_heldout_vs_ceiling", "drift_points", "flicker_ratio"}
     for target in report["targets"].values():
@@ -163,6 +166,9 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     assert f"against {report['adherence']['detail']['world_edge_energy']} in the world's renders" in card
     first_hold = next(iter(report["hold"]["after"].values()))
     assert f"{first_hold['generated_psnr_db']} dB (a still picture of the first frame" in card
+    cell = report["hold"]["cell_pixels"]
+    assert f"layout alone ({cell}-pixel cell means) {first_hold['generated_coarse_psnr_db']} dB" in card
+    assert f"edge energy {first_hold['detail_ratio']:.0%} of the world's" in card
     sure = report["adherence"]["heldout"]["by_grounder_reading"]["both_named_right_and_sure"]
     assert f"surely enough to add their words ({100 * sure['share']:.1f}% of the" in card
     missed = missed_phrases(report)
