@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models.engine import StreamingEngine, slerp_conditioning
-from models.evaluation.metrics import brightness, colour_spread, edge_energy, frame_changes, rnd
+from models.evaluation.metrics import brightness, cell_means, colour_spread, edge_energy, frame_changes, psnr, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
 from models.evaluation.rollout import rollout
 from models.world import (
@@ -255,39 +255,30 @@ def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, pro
         batch=cfg.batch, desc="hold", progress=progress, starts=_encode(engine, through[:, 0]),
     )  # fmt: skip
     made = {t: clips[:, i] for i, t in enumerate(times)}
-    rows = {
-        f"{t / FPS:g}s": {
-            "generated_psnr_db": rnd(_psnr(made[t], through[:, t]), 2),
-            "still_picture_psnr_db": rnd(_psnr(through[:, 0], through[:, t]), 2),
-            # layout and colours alone, which a stream whose water or clouds move otherwise still keeps
-            "generated_coarse_psnr_db": rnd(_psnr(_coarse(made[t]), _coarse(through[:, t])), 2),
-            "still_picture_coarse_psnr_db": rnd(_psnr(_coarse(through[:, 0]), _coarse(through[:, t])), 2),
-            "detail_ratio": rnd(edge_energy(made[t]) / max(edge_energy(through[:, t]), 1e-6), 3),
-        }
-        for t in times
-    }
+    rows = {f"{t / FPS:g}s": _hold_row(made[t], through[:, t], through[:, 0]) for t in times}
     return {
         "streams": len(specs),
         "after": rows,
         "cell_pixels": HOLD_CELL,
         "units": (
             "PSNR in dB against the world's frame at that time, through the model's autoencoder; coarse: of"
-            f" {HOLD_CELL}x{HOLD_CELL}-pixel cell means; detail_ratio: edge energy of the streams' frames over the world's"
+            f" {HOLD_CELL}x{HOLD_CELL}-pixel cell means; detail_ratio: edge energy of the streams' frames over"
+            " the world's"
         ),
     }
 
 
-def _coarse(frames: np.ndarray) -> np.ndarray:
-    """Uint8 frames `[N, H, W, 3]` as the means of `HOLD_CELL`-pixel square cells (float)."""
-    n, h, w, c = frames.shape
-    cells = frames.reshape(n, h // HOLD_CELL, HOLD_CELL, w // HOLD_CELL, HOLD_CELL, c).astype(np.float64)
-    return cells.mean(axis=(2, 4))
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over frames of the peak signal-to-noise ratio of uint8 frames `[N, H, W, 3]`."""
-    mse = ((a.astype(np.float64) - b) ** 2).reshape(len(a), -1).mean(axis=1)
-    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+def _hold_row(made: np.ndarray, world: np.ndarray, first: np.ndarray) -> dict[str, float | None]:
+    """Hold at one time: the streams' frames `made` and the still picture `first` against the `world`'s frames."""
+    # cell means: layout and colours alone, which a stream whose water or clouds move otherwise still keeps
+    made_cells, world_cells, first_cells = (cell_means(f, HOLD_CELL) for f in (made, world, first))
+    return {
+        "generated_psnr_db": rnd(psnr(made, world), 2),
+        "still_picture_psnr_db": rnd(psnr(first, world), 2),
+        "generated_coarse_psnr_db": rnd(psnr(made_cells, world_cells), 2),
+        "still_picture_coarse_psnr_db": rnd(psnr(first_cells, world_cells), 2),
+        "detail_ratio": rnd(edge_energy(made) / max(edge_energy(world), 1e-6), 3),
+    }
 
 
 def _raw_latents(engine: StreamingEngine, frames: np.ndarray) -> torch.Tensor:
