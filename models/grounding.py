@@ -11,6 +11,9 @@ classifier that sees three things of a prompt:
 - each word run's own embedding, scored per value by a second linear layer and pooled over the
   prompt's runs (log-sum-exp), so a telling word ("orange", "boreal") weighs in wherever it stands.
 
+Words the training captions never use are also looked up in a small dictionary table shipped in the
+config (`models.lexicon`): "a cataract at night" is read as if it also said "waterfall".
+
 Per attribute value, the logits of both linear layers add up to its probability. Each attribute also has
 an "unnamed" outcome, scored by the first layer alone: training captions that leave an attribute out
 teach it, so a remark such as "hello" puts its probability there rather than on a guess. Where the top
@@ -29,18 +32,18 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from models.lexicon import WORD, lexicon_phrases
+
 GROUNDED = ("subject", "palette", "weather")
 """The attributes the shipped grounder names: what a single frame shows (pace and camera play out over time)."""
 
 Embed = Callable[[list[str]], torch.Tensor]
 """Texts -> unit-length sentence embeddings `[len(texts), dim]` (e.g. `TextEncoder.sentence_embeddings`)."""
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
-
 
 def word_runs(text: str, max_words: int) -> list[str]:
     """Every run of 1 to `max_words` consecutive words of `text`, lower-cased, each once."""
-    words = _WORD.findall(text.lower())
+    words = WORD.findall(text.lower())
     runs = (" ".join(words[i : i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1))
     return list(dict.fromkeys(runs))
 
@@ -95,6 +98,8 @@ class SceneGrounder(ModelMixin, ConfigMixin):
             before it existed.
         unnamed_class: give each attribute an "unnamed" outcome besides its values (the last logit of
             each attribute); off in grounders saved before it existed.
+        lexicon: rare word or collocation -> related phrases in the training captions' words (see
+            `models.lexicon`); their runs are read beside the prompt's own. None: no dictionary.
 
     Everything is stored in lists: diffusers writes configs with sorted keys, so a dict's order
     would not survive `save_pretrained`.
@@ -113,6 +118,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         spot_scale: float = 3.0,
         run_scores: bool = False,
         unnamed_class: bool = False,
+        lexicon: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         if not len(attributes) == len(values) == len(canonical):
@@ -142,7 +148,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         the grounder has never seen; were they kept, every training caption would match some phrase
         exactly and the grounder would learn to trust exact matches only.
         """
-        runs_per_text = [word_runs(t, self.config.max_words) or [t] for t in texts]
+        runs_per_text = [self._runs(t) for t in texts]
         runs = list(dict.fromkeys(r for per in runs_per_text for r in per))
         vectors = embed([*texts, *runs]).to(self.phrase_embeddings)
         sentences, run_vectors = vectors[: len(texts)], vectors[len(texts) :]
@@ -159,6 +165,13 @@ class SceneGrounder(ModelMixin, ConfigMixin):
                 best[row] = self._best_per_value(own_runs, excluded).amax(dim=0)
         prompts = torch.cat([sentences, self.config.spot_scale * best], dim=1)
         return GrounderInputs(prompts=prompts, runs=run_vectors, run_index=run_index)
+
+    def _runs(self, text: str) -> list[str]:
+        """The word runs the grounder reads of `text`: its own, then its rare words' dictionary phrases."""
+        own = word_runs(text, self.config.max_words) or [text]
+        if not self.config.lexicon:
+            return own
+        return list(dict.fromkeys([*own, *lexicon_phrases(text, self.config.lexicon)]))
 
     def _best_per_value(self, similarity: torch.Tensor, excluded: Sequence[int] = ()) -> torch.Tensor:
         """`[runs, phrases]` similarities -> `[runs, values]`: each value's best phrase, bar `excluded` rows."""

@@ -21,6 +21,7 @@ from models.world.phrases import SLOT_ATTRIBUTE, SYNONYMS
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
 
 CANONICAL_SLOT = {"subject": "s", "palette": "p", "weather": "w"}
 """The caption slot whose first training phrase is an attribute's canonical words ("forest", "at night")."""
@@ -40,7 +41,8 @@ def phrase_table() -> tuple[list[str], list[int]]:
 
 
 def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], list[int]]) -> SceneGrounder:
-    """An untrained grounder whose phrase table holds `table` (from `phrase_table`)."""
+    """An untrained grounder whose phrase table holds `table` (from `phrase_table`), with its dictionary
+    table distilled from WordNet."""
     values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
     phrases, phrase_values = table
     canonical = [[SYNONYMS[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)]
@@ -54,6 +56,7 @@ def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], lis
         threshold=config.grounder_threshold,
         run_scores=True,
         unnamed_class=True,
+        lexicon=build_lexicon(WordNet(bundled_wordnet()), training_words(), config.grounder_lexicon_senses),
     )
     grounder.phrase_embeddings.copy_(embed(phrases))
     return grounder
@@ -152,5 +155,6 @@ def train_grounder(
         "training_accuracy": accuracy,
         "unnamed_accuracy": unnamed_accuracy,
         "final_loss": round(loss.item(), 4),
+        "lexicon_entries": len(grounder.config.lexicon or {}),
     }
     return grounder, figures

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from models.card import TRAINING_FILE, write_model_card
+from models.lexicon import LICENCE_FILE
 from models.pipeline import PixelcastPipeline
 from models.text import TextEncoder
 
@@ -22,6 +23,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .denoiser import train_denoiser
 from .grounder import train_grounder
+from .lexicon import bundled_wordnet, wordnet_licence
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
@@ -88,6 +90,7 @@ def train(
     for part in ("unet", "vae", "scheduler", "grounder"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)
     pipeline.to("cpu").to(torch.float16).save_pretrained(out_dir)
+    (out_dir / "grounder" / LICENCE_FILE).write_text(wordnet_licence(bundled_wordnet()))
     summary = {
         "config": config.to_dict(),
         "device": str(device),

@@ -1,0 +1,114 @@
+"""The grounder's dictionary table: rare words read through WordNet's synonyms and broader terms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import StreamingEngine, default_model_path
+from models.lexicon import lexicon_phrases
+from models.training.config import TrainConfig
+from models.training.lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
+from models.world import SceneSpec, caption
+
+LICENCE = "  1 This software and database is being provided to you, the LICENSEE, by Princeton.\n"
+# A WordNet in miniature, in the database files' own format: offset, lexicographer file, part of
+# speech, word count (hex), words with lex ids, pointer count, pointers (symbol offset pos source/target).
+NOUNS = {
+    "00000001": "00000001 05 n 01 waterfall 0 000 | a steep descent of water",
+    "00000002": "00000002 05 n 02 cataract 0 falls 0 001 @ 00000001 n 0000 | a large waterfall",
+    "00000003": "00000003 26 n 01 cataract 0 001 @ 00000004 n 0000 | an eye disease",
+    "00000004": "00000004 26 n 02 eye_disease 0 clouding 0 000 | a disease of the eye",
+    "00000005": "00000005 05 n 01 mountain_range 0 000 | a series of hills",
+    "00000006": "00000006 05 n 01 cordillera 0 001 @ 00000005 n 0000 | a long mountain chain",
+}
+# Index lines: lemma, part of speech, sense count, pointer kinds, sense count again, senses in the
+# sense-tagged corpus, then the senses' offsets.
+INDEX = {
+    "noun": [
+        "cataract n 2 1 @ 2 0 00000002 00000003",
+        "cordillera n 1 1 @ 1 0 00000006",
+        "eye_disease n 1 0 1 0 00000004",
+        "falls n 1 1 @ 1 0 00000002",
+        "mountain_range n 1 0 1 0 00000005",
+        "waterfall n 1 0 1 0 00000001",
+    ],
+    "verb": ["fall v 1 0 1 5 00000010"],  # a common verb: "falls" is mostly what it does
+}
+DATA = {"noun": list(NOUNS.values()), "verb": ["00000010 38 v 01 fall 0 000 01 + 01 00 | descend"]}
+
+
+def _tiny_wordnet(root: Path) -> Path:
+    root.mkdir()
+    for pos in ("noun", "adj", "adv", "verb"):
+        (root / f"index.{pos}").write_text(LICENCE + "".join(f"{line}\n" for line in INDEX.get(pos, [])))
+        (root / f"data.{pos}").write_text(LICENCE + "".join(f"{line}\n" for line in DATA.get(pos, [])))
+        (root / f"{pos}.exc").write_text("")
+    return root
+
+
+def test_rare_words_are_said_again_in_known_words_only(tmp_path: Path) -> None:
+    wordnet = WordNet(_tiny_wordnet(tmp_path / "wordnet"))
+    known = frozenset({"waterfall", "mountain", "range", "falls"})
+    table = build_lexicon(wordnet, known, senses=2)
+    # the eye-disease sense is read too, but says nothing in known words; "falls" is a synonym
+    assert table["cataract"] == ["falls", "waterfall"]
+    assert table["cataracts"] == table["cataract"], "a regular plural finds the same entry"
+    assert table["cordillera"] == ["mountain range"]
+    # words the training captions already use get no entry: the grounder reads those itself
+    assert "waterfall" not in table and "mountain range" not in table and "falls" not in table
+    assert "eye disease" not in table, "a lemma whose related words are all unknown helps nothing"
+    # "falls" names a waterfall, but is mostly an inflection of "fall": no entry, lest "light falls" read as water
+    assert "falls" not in build_lexicon(wordnet, frozenset({"waterfall"}), senses=2)
+    # only the most common senses count
+    assert build_lexicon(wordnet, frozenset({"clouding"}), senses=1).get("cataract") is None
+    assert build_lexicon(wordnet, frozenset({"clouding"}), senses=2)["cataract"] == ["clouding"]
+
+
+def test_a_prompt_finds_its_rare_words_and_collocations() -> None:
+    table = {"cataract": ["waterfall"], "small hours": ["midnight"], "hours": ["time"]}
+    assert lexicon_phrases("A Cataract in the small hours", table) == ["midnight", "waterfall", "time"]
+    assert lexicon_phrases("a forest at night", table) == []
+
+
+def test_the_bundled_wordnet_knows_the_world_s_rarer_words() -> None:
+    table = build_lexicon(WordNet(bundled_wordnet()), training_words(), TrainConfig().grounder_lexicon_senses)
+    assert "desert" in table["kalahari"]
+    assert "forest" in table["rainforest"]
+    assert "waterfall" in table["cataract"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> StreamingEngine:
+    return StreamingEngine.from_pretrained(default_model_path(), steps=1)
+
+
+def test_the_shipped_table_is_what_training_builds(engine: StreamingEngine) -> None:
+    """`pixelcast train` makes the shipped table again from the installed WordNet and today's phrases."""
+    built = build_lexicon(WordNet(bundled_wordnet()), training_words(), TrainConfig().grounder_lexicon_senses)
+    assert engine.grounder.config.lexicon == built
+
+
+def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> None:
+    """Every entry holds a word no training caption uses, so the grounder learned nothing from it."""
+    rng = np.random.default_rng(0)
+    table = engine.grounder.config.lexicon
+    for _ in range(3000):
+        text = caption(SceneSpec.random(rng), rng, split="train")
+        assert lexicon_phrases(text, table) == [], text
+
+
+def test_a_rare_place_name_is_read_as_its_scene(engine: StreamingEngine) -> None:
+    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    [found] = grounder.ground(["the kalahari at night"], embed)
+    assert found["subject"][0] == "desert" and found["subject"][1] >= grounder.config.threshold
+    assert grounder.expand("the kalahari at night", embed) == "desert: the kalahari at night"
+    table = grounder.config.lexicon
+    try:
+        grounder.register_to_config(lexicon=None)
+        [unaided] = grounder.ground(["the kalahari at night"], embed)
+    finally:
+        grounder.register_to_config(lexicon=table)
+    assert unaided["subject"][0] != "desert", "MiniLM alone does not place the Kalahari"
