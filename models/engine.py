@@ -53,11 +53,13 @@ from models.loading import (
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
 from models.precision import MixedPrecision
-from models.text import TextEncoder, sentence_embedding
+from models.text import CachedEmbeddings, TextEncoder, sentence_embedding
 
 MAX_STEPS = 4
 GROUNDED_CACHE = 512
 """Grounded prompts remembered per engine."""
+RUN_EMBEDDING_CACHE = 8192
+"""Word runs whose sentence embedding grounding remembers per engine (1.5 kB each)."""
 
 
 @dataclass
@@ -232,6 +234,7 @@ class StreamingEngine:
         # Grounding a new text embeds all its word runs (a few hundred ms for a server prompt on a CPU);
         # a prompt seen before costs nothing.
         self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
+        self._run_embeddings: CachedEmbeddings | None = None
 
     @classmethod
     def from_pretrained(
@@ -309,9 +312,17 @@ class StreamingEngine:
         scene it names, then the viewer's words ("forest at night: evergreens at 2 am")."""
         return self._grounded(text) if self._grounding else text
 
+    @property
+    def run_embeddings(self) -> CachedEmbeddings:
+        """The text encoder's sentence embeddings, cached per text: what grounding a prompt reads its word
+        runs with, so a steer embeds only the runs no earlier prompt had."""
+        if self._run_embeddings is None:
+            self._run_embeddings = CachedEmbeddings(self.text_encoder.sentence_embeddings, RUN_EMBEDDING_CACHE)
+        return self._run_embeddings
+
     def _ground(self, text: str) -> str:
         assert self.grounder is not None
-        return self.grounder.expand(text, self.text_encoder.sentence_embeddings)
+        return self.grounder.expand(text, self.run_embeddings)
 
     def encode_prompt(self, text: str) -> torch.Tensor:
         """Conditioning `[tokens, dim]` for one text (cached by the text encoder), grounded first if on.

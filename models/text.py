@@ -5,9 +5,46 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+
+
+class TextCache:
+    """Text -> tensor, keeping the `size` most recently used (thread-safe); `size` 0 keeps nothing."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(
+        self, texts: Sequence[str], compute: Callable[[list[str]], Sequence[torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """One tensor per text: cached ones as they are, the rest from one `compute(missing texts)` call."""
+        with self._lock:
+            found = {t: self._items[t] for t in texts if t in self._items}
+            for t in found:
+                self._items.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            computed = compute(missing)
+            with self._lock:
+                for t, value in zip(missing, computed, strict=True):
+                    found[t] = value
+                    self._items[t] = value
+                    self._items.move_to_end(t)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return [found[t] for t in texts]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        """Forget every text."""
+        with self._lock:
+            self._items.clear()
 
 
 class CachedTextEncoder:
@@ -24,8 +61,7 @@ class CachedTextEncoder:
 
     def _init_cache(self, cache_size: int) -> None:
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = TextCache(cache_size)
 
     def _run(self, texts: list[str]) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -36,21 +72,22 @@ class CachedTextEncoder:
             raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
         if not texts:
             return torch.zeros(0, self.max_tokens, self.embedding_dim, device=self.device)
-        with self._lock:
-            found = {t: self._cache[t] for t in texts if t in self._cache}
-            for t in found:
-                self._cache.move_to_end(t)
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing:
-            states = self._run(missing)
-            with self._lock:
-                for t, state in zip(missing, states):
-                    found[t] = state
-                    self._cache[t] = state
-                    self._cache.move_to_end(t)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return torch.stack([found[t] for t in texts])
+        return torch.stack(self._cache.get_or_compute(texts, self._run))
+
+
+class CachedEmbeddings:
+    """`embed` (texts -> `[len(texts), dim]`) with each text's row cached (LRU, thread-safe).
+
+    For grounding steers: a new prompt shares most of its word runs with the prompts before it (the
+    scene's caption, the viewer's usual words), so only its new runs go through MiniLM.
+    """
+
+    def __init__(self, embed: Callable[[list[str]], torch.Tensor], size: int) -> None:
+        self._embed = embed
+        self.cache = TextCache(size)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return torch.stack(self.cache.get_or_compute(texts, lambda missing: list(self._embed(missing).unbind(0))))
 
 
 class TextEncoder(CachedTextEncoder):

@@ -34,13 +34,16 @@ def test_bench_redis_counts_exactly_and_replays_to_no_effect(tmp_path: Path) -> 
     assert checks["replay_applied"] == 0 and checks["replay_changed_profiles"] is False
 
 
-def test_bench_grounding_reads_every_steer_alike_in_small_batches_and_one(tmp_path: Path) -> None:
+def test_bench_grounding_reads_every_steer_alike_batched_or_cached(tmp_path: Path) -> None:
     out = tmp_path / "grounding.json"
     assert cli_main(["bench", "grounding", "--rounds", "1", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["same_prompts"] is True  # chunking changes the speed, never what the grounder reads
+    # chunking and caching change the speed, never what the grounder reads
+    assert report["same_prompts"] is True
     assert all(runs > 20 for runs in report["word_runs_per_prompt"])
-    for contender in ("small_batches", "one_batch"):
+    for contender in ("small_batches", "one_batch", "cached_runs"):
         assert report["results"][contender]["p50_ms"] > 0
     expected = report["results"]["one_batch"]["p50_ms"] / report["results"]["small_batches"]["p50_ms"]
     assert report["ratio_p50_one_batch_vs_small_batches"] == pytest.approx(expected, rel=0.01)
+    expected = report["results"]["small_batches"]["p50_ms"] / report["results"]["cached_runs"]["p50_ms"]
+    assert report["ratio_p50_small_batches_vs_cached_runs"] == pytest.approx(expected, rel=0.01)

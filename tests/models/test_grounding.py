@@ -11,6 +11,7 @@ import torch
 
 from models import StreamingEngine, default_model_path
 from models.grounding import word_runs
+from models.text import CachedEmbeddings, TextCache
 
 # Paraphrases no training caption uses as a whole, and the canonical words their scene has.
 PARAPHRASES = {
@@ -188,3 +189,43 @@ def test_a_folder_that_lists_a_grounder_it_lacks_is_refused_by_name(tmp_path: Pa
     broken = _shipped_without_grounder_folder(tmp_path / "broken")  # model_index.json still lists it
     with pytest.raises(ValueError, match="grounder/config.json missing"):
         check_pipeline_folder(broken)
+
+
+def test_a_steer_embeds_only_the_word_runs_no_earlier_prompt_had(engine: StreamingEngine) -> None:
+    uncached = engine.text_encoder.sentence_embeddings
+    embedded: list[list[str]] = []
+
+    def recording(texts: list[str]) -> torch.Tensor:
+        embedded.append(list(texts))
+        return uncached(texts)
+
+    cached = CachedEmbeddings(recording, size=4096)
+    scene = "a calm forest at night, in the snow"
+    engine.grounder.expand(f"slower please, {scene}", cached)
+    steer = f"more ocean, {scene}"
+    assert engine.grounder.expand(steer, cached) == engine.grounder.expand(steer, uncached)
+    second = embedded[-1]
+    assert "more ocean" in second and "forest at night" not in second, "the scene's runs come from the cache"
+    assert len(second) < len(word_runs(steer, engine.grounder.config.max_words)) // 2
+
+
+def test_the_text_cache_keeps_the_most_recently_used() -> None:
+    computed: list[str] = []
+
+    def compute(texts: list[str]) -> list[torch.Tensor]:
+        computed.extend(texts)
+        return [torch.tensor([float(len(t))]) for t in texts]
+
+    cache = TextCache(size=2)
+    assert [v.item() for v in cache.get_or_compute(["a", "bb", "a"], compute)] == [1.0, 2.0, 1.0]
+    cache.get_or_compute(["a"], compute)  # "a" is now the most recent, "bb" the least
+    cache.get_or_compute(["ccc"], compute)
+    assert len(cache) == 2
+    cache.get_or_compute(["a", "bb"], compute)
+    assert computed == ["a", "bb", "ccc", "bb"], "each text computed once while cached; the oldest dropped"
+
+
+def test_the_engine_grounds_through_its_run_cache(engine: StreamingEngine) -> None:
+    engine.run_embeddings.cache.clear()
+    engine.grounded_prompt("a sleepy bay under a pink morning sky, seen from a boat")
+    assert len(engine.run_embeddings.cache) > 20
