@@ -234,7 +234,11 @@ class StreamingEngine:
         # Grounding a new text embeds all its word runs (a few hundred ms for a server prompt on a CPU);
         # a prompt seen before costs nothing.
         self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
-        self._run_embeddings: CachedEmbeddings | None = None
+        # What grounding reads word runs with, so a steer embeds only the runs no earlier prompt had.
+        # The text encoder is created on first use: the cache looks it up only when it embeds.
+        self.run_embeddings = CachedEmbeddings(
+            lambda texts: self.text_encoder.sentence_embeddings(texts), RUN_EMBEDDING_CACHE
+        )
 
     @classmethod
     def from_pretrained(
@@ -311,14 +315,6 @@ class StreamingEngine:
         """The prompt the model is given for `text`: with grounding on, the world's canonical words for the
         scene it names, then the viewer's words ("forest at night: evergreens at 2 am")."""
         return self._grounded(text) if self._grounding else text
-
-    @property
-    def run_embeddings(self) -> CachedEmbeddings:
-        """The text encoder's sentence embeddings, cached per text: what grounding a prompt reads its word
-        runs with, so a steer embeds only the runs no earlier prompt had."""
-        if self._run_embeddings is None:
-            self._run_embeddings = CachedEmbeddings(self.text_encoder.sentence_embeddings, RUN_EMBEDDING_CACHE)
-        return self._run_embeddings
 
     def _ground(self, text: str) -> str:
         assert self.grounder is not None

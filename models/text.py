@@ -28,6 +28,8 @@ class TextCache:
                 self._items.move_to_end(t)
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
+            # Computed outside the lock, so one slow batch does not hold up lookups; two threads asking
+            # for the same new text at once both compute it, which costs time only.
             computed = compute(missing)
             with self._lock:
                 for t, value in zip(missing, computed, strict=True):
@@ -87,7 +89,11 @@ class CachedEmbeddings:
         self.cache = TextCache(size)
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        return torch.stack(self.cache.get_or_compute(texts, lambda missing: list(self._embed(missing).unbind(0))))
+        if not texts:
+            return self._embed([])
+        # Each row is cloned: a view would keep its whole batch's storage alive in the cache.
+        rows = self.cache.get_or_compute(texts, lambda missing: [row.clone() for row in self._embed(missing)])
+        return torch.stack(rows)
 
 
 class TextEncoder(CachedTextEncoder):

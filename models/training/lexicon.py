@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.lexicon import WORD
+from models.lexicon import LOOKUP_WORDS, WORD
 from models.world.phrases import DESCRIPTIONS, SYNONYMS, TRAIN_TEMPLATES
 
 PARTS_OF_SPEECH = ("noun", "adj", "adv", "verb")
@@ -26,7 +26,10 @@ _DETACH = (
     ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""),
     ("er", ""), ("est", ""), ("er", "e"), ("est", "e"),
 )  # fmt: skip
-_PLURAL_ENDS = (("y", "ies"), ("s", "ses"), ("x", "xes"), ("ch", "ches"), ("sh", "shes"), ("", "s"))
+
+
+_Synset = tuple[tuple[str, ...], list[tuple[str, tuple[str, str]]]]
+"""A synset as read: its lower-case words, and its pointers as (symbol, (part of speech, offset))."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class WordNet:
     def __init__(self, root: Path) -> None:
         # lemma -> per part of speech: (senses tagged in WordNet's sense-tagged corpus, [(pos, offset)])
         by_pos: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
-        self._synsets: dict[str, dict[str, tuple[tuple[str, ...], list[tuple[str, tuple[str, str]]]]]] = {}
+        self._synsets: dict[str, dict[str, _Synset]] = {}
         for pos in PARTS_OF_SPEECH:
             with open(root / f"index.{pos}", encoding="utf-8") as index:
                 for line in index:
@@ -71,6 +74,10 @@ class WordNet:
         """Every lemma, lower-case, words joined by "_" ("small_hours")."""
         return self._senses.keys()
 
+    def parts_of_speech(self, lemma: str) -> set[str]:
+        """The parts of speech `lemma` has senses in ("noun", "verb", "adj", "adv")."""
+        return {pos for pos, _ in self._senses.get(lemma, ())}
+
     def tagged(self, lemma: str) -> int:
         """How many of `lemma`'s senses WordNet's sense-tagged corpus uses: a rough measure of how common it is."""
         return self._tagged.get(lemma, 0)
@@ -93,8 +100,8 @@ class WordNet:
         return out
 
 
-def _synsets(path: Path) -> Iterable[tuple[str, tuple[tuple[str, ...], list[tuple[str, tuple[str, str]]]]]]:
-    """Offset -> (lower-case words, pointers as (symbol, (part of speech, offset))) for each line of a data file."""
+def _synsets(path: Path) -> Iterable[tuple[str, _Synset]]:
+    """(offset, synset) for each line of a data file."""
     with open(path, encoding="utf-8") as data:
         for line in data:
             if line.startswith(" "):
@@ -138,12 +145,13 @@ def training_words() -> frozenset[str]:
     return frozenset(w for text in texts for w in WORD.findall(text.lower()))
 
 
-def _plurals(word: str) -> list[str]:
-    """Regular English plurals of `word` ("hour" -> "hours", "sky" -> "skies"); irregular ones are missed."""
-    for singular, plural in _PLURAL_ENDS:
-        if word.endswith(singular):
-            return [word[: len(word) - len(singular)] + plural]
-    return []
+def _plural(word: str) -> str:
+    """The regular English plural of a noun ("hour" -> "hours", "sky" -> "skies", "bay" -> "bays")."""
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
 
 
 def _mostly_an_inflection(wordnet: WordNet, lemma: str) -> bool:
@@ -155,37 +163,41 @@ def _mostly_an_inflection(wordnet: WordNet, lemma: str) -> bool:
 def build_lexicon(wordnet: WordNet, known: frozenset[str], senses: int) -> dict[str, list[str]]:
     """Rare word or collocation -> its synonyms and broader terms that use `known` words only.
 
-    An entry is made for every WordNet lemma that holds a word outside `known` (bar one-word lemmas
-    that are mostly inflections of another), and for its regular plural unless that is a lemma of its
-    own; `senses`: how many of its most common senses are used.
+    An entry is made for every WordNet lemma of at most `LOOKUP_WORDS` words that holds a word outside
+    `known` (bar one-word lemmas that are mostly inflections of another), keyed as a prompt's words
+    are looked up; and for a noun's regular plural, unless that is a lemma of its own or is said in
+    `known` words. `senses`: how many of the lemma's most common senses are used.
     """
 
+    def words_of(phrase: str) -> str:
+        return " ".join(WORD.findall(phrase.replace("_", " ").lower()))
+
     def said_in_known_words(phrase: str) -> bool:
-        words = WORD.findall(phrase)
+        words = phrase.split()
         return bool(words) and all(w in known for w in words)
 
     table: dict[str, list[str]] = {}
+    nouns: set[str] = set()
     for lemma in wordnet.lemmas():
-        name = lemma.replace("_", " ")
-        words = WORD.findall(name)
-        if not words or all(w in known for w in words) or _mostly_an_inflection(wordnet, lemma):
+        key = words_of(lemma)
+        if not key or len(key.split()) > LOOKUP_WORDS or said_in_known_words(key):
+            continue
+        if _mostly_an_inflection(wordnet, lemma):
             continue
         related = [
             phrase
             for sense in wordnet.senses(lemma, senses)
-            for phrase in (w.replace("_", " ") for w in (*sense.words, *sense.broader))
-            if phrase != name and said_in_known_words(phrase)
+            for phrase in (words_of(w) for w in (*sense.words, *sense.broader))
+            if phrase != key and said_in_known_words(phrase)
         ]
         if related:
-            table[name] = list(dict.fromkeys(related))
-    plurals = {
-        " ".join([*head, plural]): related
-        for name, related in table.items()
-        for *head, last in [name.split(" ")]
-        for plural in _plurals(last)
-    }
-    lemmas = set(wordnet.lemmas())
-    for key, related in plurals.items():  # a lemma of its own ("falls") keeps its own entry, or none
-        if key.replace(" ", "_") not in lemmas and not said_in_known_words(key):
-            table[key] = related
+            table.setdefault(key, list(dict.fromkeys(related)))
+            if "noun" in wordnet.parts_of_speech(lemma):
+                nouns.add(key)
+    lemma_keys = {words_of(lemma) for lemma in wordnet.lemmas()}
+    for key in sorted(nouns):  # a lemma of its own ("falls") keeps its own entry, or none
+        *head, last = key.split()
+        plural = " ".join([*head, _plural(last)])
+        if plural not in lemma_keys and not said_in_known_words(plural):
+            table.setdefault(plural, table[key])
     return dict(sorted(table.items()))

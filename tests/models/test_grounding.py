@@ -205,6 +205,7 @@ def test_a_steer_embeds_only_the_word_runs_no_earlier_prompt_had(engine: Streami
     steer = f"more ocean, {scene}"
     assert engine.grounder.expand(steer, cached) == engine.grounder.expand(steer, uncached)
     second = embedded[-1]
+    assert cached([]).shape == (0, uncached(["x"]).shape[1]), "no texts, no rows, as uncached"
     assert "more ocean" in second and "forest at night" not in second, "the scene's runs come from the cache"
     assert len(second) < len(word_runs(steer, engine.grounder.config.max_words)) // 2
 
@@ -226,6 +227,10 @@ def test_the_text_cache_keeps_the_most_recently_used() -> None:
 
 
 def test_the_engine_grounds_through_its_run_cache(engine: StreamingEngine) -> None:
+    text = "a sleepy bay under a pink morning sky, seen from a boat"
     engine.run_embeddings.cache.clear()
-    engine.grounded_prompt("a sleepy bay under a pink morning sky, seen from a boat")
-    assert len(engine.run_embeddings.cache) > 20
+    engine._grounded.cache_clear()  # the grounded prompt itself is cached too
+    grounded = engine.grounded_prompt(text)
+    uncached = engine.text_encoder.sentence_embeddings
+    assert len(engine.run_embeddings.cache) == len(engine.grounder.features([text], uncached).runs) + 1
+    assert grounded == engine.grounder.expand(text, uncached)
