@@ -471,6 +471,32 @@ class StreamingEngine:
         return self.precision
 
     @property
+    def precision_choice(self) -> dict[str, dict[str, str]]:
+        """What `choose_precision` chose, as JSON can hold it: {"unet"|"decoder": {batch size: variant}}."""
+        return {
+            name: {str(batch): variant for batch, variant in sorted(part.choice.items())}
+            for name, part in (("unet", self._unet_precision), ("decoder", self._vae_precision))
+        }
+
+    def adopt_precision(self, choice: dict[str, dict[str, str]]) -> dict[str, list[int]]:
+        """Use a `precision_choice` saved from an earlier `choose_precision` on this machine, without timing;
+        frozen graphs are traced now, so the first frames do not pay for it. Returns `precision`.
+
+        Raises `ValueError` for a choice this engine cannot use, `TraceMismatch` where a frozen graph does
+        not match its eager module.
+        """
+        parts = {"unet": (self._unet_precision, self._time_unet), "decoder": (self._vae_precision, self._time_decoder)}
+        if set(choice) != set(parts):
+            raise ValueError(f"a precision choice names {sorted(parts)}, got {sorted(choice)}")
+        with torch.inference_mode():
+            for name, (part, run) in parts.items():
+                part.adopt({int(batch): variant for batch, variant in choice[name].items()})
+                for batch in sorted(part.choice):
+                    module, dtype = part.module_for(batch)
+                    run(module, dtype, batch)
+        return self.precision
+
+    @property
     def precision(self) -> dict[str, list[int]]:
         """Batch sizes at which the UNet and the decoder run in bfloat16, and at which as frozen graphs."""
         return {

@@ -110,6 +110,26 @@ class MixedPrecision:
         if self._frozen is not None:
             self._frozen.keep_batches(self.frozen_batches)
 
+    def adopt(self, choice: dict[int, str]) -> None:
+        """Use a choice made earlier by ``choose`` (batch size -> variant) without timing anything.
+
+        Raises ``ValueError`` for an unknown variant, or for variants this module cannot have.
+        """
+        unknown = set(choice.values()) - {BFLOAT16, FROZEN_BFLOAT16}
+        if unknown:
+            raise ValueError(f"unknown precision variant(s): {', '.join(sorted(unknown))}")
+        if choice and not self.eligible:
+            raise ValueError("only a float32 module on the CPU gets a bfloat16 copy")
+        if FROZEN_BFLOAT16 in choice.values():
+            if not self.freeze:
+                raise ValueError("this module was not set up for frozen graphs (no freeze=)")
+            self._frozen_graphs()
+        elif choice:
+            self._bfloat16()
+        self.choice = dict(choice)
+        if self._frozen is not None:
+            self._frozen.keep_batches(self.frozen_batches)
+
     def use_fast(self, batches: Iterable[int], *, frozen: bool = False) -> Any:
         """Run these batch sizes in bfloat16 (frozen graphs if ``frozen``) from now on, none of the others;
         return what runs them.

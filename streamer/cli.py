@@ -35,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         min_fps=args.min_fps,
         engine_threads=args.engine_threads,
+        retime_precision=args.retime_precision,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -67,6 +68,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--engine-threads",
         type=int,
         help="torch threads for each of the model's two stages, denoise and decode (default: half the cores but one)",
+    )
+    serve.add_argument(
+        "--retime-precision",
+        action="store_true",
+        help="time float32 against bfloat16 again rather than reuse the choice saved in the data folder",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

@@ -27,6 +27,7 @@ class ServerConfig:
     engine_threads: int | None = None  # torch threads per engine stage; default: half the cores but one
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
+    retime_precision: bool = False  # time float32 against bfloat16 again instead of reusing the saved choice
 
     @property
     def ice_addresses(self) -> list[str] | None:

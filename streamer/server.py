@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -30,6 +31,7 @@ from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
 from .metrics import Metrics
+from .precision_store import PRECISION_FILE, load_or_choose_precision
 from .services import Services
 from .session import SessionManager
 from .webrtc import restrict_host_candidates
@@ -84,9 +86,16 @@ def create_app(config: ServerConfig) -> Starlette:
             batcher.start()
             await batcher.run_on_engine(engine.warmup)
             phases.done("warm-up")
-            precision = await batcher.run_on_engine(engine.choose_precision, range(1, config.max_batch + 1))
-            phases.done("precision")
-            logger.info("bfloat16 where it measured faster: %s", precision)
+            precision, reused = await batcher.run_on_engine(
+                functools.partial(load_or_choose_precision, retime=config.retime_precision),
+                engine,
+                config.model_path,
+                range(1, config.max_batch + 1),
+                config.data_dir,
+            )
+            phases.done("precision (reused)" if reused else "precision")
+            how = f"as measured before ({config.data_dir / PRECISION_FILE})" if reused else "where it measured faster"
+            logger.info("bfloat16 %s: %s", how, precision)
             capacity = await batcher.run_on_engine(
                 CapacityModel.calibrate, engine, config.max_sessions, {1, config.steps}
             )

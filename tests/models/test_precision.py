@@ -36,6 +36,21 @@ def test_bfloat16_is_kept_only_where_it_is_clearly_faster() -> None:
     assert dtype == torch.float32 and module is precision.full
 
 
+def test_a_saved_choice_is_adopted_as_it_was_made() -> None:
+    precision = MixedPrecision(torch.nn.Linear(4, 4))
+    precision.adopt({8: BFLOAT16})
+    module, dtype = precision.module_for(8)
+    assert dtype == FAST_DTYPE and next(module.parameters()).dtype == FAST_DTYPE
+    assert precision.module_for(1) == (precision.full, torch.float32)
+    with pytest.raises(ValueError, match="unknown precision variant"):
+        precision.adopt({1: "float8"})
+    with pytest.raises(ValueError, match="no freeze="):
+        precision.adopt({1: FROZEN_BFLOAT16})
+    with pytest.raises(ValueError, match="float32 module on the CPU"):
+        MixedPrecision(torch.nn.Linear(4, 4).to(torch.bfloat16)).adopt({1: BFLOAT16})
+    assert precision.fast_batches == {8}, "a choice that cannot be adopted leaves the last one"
+
+
 def test_modules_that_are_not_float32_on_the_cpu_are_left_alone() -> None:
     precision = MixedPrecision(torch.nn.Linear(4, 4).to(torch.bfloat16))
     assert not precision.eligible
