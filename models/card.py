@@ -47,7 +47,7 @@ renders) from frames streamed for new, held-out phrasings and for training phras
   {a['train_joint_vs_ceiling']} ± {a.get('train_joint_vs_ceiling_stderr', 'n/a')}).
 {_grounding_lines(a)}{_detail_line(a)}- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
   {f['world_mean_abs_change']} (ratio {f['ratio']}).
-- Drift over a {d['rollout_minutes']}-minute rollout: subject+palette adherence
+- Drift over a {d['rollout_minutes']}-minute rollout ({d.get('streams', 'n/a')} streams): subject+palette adherence
   {_pct(d['first']['accuracy']['subject+palette'])} in the first window,
   {_pct(d['last']['accuracy']['subject+palette'])} in the last ({d['drift_points']} points).
 - Prompt change (conditioning blended over {t['slerp_frames']} frames, as the server does at 24 fps): largest
@@ -239,9 +239,9 @@ def _lexicon_words(config: dict[str, Any], figures: dict[str, Any]) -> str:
    figures were known, and the number of senses was chosen on them, so the gain is somewhat
    optimistic. It cannot help where WordNet 3.0 lacks the word ("taiga", "blue hour", "outrun") or
    files it elsewhere ("lunchtime" is a mealtime, not midday), and it misleads now and then: in
-   "mountain forest (full sunshine, clear-skied)", one of the 8 drift streams, "sunshine" is read
-   as "sun" and the forest is drawn at sunset (that stream alone moves drift's first window from
-   82.9% to 70.4%)."""
+   "mountain forest (full sunshine, clear-skied)", one of the drift streams, "sunshine" is read as
+   "sun" and the forest is drawn at sunset. When drift had 8 streams, that stream alone moved its
+   first window from 82.9% to 70.4%; drift now has 32."""
 
 
 def _unnamed_words(figures: dict[str, Any]) -> str:
