@@ -31,7 +31,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -466,16 +466,20 @@ class StreamingEngine:
         """
         batches = sorted(set(batches))
         with torch.inference_mode():
-            self._unet_precision.choose(batches, self._time_unet)
-            self._vae_precision.choose(batches, self._time_decoder)
+            for part, run in self._precision_parts().values():
+                part.choose(batches, run)
         return self.precision
+
+    def _precision_parts(self) -> dict[str, tuple[MixedPrecision, Callable[[Any, torch.dtype, int], None]]]:
+        """Each stage's precision choice, with what times (and traces) it at a batch size."""
+        return {"unet": (self._unet_precision, self._time_unet), "decoder": (self._vae_precision, self._time_decoder)}
 
     @property
     def precision_choice(self) -> dict[str, dict[str, str]]:
         """What `choose_precision` chose, as JSON can hold it: {"unet"|"decoder": {batch size: variant}}."""
         return {
             name: {str(batch): variant for batch, variant in sorted(part.choice.items())}
-            for name, part in (("unet", self._unet_precision), ("decoder", self._vae_precision))
+            for name, (part, _) in self._precision_parts().items()
         }
 
     def adopt_precision(self, choice: dict[str, dict[str, str]]) -> dict[str, list[int]]:
@@ -485,7 +489,7 @@ class StreamingEngine:
         Raises `ValueError` for a choice this engine cannot use, `TraceMismatch` where a frozen graph does
         not match its eager module.
         """
-        parts = {"unet": (self._unet_precision, self._time_unet), "decoder": (self._vae_precision, self._time_decoder)}
+        parts = self._precision_parts()
         if set(choice) != set(parts):
             raise ValueError(f"a precision choice names {sorted(parts)}, got {sorted(choice)}")
         with torch.inference_mode():

@@ -171,7 +171,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         own = word_runs(text, self.config.max_words) or [text]
         if not self.config.lexicon:
             return own
-        return list(dict.fromkeys([*own, *lexicon_phrases(text, self.config.lexicon)]))
+        return list(dict.fromkeys([*own, *lexicon_phrases(own, self.config.lexicon)]))
 
     def _best_per_value(self, similarity: torch.Tensor, excluded: Sequence[int] = ()) -> torch.Tensor:
         """`[runs, phrases]` similarities -> `[runs, values]`: each value's best phrase, bar `excluded` rows."""

@@ -23,18 +23,15 @@ LICENCE_FILE = "WORDNET_LICENSE.txt"
 """Written beside the grounder: WordNet's licence asks that its notice go with every copy, derived tables included."""
 
 LOOKUP_WORDS = 3
-"""Longest word run looked up (WordNet's collocations are mostly one to three words)."""
+"""Longest key of the table, in words (WordNet's collocations are mostly one to three); the grounder's word
+runs are as long or longer."""
 
 WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 """A word, as the grounder and the lexicon split lower-case text."""
 
 
-def lexicon_phrases(text: str, lexicon: Lexicon, max_words: int = LOOKUP_WORDS) -> list[str]:
-    """The related phrases of every run of 1 to `max_words` words of `text` found in `lexicon`, each once,
-    longest runs first."""
-    words = WORD.findall(text.lower())
-    found: list[str] = []
-    for n in range(max_words, 0, -1):
-        for i in range(len(words) - n + 1):
-            found += lexicon.get(" ".join(words[i : i + n]), ())
-    return list(dict.fromkeys(found))
+def lexicon_phrases(runs: Sequence[str], lexicon: Lexicon) -> list[str]:
+    """The related phrases of a prompt's word `runs` (`models.grounding.word_runs`) found in `lexicon`, each
+    once, longest runs first."""
+    longest_first = sorted(runs, key=lambda run: -run.count(" "))
+    return list(dict.fromkeys(phrase for run in longest_first for phrase in lexicon.get(run, ())))

@@ -16,6 +16,7 @@ def machine(*, with_torch: bool = True) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
     if with_torch:
@@ -25,6 +26,18 @@ def machine(*, with_torch: bool = True) -> dict[str, Any]:
         facts["torch_threads"] = torch.get_num_threads()
         facts["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return facts
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; `platform.processor()` there says only "x86_64"), else
+    what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def shown_path(path: Path) -> str:

@@ -10,33 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from models import StreamingEngine
 from models.frozen import TraceMismatch
+from models.reporting import machine
 
 log = logging.getLogger(__name__)
 
 PRECISION_FILE = "precision.json"
 WEIGHT_PARTS = ("unet", "vae")
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_key(engine: StreamingEngine, model_path: Path, batches: Iterable[int]) -> dict[str, Any]:
@@ -47,11 +33,9 @@ def machine_key(engine: StreamingEngine, model_path: Path, batches: Iterable[int
         for f in (model_path / part).rglob("*")
         if f.is_file()
     )
+    facts = {name: value for name, value in machine().items() if name != "date"}
     return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **facts,
         "device": str(engine.device),
         "model": str(model_path.resolve()),
         "weights": [list(w) for w in weights],

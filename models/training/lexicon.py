@@ -47,6 +47,7 @@ class WordNet:
         # lemma -> per part of speech: (senses tagged in WordNet's sense-tagged corpus, [(pos, offset)])
         by_pos: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
         self._synsets: dict[str, dict[str, _Synset]] = {}
+        self._exceptions: dict[str, set[str]] = {}  # inflected form -> its lemmas ("geese" -> "goose")
         for pos in PARTS_OF_SPEECH:
             with open(root / f"index.{pos}", encoding="utf-8") as index:
                 for line in index:
@@ -57,13 +58,11 @@ class WordNet:
                     tagged = int(fields[5 + pointer_kinds])
                     by_pos.setdefault(fields[0], []).append((tagged, [(pos, o) for o in fields[-count:]]))
             self._synsets[pos] = dict(_synsets(root / f"data.{pos}"))
-        self._tagged = {lemma: sum(tagged for tagged, _ in groups) for lemma, groups in by_pos.items()}
-        self._exceptions: dict[str, set[str]] = {}
-        for pos in PARTS_OF_SPEECH:
             with open(root / f"{pos}.exc", encoding="utf-8") as exceptions:
                 for line in exceptions:
                     inflected, *bases = line.split()
                     self._exceptions.setdefault(inflected, set()).update(bases)
+        self._tagged = {lemma: sum(tagged for tagged, _ in groups) for lemma, groups in by_pos.items()}
         # The part of speech a word is mostly used in comes first: "nice" is an adjective before it is a city.
         self._senses = {
             lemma: [sense for _, senses in sorted(groups, key=lambda g: -g[0]) for sense in senses]
@@ -178,8 +177,10 @@ def build_lexicon(wordnet: WordNet, known: frozenset[str], senses: int) -> dict[
 
     table: dict[str, list[str]] = {}
     nouns: set[str] = set()
+    lemma_keys: set[str] = set()
     for lemma in wordnet.lemmas():
         key = words_of(lemma)
+        lemma_keys.add(key)
         if not key or len(key.split()) > LOOKUP_WORDS or said_in_known_words(key):
             continue
         if _mostly_an_inflection(wordnet, lemma):
@@ -194,7 +195,6 @@ def build_lexicon(wordnet: WordNet, known: frozenset[str], senses: int) -> dict[
             table.setdefault(key, list(dict.fromkeys(related)))
             if "noun" in wordnet.parts_of_speech(lemma):
                 nouns.add(key)
-    lemma_keys = {words_of(lemma) for lemma in wordnet.lemmas()}
     for key in sorted(nouns):  # a lemma of its own ("falls") keeps its own entry, or none
         *head, last = key.split()
         plural = " ".join([*head, _plural(last)])

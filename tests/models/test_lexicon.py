@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models import StreamingEngine, default_model_path
-from models.lexicon import WORD, lexicon_phrases
+from models.grounding import word_runs
+from models.lexicon import LOOKUP_WORDS, WORD, lexicon_phrases
 from models.training.config import TrainConfig
 from models.training.grounder import _captions
 from models.training.lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
@@ -70,8 +71,9 @@ def test_rare_words_are_said_again_in_known_words_only(tmp_path: Path) -> None:
 
 def test_a_prompt_finds_its_rare_words_and_collocations() -> None:
     table = {"cataract": ["waterfall"], "small hours": ["midnight"], "hours": ["time"]}
-    assert lexicon_phrases("A Cataract in the small hours", table) == ["midnight", "waterfall", "time"]
-    assert lexicon_phrases("a forest at night", table) == []
+    runs = word_runs("A Cataract in the small hours", LOOKUP_WORDS)
+    assert lexicon_phrases(runs, table) == ["midnight", "waterfall", "time"]
+    assert lexicon_phrases(word_runs("a forest at night", LOOKUP_WORDS), table) == []
 
 
 def test_the_bundled_wordnet_knows_the_world_s_rarer_words() -> None:
@@ -103,7 +105,7 @@ def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> Non
     texts += [caption(SceneSpec.random(rng), rng, split="train") for _ in range(2000)]
     for text in texts:
         assert set(WORD.findall(text.lower())) <= known, text
-        assert lexicon_phrases(text, table) == [], text
+        assert lexicon_phrases(word_runs(text, LOOKUP_WORDS), table) == [], text
 
 
 def test_a_rare_place_name_is_read_as_its_scene(engine: StreamingEngine) -> None:
