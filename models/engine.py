@@ -42,7 +42,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from models.frozen import FrozenDecoder, FrozenUNet
-from models.grounding import SceneGrounder
+from models.grounding import Reading, SceneGrounder
 from models.loading import (
     PIXELCAST,
     TEXT_TO_IMAGE,
@@ -329,7 +329,7 @@ class StreamingEngine:
         return self.text_encoder.encode([self.grounded_prompt(text)])[0].to(device=self.device, dtype=self.dtype)
 
     def encode_prompts(
-        self, texts: Sequence[str], readings: Sequence[dict[str, tuple[str, float]]] | None = None
+        self, texts: Sequence[str], readings: Sequence[dict[str, Reading]] | None = None
     ) -> list[torch.Tensor]:
         """`encode_prompt` for many texts at once, grounded together in one batch (if on), for evaluation
         runs of hundreds of prompts; not cached. `readings`: what the grounder's `ground` gave for `texts`,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -39,6 +40,17 @@ GROUNDED = ("subject", "palette", "weather")
 
 Embed = Callable[[list[str]], torch.Tensor]
 """Texts -> unit-length sentence embeddings `[len(texts), dim]` (e.g. `TextEncoder.sentence_embeddings`)."""
+
+
+class Reading(NamedTuple):
+    """What the grounder reads of one attribute of a prompt."""
+
+    value: str
+    """The most probable value."""
+    probability: float
+    """That value's probability."""
+    said: bool
+    """Whether its canonical words are put in front of the prompt: its probability reaches the threshold."""
 
 
 def word_runs(text: str, max_words: int) -> list[str]:
@@ -199,17 +211,18 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         return out
 
     @torch.no_grad()
-    def ground(self, texts: Sequence[str], embed: Embed) -> list[dict[str, tuple[str, float]]]:
-        """Per prompt: attribute -> (most probable value, its probability); with `unnamed_class`, the
-        probability the prompt leaves the attribute unnamed is the rest, so a remark's values are improbable."""
+    def ground(self, texts: Sequence[str], embed: Embed) -> list[dict[str, Reading]]:
+        """Per prompt: attribute -> its `Reading`; with `unnamed_class`, the probability the prompt leaves
+        the attribute unnamed is the rest, so a remark's values are improbable and go unsaid."""
         if not texts:
             return []
         probabilities = {attr: logits.softmax(-1) for attr, logits in self(self.features(texts, embed)).items()}
-        out: list[dict[str, tuple[str, float]]] = [{} for _ in texts]
+        out: list[dict[str, Reading]] = [{} for _ in texts]
         for (attr, probs), values in zip(probabilities.items(), self.config.values):
             top, index = probs[:, : len(values)].max(dim=-1)
-            for row, (p, i) in enumerate(zip(top.tolist(), index.tolist())):
-                out[row][attr] = (values[i], p)
+            said = top >= self.config.threshold
+            for row, (p, i, say) in enumerate(zip(top.tolist(), index.tolist(), said.tolist())):
+                out[row][attr] = Reading(values[i], p, say)
         return out
 
     def expand(self, text: str, embed: Embed) -> str:
@@ -223,19 +236,18 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         return self.expand_all([text], embed)[0]
 
     def expand_all(
-        self, texts: Sequence[str], embed: Embed, readings: Sequence[dict[str, tuple[str, float]]] | None = None
+        self, texts: Sequence[str], embed: Embed, readings: Sequence[dict[str, Reading]] | None = None
     ) -> list[str]:
         """`expand` for many texts at once: their word runs are embedded together, which is much faster.
         `readings`: what `ground` gave for `texts`, where the caller has it already."""
         readings = self.ground(texts, embed) if readings is None else readings
         return [self._said_again(text, found) for text, found in zip(texts, readings, strict=True)]
 
-    def _said_again(self, text: str, found: dict[str, tuple[str, float]]) -> str:
+    def _said_again(self, text: str, found: dict[str, Reading]) -> str:
         words = [
-            canonical[values.index(value)]
+            canonical[values.index(found[attr].value)]
             for attr, values, canonical in zip(self.config.attributes, self.config.values, self.config.canonical)
-            for value, probability in [found[attr]]
-            if probability >= self.config.threshold
+            if found[attr].said
         ]
         # words the prompt already has are not said twice: a server prompt ends in the scene's own caption
         words = [w for w in words if not re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]

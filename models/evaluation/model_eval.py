@@ -32,11 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pixelcast eval model`."""
     parser.add_argument("--model", type=Path, help="diffusers pipeline folder (default: the shipped model)")
     parser.add_argument("--json", type=Path, help="where to write the report")
-    parser.add_argument("--seconds-short", type=float, help="drift: length of the early and late windows (default 10)")
-    parser.add_argument("--drift-minutes", type=float, help="drift: rollout length in minutes (default 5)")
-    parser.add_argument("--drift-streams", type=int, help="drift: streams rolled out together (default 8)")
+    parser.add_argument(
+        "--seconds-short",
+        type=float,
+        help=f"drift: length of the early and late windows (default {EvalSettings.seconds_short:g})",
+    )
+    parser.add_argument(
+        "--drift-minutes", type=float, help=f"drift: rollout length in minutes (default {EvalSettings.drift_minutes:g})"
+    )
+    parser.add_argument(
+        "--drift-streams", type=int, help=f"drift: streams rolled out together (default {EvalSettings.drift_streams})"
+    )
     parser.add_argument("--samples", type=int, help=f"specs for adherence and flicker (default {EvalSettings.samples})")
-    parser.add_argument("--steps", type=int, choices=(1, 2, 3, 4), help="denoising steps per frame (default 1)")
+    parser.add_argument(
+        "--steps", type=int, choices=(1, 2, 3, 4), help=f"denoising steps per frame (default {EvalSettings.steps})"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run of every section in seconds (rough figures)")
     parser.add_argument("--probe", type=Path, help="attribute probe folder (default: shipped, cached or trained)")
     parser.add_argument("--seed", type=int, default=0, help="seed of specs, captions and noise (default 0)")

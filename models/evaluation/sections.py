@@ -16,6 +16,7 @@ import torch
 from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, cell_means, colour_spread, edge_energy, frame_changes, psnr, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
+from models.grounding import Reading
 from models.evaluation.rollout import rollout
 from models.world import (
     FPS,
@@ -119,19 +120,18 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
 
 
 def _grounder_reading(
-    engine: StreamingEngine, found: list[dict[str, tuple[str, float]]], specs: list[SceneSpec], frame_hits: np.ndarray
+    engine: StreamingEngine, found: list[dict[str, Reading]], specs: list[SceneSpec], frame_hits: np.ndarray
 ) -> dict[str, Any]:
     """How often the grounder alone, from the text, names each attribute value the caption describes
     (its most probable value, whether or not it is sure enough to add it); and the frames' joint
-    adherence (`frame_hits`, per stream) where it names subject and palette right and surely, and
+    adherence (`frame_hits`, per stream) where it names subject and palette right and says both, and
     elsewhere: what is left to gain from reading words better, and from drawing what was read. `found`:
     the grounder's reading of each caption (`SceneGrounder.ground`)."""
     grounder = engine.grounder
-    predictions = {attr: [f[attr][0] for f in found] for attr in grounder.config.attributes}
-    threshold = grounder.config.threshold
+    predictions = {attr: [f[attr].value for f in found] for attr in grounder.config.attributes}
     sure = np.array(
         [
-            all(f[attr][0] == getattr(spec, attr) and f[attr][1] >= threshold for attr in ("subject", "palette"))
+            all(f[attr].value == getattr(spec, attr) and f[attr].said for attr in ("subject", "palette"))
             for f, spec in zip(found, specs, strict=True)
         ]
     )

@@ -48,11 +48,11 @@ class TrainConfig:
     sharpen_anchor: float = 1.0
     sharpen_own_context: float = 0.5  # share of critic rows whose previous frame is the denoiser's own first frame
     # 5. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
-    grounder_captions: int = 3000
+    grounder_captions: int = 9000
     grounder_max_words: int = 5
     grounder_unnamed: float = 0.1  # share of captions whose subject (and, apart, palette) words are left out
     grounder_no_scene: float = 0.1  # share of captions that keep only the template's words ("give me ..., pan left")
-    grounder_steps: int = 500
+    grounder_steps: int = 1000
     grounder_lr: float = 0.05
     grounder_weight_decay: float = 1e-4
     grounder_threshold: float = 0.5  # inference: canonical words are added from this probability on

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models import StreamingEngine, default_model_path
-from models.grounding import word_runs
+from models.grounding import SceneGrounder, word_runs
 from models.text import CachedEmbeddings, TextCache
 
 # Paraphrases no training caption uses as a whole, and the canonical words their scene has.
@@ -113,15 +113,13 @@ def test_a_folder_saved_before_grounding_existed_streams_the_words_as_given(tmp_
 
 
 def test_a_saved_grounder_reads_prompts_as_before(engine: StreamingEngine, tmp_path: Path) -> None:
-    from models.grounding import SceneGrounder
-
     engine.grounder.save_pretrained(tmp_path)
     reloaded = SceneGrounder.from_pretrained(tmp_path).eval()
     embed = engine.text_encoder.sentence_embeddings
     texts = list(PARAPHRASES)
     assert reloaded.config.attributes == ["subject", "palette", "weather"]
-    assert [{a: v for a, (v, _) in found.items()} for found in reloaded.ground(texts, embed)] == [
-        {a: v for a, (v, _) in found.items()} for found in engine.grounder.ground(texts, embed)
+    assert [{a: reading.value for a, reading in found.items()} for found in reloaded.ground(texts, embed)] == [
+        {a: reading.value for a, reading in found.items()} for found in engine.grounder.ground(texts, embed)
     ]
 
 
@@ -163,8 +161,6 @@ def test_training_captions_are_matched_without_their_own_phrases(engine: Streami
 def test_a_grounder_without_run_scores_or_unnamed_outcome_still_loads_and_reads(
     engine: StreamingEngine, tmp_path: Path
 ) -> None:
-    from models.grounding import SceneGrounder
-
     newer = ("run_scores", "unnamed_class")
     config = {k: v for k, v in engine.grounder.config.items() if not k.startswith("_") and k not in newer}
     older = SceneGrounder(**config)  # as grounders were saved before word runs and "unnamed" were scored
@@ -234,3 +230,4 @@ def test_the_engine_grounds_through_its_run_cache(engine: StreamingEngine) -> No
     uncached = engine.text_encoder.sentence_embeddings
     assert len(engine.run_embeddings.cache) == len(engine.grounder.features([text], uncached).runs) + 1
     assert grounded == engine.grounder.expand(text, uncached)
+
