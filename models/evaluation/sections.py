@@ -16,8 +16,8 @@ import torch
 from models.engine import StreamingEngine, slerp_conditioning
 from models.evaluation.metrics import brightness, cell_means, colour_spread, edge_energy, frame_changes, psnr, rnd
 from models.evaluation.probe import AttributeProbe, accuracy, chance, joint_hits
-from models.grounding import Reading
 from models.evaluation.rollout import rollout
+from models.grounding import Reading
 from models.world import (
     FPS,
     PALETTES,

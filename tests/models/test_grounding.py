@@ -230,4 +230,3 @@ def test_the_engine_grounds_through_its_run_cache(engine: StreamingEngine) -> No
     uncached = engine.text_encoder.sentence_embeddings
     assert len(engine.run_embeddings.cache) == len(engine.grounder.features([text], uncached).runs) + 1
     assert grounded == engine.grounder.expand(text, uncached)
-
