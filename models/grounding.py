@@ -14,7 +14,10 @@ classifier that sees three things of a prompt:
 Words the training captions never use are also looked up in a small dictionary table shipped in the
 config (`models.lexicon`): "a cataract at night" is read as if it also said "waterfall".
 
-Per attribute value, the logits of both linear layers add up to its probability. Each attribute also has
+Per attribute value, the logits of both linear layers add up to its probability. A value's logit weighs
+its own phrase match only (one weight per value): with every value's match weighed in, the fit learns
+margins of its own (noon had to beat dawn's and dusk's matches by more than sunset did), which read
+new phrasings worse (see the model card). Each attribute also has
 an "unnamed" outcome, scored by the first layer alone: training captions that leave an attribute out
 teach it, so a remark such as "hello" puts its probability there rather than on a guess. Where the top
 value is probable enough, its canonical phrase is put in front of the prompt; the viewer's words follow,
@@ -112,6 +115,8 @@ class SceneGrounder(ModelMixin, ConfigMixin):
             each attribute); off in grounders saved before it existed.
         lexicon: rare word or collocation -> related phrases in the training captions' words (see
             `models.lexicon`); their runs are read beside the prompt's own. None: no dictionary.
+        own_match_only: a value's logit weighs its own phrase match alone, not the other values'
+            (the "unnamed" outcomes still weigh them all); off in grounders saved before it existed.
 
     Everything is stored in lists: diffusers writes configs with sorted keys, so a dict's order
     would not survive `save_pretrained`.
@@ -131,6 +136,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         run_scores: bool = False,
         unnamed_class: bool = False,
         lexicon: dict[str, list[str]] | None = None,
+        own_match_only: bool = False,
     ) -> None:
         super().__init__()
         if not len(attributes) == len(values) == len(canonical):
@@ -141,6 +147,16 @@ class SceneGrounder(ModelMixin, ConfigMixin):
         unnamed = len(attributes) if unnamed_class else 0
         self.head = nn.Linear(embedding_dim + self.total_values, self.total_values + unnamed)
         self.run_head = nn.Linear(embedding_dim, self.total_values) if run_scores else None
+        mask = torch.ones(self.head.weight.shape)
+        if own_match_only:
+            mask[: self.total_values, embedding_dim:] = torch.eye(self.total_values)
+        self.register_buffer("head_mask", mask, persistent=False)
+
+    @torch.no_grad()
+    def mask_head(self) -> None:
+        """Zero the head weights `own_match_only` leaves out (after initialising the head), so the saved
+        weights hold only what is used; the forward pass masks them, so training never moves them."""
+        self.head.weight.mul_(self.head_mask)
 
     def _slices(self) -> dict[str, slice]:
         out, start = {}, 0
@@ -199,7 +215,7 @@ class SceneGrounder(ModelMixin, ConfigMixin):
     def forward(self, inputs: GrounderInputs) -> dict[str, torch.Tensor]:
         """Logits per attribute, `{attribute: [B, values]}`, from `inputs` (see `features`); with
         `unnamed_class`, `[B, values + 1]`, the last being "unnamed"."""
-        head = self.head(inputs.prompts)
+        head = nn.functional.linear(inputs.prompts, self.head.weight * self.head_mask, self.head.bias)
         logits = head[:, : self.total_values]
         if self.run_head is not None:
             per_run = _pool(self.run_head(inputs.runs), inputs.run_index, fill=float("-inf"))

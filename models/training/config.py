@@ -56,6 +56,7 @@ class TrainConfig:
     grounder_lr: float = 0.05
     grounder_weight_decay: float = 1e-4
     grounder_threshold: float = 0.5  # inference: canonical words are added from this probability on
+    grounder_own_match_only: bool = True  # a value's logit weighs its own phrase match alone (models/grounding.py)
     grounder_lexicon_senses: int = 3  # WordNet senses per rare word in the grounder's dictionary table
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
     noise_drift_inference: float = 0.2

@@ -56,6 +56,7 @@ def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], lis
         threshold=config.grounder_threshold,
         run_scores=True,
         unnamed_class=True,
+        own_match_only=config.grounder_own_match_only,
         lexicon=build_lexicon(WordNet(bundled_wordnet()), training_words(), config.grounder_lexicon_senses),
     )
     grounder.phrase_embeddings.copy_(embed(phrases))
@@ -132,6 +133,7 @@ def train_grounder(
     heads = [grounder.head, grounder.run_head]
     for head in heads:
         head.reset_parameters()
+    grounder.mask_head()
     optimizer = torch.optim.Adam(
         [p for head in heads for p in head.parameters()],
         lr=config.grounder_lr,

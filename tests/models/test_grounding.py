@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models import StreamingEngine, default_model_path
-from models.grounding import SceneGrounder, word_runs
+from models.grounding import GrounderInputs, SceneGrounder, word_runs
 from models.text import CachedEmbeddings, TextCache
 
 # Paraphrases no training caption uses as a whole, and the canonical words their scene has.
@@ -161,7 +161,7 @@ def test_training_captions_are_matched_without_their_own_phrases(engine: Streami
 def test_a_grounder_without_run_scores_or_unnamed_outcome_still_loads_and_reads(
     engine: StreamingEngine, tmp_path: Path
 ) -> None:
-    newer = ("run_scores", "unnamed_class")
+    newer = ("run_scores", "unnamed_class", "own_match_only")
     config = {k: v for k, v in engine.grounder.config.items() if not k.startswith("_") and k not in newer}
     older = SceneGrounder(**config)  # as grounders were saved before word runs and "unnamed" were scored
     values = older.total_values
@@ -175,8 +175,25 @@ def test_a_grounder_without_run_scores_or_unnamed_outcome_still_loads_and_reads(
     reloaded = SceneGrounder.from_pretrained(tmp_path).eval()
     assert reloaded.run_head is None
     assert not reloaded.config.unnamed_class
+    assert not reloaded.config.own_match_only
     found = reloaded.ground(["evergreens at 2 am"], engine.text_encoder.sentence_embeddings)[0]
     assert set(found) == {"subject", "palette", "weather"}
+
+
+def test_a_value_is_weighed_by_its_own_phrase_match_alone(engine: StreamingEngine) -> None:
+    grounder = engine.grounder
+    assert grounder is not None and grounder.config.own_match_only
+    values = [v for vs in grounder.config.values for v in vs]
+    inputs = grounder.features(["a sunny beach"], engine.text_encoder.sentence_embeddings)
+    closer = GrounderInputs(inputs.prompts.clone(), inputs.runs, inputs.run_index)
+    closer.prompts[0, grounder.config.embedding_dim + values.index("sunset")] += 0.5  # a closer sunset match
+    with torch.no_grad():
+        before, after = grounder(inputs)["palette"][0], grounder(closer)["palette"][0]
+    palettes = grounder.config.values[grounder.config.attributes.index("palette")]
+    sunset = palettes.index("sunset")
+    assert after[sunset] > before[sunset]
+    others = [i for i in range(len(palettes)) if i != sunset]  # not "unnamed" (last): it weighs every match
+    torch.testing.assert_close(after[others], before[others])
 
 
 def test_a_folder_that_lists_a_grounder_it_lacks_is_refused_by_name(tmp_path: Path) -> None:
