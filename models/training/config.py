@@ -7,7 +7,7 @@ from typing import Any
 
 from models.grounding import GROUNDED
 from models.world.captions import training_captions_fingerprint
-from models.world.phrases import DESCRIPTIONS
+from models.world.vocabulary import WORLD, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class TrainConfig:
         sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
         return {**self.denoiser_recipe(), **sharpening, "context_noise_inference": self.context_noise_inference}
 
-    def grounder_recipe(self) -> dict[str, Any]:
+    def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
         return {
             "seed": self.seed,
@@ -106,9 +106,10 @@ class TrainConfig:
             "grounder_unnamed": self.grounder_unnamed,
             "grounder_no_scene": self.grounder_no_scene,
             "grounded": list(GROUNDED),
-            "grounder_inputs": "sentence, phrase matches bar its own, word runs",  # what a checkpoint's features hold
-            "training_captions": training_captions_fingerprint(),
-            "descriptions": DESCRIPTIONS,
+            # what a checkpoint's features hold, and how they were embedded (each distinct text once)
+            "grounder_inputs": "sentence, phrase matches bar its own, word runs; embedded once",
+            "training_captions": training_captions_fingerprint(vocabulary),
+            "descriptions": vocabulary.descriptions,
         }
 
     def quick(self) -> TrainConfig:

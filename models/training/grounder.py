@@ -16,21 +16,27 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.grounding import GROUNDED, Embed, GrounderInputs, SceneGrounder
+from models.text import CachedEmbeddings
 from models.world import ATTRIBUTES, SceneSpec, attribute_descriptions, caption_parts
-from models.world.phrases import SLOT_ATTRIBUTE, SYNONYMS
+from models.world.phrases import SLOT_ATTRIBUTE
+from models.world.vocabulary import WORLD, Vocabulary
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
 
+EMBED_ONCE = 10_000_000
+"""Texts whose embeddings `_features` keeps: every distinct caption and word run of a recipe (about 125,000
+for 9,000 captions, 190 MB), so none is embedded twice."""
+
 CANONICAL_SLOT = {"subject": "s", "palette": "p", "weather": "w"}
 """The caption slot whose first training phrase is an attribute's canonical words ("forest", "at night")."""
 
 
-def phrase_table() -> tuple[list[str], list[int]]:
+def phrase_table(vocabulary: Vocabulary = WORLD) -> tuple[list[str], list[int]]:
     """The grounder's phrases (each grounded value's description and training phrases) and, for each,
     the index of its value among the grounded attributes' values."""
-    descriptions = attribute_descriptions()
+    descriptions = attribute_descriptions(vocabulary)
     phrases: list[str] = []
     phrase_values: list[int] = []
     grounded_values = ((attr, value) for attr in GROUNDED for value in ATTRIBUTES[attr])
@@ -40,12 +46,16 @@ def phrase_table() -> tuple[list[str], list[int]]:
     return phrases, phrase_values
 
 
-def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], list[int]]) -> SceneGrounder:
+def make_grounder(
+    config: TrainConfig, embed: Embed, table: tuple[list[str], list[int]], vocabulary: Vocabulary = WORLD
+) -> SceneGrounder:
     """An untrained grounder whose phrase table holds `table` (from `phrase_table`), with its dictionary
-    table distilled from WordNet."""
+    table distilled from WordNet for the words `vocabulary`'s training captions never use."""
     values = [list(ATTRIBUTES[attr]) for attr in GROUNDED]
     phrases, phrase_values = table
-    canonical = [[SYNONYMS[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)]
+    canonical = [
+        [vocabulary.synonyms[CANONICAL_SLOT[attr]][value][0][0] for value in vs] for attr, vs in zip(GROUNDED, values)
+    ]
     assert all(SLOT_ATTRIBUTE[CANONICAL_SLOT[attr]] == attr for attr in GROUNDED)
     grounder = SceneGrounder(
         attributes=list(GROUNDED),
@@ -57,7 +67,7 @@ def make_grounder(config: TrainConfig, embed: Embed, table: tuple[list[str], lis
         run_scores=True,
         unnamed_class=True,
         own_match_only=config.grounder_own_match_only,
-        lexicon=build_lexicon(WordNet(bundled_wordnet()), training_words(), config.grounder_lexicon_senses),
+        lexicon=build_lexicon(WordNet(bundled_wordnet()), training_words(vocabulary), config.grounder_lexicon_senses),
     )
     grounder.phrase_embeddings.copy_(embed(phrases))
     return grounder
@@ -71,7 +81,7 @@ class _Captions:
     phrases: list[list[str]]  # the phrases each caption put in its slots
 
 
-def _captions(config: TrainConfig) -> _Captions:
+def _captions(config: TrainConfig, vocabulary: Vocabulary = WORLD) -> _Captions:
     """Random scenes, each with one training caption; an attribute a caption does not name is labelled
     "unnamed". To teach that for subject and palette too (every template names both), each is left out
     of a share of the captions, and another share keeps only the template's own words, like a remark
@@ -82,7 +92,7 @@ def _captions(config: TrainConfig) -> _Captions:
         omit = [attr for attr in ("subject", "palette") if rng.random() < config.grounder_unnamed]
         if rng.random() < config.grounder_no_scene:  # a remark that names nothing: "give me, pan left"
             omit = list(ATTRIBUTES)
-        text, slots = caption_parts(spec, rng, split="train", omit=omit)
+        text, slots = caption_parts(spec, rng, split="train", omit=omit, vocabulary=vocabulary)
         out.texts.append(text)
         out.named.append({SLOT_ATTRIBUTE[slot] for slot in slots})
         out.phrases.append(list(slots.values()))
@@ -92,7 +102,12 @@ def _captions(config: TrainConfig) -> _Captions:
 def _features(
     grounder: SceneGrounder, captions: _Captions, phrases: list[str], embed: Embed, chunk: int = 250
 ) -> GrounderInputs:
-    """The captions' grounder inputs, each caption matched against the grounder's `phrases` bar its own."""
+    """The captions' grounder inputs, each caption matched against the grounder's `phrases` bar its own.
+
+    Chunks share most of their word runs ("at night", "a forest"), so each distinct text goes through
+    MiniLM once, in the chunk that first has it: half the embeddings of embedding every chunk's runs.
+    """
+    embed = CachedEmbeddings(embed, size=EMBED_ONCE)
     rows: dict[str, list[int]] = {}
     for row, phrase in enumerate(phrases):
         rows.setdefault(phrase, []).append(row)
@@ -105,20 +120,21 @@ def _features(
 
 
 def train_grounder(
-    config: TrainConfig, embed: Embed, work_dir: Path
+    config: TrainConfig, embed: Embed, work_dir: Path, vocabulary: Vocabulary = WORLD
 ) -> tuple[SceneGrounder, dict[str, Any]]:
-    """Fit the grounder's heads on embedded training captions (resuming the embedding); returns it and
-    its accuracy per attribute on the captions that name it."""
+    """Fit the grounder's heads on embedded training captions of `vocabulary` (resuming the embedding);
+    returns it and its accuracy per attribute on the captions that name it."""
     path = work_dir / "grounder.pt"
-    table = phrase_table()
-    grounder = make_grounder(config, embed, table)
-    captions = _captions(config)
-    saved = load_checkpoint(path, config.grounder_recipe())
+    table = phrase_table(vocabulary)
+    grounder = make_grounder(config, embed, table, vocabulary)
+    captions = _captions(config, vocabulary)
+    recipe = config.grounder_recipe(vocabulary)
+    saved = load_checkpoint(path, recipe)
     if saved is not None:
         features = GrounderInputs(**saved["features"])
     else:
         features = _features(grounder, captions, table[0], embed)
-        save_checkpoint(path, {"features": features.to_dict()}, config.grounder_recipe())
+        save_checkpoint(path, {"features": features.to_dict()}, recipe)
     unnamed = {attr: len(ATTRIBUTES[attr]) for attr in GROUNDED}  # the "unnamed" logit follows the values
     labels = {
         attr: torch.tensor(

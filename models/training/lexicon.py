@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.lexicon import LOOKUP_WORDS, WORD
-from models.world.phrases import DESCRIPTIONS, SYNONYMS, TRAIN_TEMPLATES
+from models.world.vocabulary import WORLD, Vocabulary
 
 PARTS_OF_SPEECH = ("noun", "adj", "adv", "verb")
 _POINTER_POS = {"n": "noun", "v": "verb", "a": "adj", "s": "adj", "r": "adv"}
@@ -135,11 +135,11 @@ def wordnet_licence(root: Path) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def training_words() -> frozenset[str]:
+def training_words(vocabulary: Vocabulary = WORLD) -> frozenset[str]:
     """Every word the grounder meets in training: training templates and synonyms, and the descriptions."""
-    texts = [re.sub(r"\{[a-z]+\}", " ", t) for t in TRAIN_TEMPLATES]
-    texts += [p for table in SYNONYMS.values() for train, _ in table.values() for p in train]
-    texts += [d for per_value in DESCRIPTIONS.values() for d in per_value.values()]
+    texts = [re.sub(r"\{[a-z]+\}", " ", t) for t in vocabulary.train_templates]
+    texts += [p for table in vocabulary.synonyms.values() for train, _ in table.values() for p in train]
+    texts += [d for per_value in vocabulary.descriptions.values() for d in per_value.values()]
     texts.append("an")  # captions write "an" before a vowel ("an ocean")
     return frozenset(w for text in texts for w in WORD.findall(text.lower()))
 

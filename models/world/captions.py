@@ -11,8 +11,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.world.phrases import DESCRIPTIONS, HELDOUT_TEMPLATES, SLOT_ATTRIBUTE, SYNONYMS, TRAIN_TEMPLATES
+from models.world.phrases import SLOT_ATTRIBUTE
 from models.world.spec import ATTRIBUTES, SceneSpec
+from models.world.vocabulary import WORLD, Vocabulary
 
 SPLITS = ("train", "heldout")
 HELDOUT_SYNONYM_RATE = 0.5
@@ -35,24 +36,24 @@ def _slots(template: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
-def templates(split: str, mention: frozenset[str] = frozenset()) -> tuple[str, ...]:
+def templates(split: str, mention: frozenset[str] = frozenset(), vocabulary: Vocabulary = WORLD) -> tuple[str, ...]:
     """The templates of `split` that name every attribute in `mention`."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     unknown = set(mention) - set(ATTRIBUTES)
     if unknown:
         raise ValueError(f"unknown attribute(s) {', '.join(sorted(unknown))}")
-    pool = TRAIN_TEMPLATES if split == "train" else HELDOUT_TEMPLATES
+    pool = vocabulary.train_templates if split == "train" else vocabulary.heldout_templates
     chosen = tuple(t for t in pool if set(mention) <= {SLOT_ATTRIBUTE[s] for s in _slots(t)})
     if not chosen:
         raise ValueError(f"no {split} template names all of {', '.join(sorted(mention))}")
     return chosen
 
 
-def synonyms(attribute: str, value: str, split: str = "train") -> list[str]:
+def synonyms(attribute: str, value: str, split: str = "train", vocabulary: Vocabulary = WORLD) -> list[str]:
     """Every phrase that can name `value` of `attribute` in captions of `split` (held-out includes train's)."""
     out: list[str] = []
-    for slot, table in SYNONYMS.items():
+    for slot, table in vocabulary.synonyms.items():
         if SLOT_ATTRIBUTE[slot] == attribute and value in table:
             train, heldout = table[value]
             out += list(train) + (list(heldout) if split == "heldout" else [])
@@ -71,22 +72,24 @@ def caption_parts(
     split: str = "train",
     mention: Collection[str] = (),
     omit: Collection[str] = (),
+    vocabulary: Vocabulary = WORLD,
 ) -> tuple[str, dict[str, str]]:
     """A random caption of `spec` (see `caption`) and the phrase it put in each template slot.
 
     `omit` leaves the slots of those attributes empty, for text that does not name everything (the
-    caption then names no subject, say); it draws the same random numbers as without.
+    caption then names no subject, say); it draws the same random numbers as without. A held-out slot
+    whose value has no held-out phrase in `vocabulary` takes a training one.
     """
     unknown = set(omit) - set(ATTRIBUTES)
     if unknown:
         raise ValueError(f"unknown attribute(s) to omit: {', '.join(sorted(unknown))}")
-    pool = templates(split, frozenset(mention) | {"subject", "palette"})
+    pool = templates(split, frozenset(mention) | {"subject", "palette"}, vocabulary)
     template = _pick(rng, pool)
     values = {}
     for slot in _slots(template):
-        train, heldout = SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])]
+        train, heldout = vocabulary.synonyms[slot][getattr(spec, SLOT_ATTRIBUTE[slot])]
         use_heldout = split == "heldout" and rng.random() < HELDOUT_SYNONYM_RATE
-        values[slot] = _pick(rng, heldout if use_heldout else train)
+        values[slot] = _pick(rng, heldout if use_heldout and heldout else train)
     kept = {slot: phrase for slot, phrase in values.items() if SLOT_ATTRIBUTE[slot] not in omit}
     text = template.format(**{slot: kept.get(slot, "") for slot in values})
     if len(kept) < len(values):
@@ -110,34 +113,39 @@ def caption(
     return caption_parts(spec, rng, split, mention)[0]
 
 
-def heldout_phrases(spec: SceneSpec, parts: dict[str, str]) -> dict[str, str]:
+def heldout_phrases(spec: SceneSpec, parts: dict[str, str], vocabulary: Vocabulary = WORLD) -> dict[str, str]:
     """Attribute -> the held-out phrase that named it in a caption's slot `parts` (from `caption_parts`)."""
     return {
         SLOT_ATTRIBUTE[slot]: phrase
         for slot, phrase in parts.items()
-        if phrase in SYNONYMS[slot][getattr(spec, SLOT_ATTRIBUTE[slot])][1]
+        if phrase in vocabulary.synonyms[slot][getattr(spec, SLOT_ATTRIBUTE[slot])][1]
     }
 
 
 def describe(spec: SceneSpec) -> str:
     """One canonical caption naming every attribute, e.g. 'a calm ocean at sunset, in clear weather, static camera'."""
-    first = {slot: SYNONYMS[slot][getattr(spec, attr)][0][0] for slot, attr in SLOT_ATTRIBUTE.items()}
+    first = {slot: WORLD.synonyms[slot][getattr(spec, attr)][0][0] for slot, attr in SLOT_ATTRIBUTE.items()}
     return _ARTICLE.sub(r"\1n ", "a {pa} {s} {p}, {w}, {c}".format(**first))
 
 
-def attribute_descriptions() -> dict[str, dict[str, list[str]]]:
+def attribute_descriptions(vocabulary: Vocabulary = WORLD) -> dict[str, dict[str, list[str]]]:
     """Attribute -> value -> short descriptions (a sentence, then training synonyms), for text matching."""
     return {
-        attr: {value: [DESCRIPTIONS[attr][value], *synonyms(attr, value, "train")] for value in vocabulary}
-        for attr, vocabulary in ATTRIBUTES.items()
+        attr: {
+            value: [vocabulary.descriptions[attr][value], *synonyms(attr, value, "train", vocabulary)]
+            for value in values
+        }
+        for attr, values in ATTRIBUTES.items()
     }
 
 
-def training_captions_fingerprint() -> str:
+def training_captions_fingerprint(vocabulary: Vocabulary = WORLD) -> str:
     """A short hash of every training template and synonym: training data changes exactly when it does.
 
     Held-out phrasings are left out, as they never reach training.
     """
-    train_only = {slot: {value: list(pair[0]) for value, pair in table.items()} for slot, table in SYNONYMS.items()}
-    text = json.dumps([list(TRAIN_TEMPLATES), train_only], sort_keys=True)
+    train_only = {
+        slot: {value: list(pair[0]) for value, pair in table.items()} for slot, table in vocabulary.synonyms.items()
+    }
+    text = json.dumps([list(vocabulary.train_templates), train_only], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -181,3 +181,21 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     per_phrase[phrase] = {"streams": 3, "followed": 0.0}
     (folder / EVALUATION_FILE).write_text(json.dumps(report))
     assert f'"{phrase}" (0% of 3 streams)' in write_model_card(folder).read_text()
+
+
+def test_eval_grounder_fits_on_a_fold_and_reports_how_it_reads_the_kept_out_phrases(tmp_path: Path) -> None:
+    out = tmp_path / "fold.json"
+    assert cli_main(["eval", "grounder", "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["captions"] == 100 and 0 < report["captions_using_kept_out"] < 100
+    assert report["kept_out_phrases"] > 50
+    assert all(0.0 <= share <= 1.0 for share in report["right_and_said"].values())
+    assert report["grounder_settings"]["grounder_own_match_only"] is True
+    changed = ["eval", "grounder", "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    assert cli_main([*changed, "--set", "grounder_own_match_only=false"]) == 0
+    assert json.loads(out.read_text())["grounder_settings"]["grounder_own_match_only"] is False
+
+
+def test_eval_grounder_refuses_a_setting_it_does_not_know(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["eval", "grounder", "--quick", "--set", "unet_steps=3"]) == 2
+    assert "expected NAME=VALUE with NAME one of" in capsys.readouterr().out

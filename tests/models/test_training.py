@@ -93,3 +93,28 @@ def test_a_new_training_phrase_changes_the_recipe_and_a_heldout_one_does_not(mon
     monkeypatch.setitem(SYNONYMS["s"], "ocean", ((*train_phrases, "the big blue"), heldout_phrases))
     assert config.clip_bank_recipe() != bank  # old captions would be reused for the new vocabulary otherwise
     assert config.denoiser_recipe() != denoiser
+
+
+def test_the_grounder_stage_embeds_each_text_once_and_reads_captions_as_if_embedded_together() -> None:
+    from models.grounding import GrounderInputs
+    from models.text import TextEncoder
+    from models.training.grounder import _captions, _features, make_grounder, phrase_table
+
+    config = TrainConfig().quick()
+    encoder = TextEncoder(cache_size=0)
+    embedded: list[str] = []
+
+    def counted(texts: list[str]) -> torch.Tensor:
+        embedded.extend(texts)
+        return encoder.sentence_embeddings(texts)
+
+    table = phrase_table()
+    grounder = make_grounder(config, encoder.sentence_embeddings, table)
+    captions = _captions(config)
+    chunked = _features(grounder, captions, table[0], counted, chunk=8)
+    assert len(embedded) == len(set(embedded))  # runs that several chunks share went through MiniLM once
+    together: GrounderInputs = _features(grounder, captions, table[0], encoder.sentence_embeddings, chunk=10_000)
+    torch.testing.assert_close(chunked.prompts, together.prompts, atol=1e-5, rtol=0)
+    for row in range(len(captions.texts)):
+        mine, theirs = chunked.run_index[row], together.run_index[row]
+        torch.testing.assert_close(chunked.runs[mine[mine >= 0]], together.runs[theirs[theirs >= 0]], atol=1e-5, rtol=0)

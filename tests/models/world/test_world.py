@@ -19,6 +19,7 @@ from models.world import (
     caption,
     caption_parts,
     describe,
+    heldout_phrases,
     render_clip,
     render_frame,
     sample_frames,
@@ -213,3 +214,28 @@ def test_samples_are_deterministic_consecutive_pairs() -> None:
     frames = sample_frames(np.random.default_rng(5), 5, size=64)
     assert frames.shape == (5, 64, 64, 3)
     assert np.array_equal(frames, sample_frames(np.random.default_rng(5), 5, size=64))
+
+
+def test_a_validation_fold_keeps_training_phrases_out_and_reads_them_in_its_heldout_captions() -> None:
+    from models.world.vocabulary import FOLD_SLOTS, WORLD
+
+    fold = WORLD.fold(0.2, seed=0)
+    assert fold.heldout_templates == WORLD.train_templates
+    world_heldout = set().union(*(pair[1] for table in SYNONYMS.values() for pair in table.values()))
+    kept_out = 0
+    for slot, table in fold.synonyms.items():
+        for value, (train, heldout) in table.items():
+            world_train = WORLD.synonyms[slot][value][0]
+            assert train[0] == world_train[0]  # the canonical words always stay in training
+            assert sorted((*train, *heldout)) == sorted(world_train) if slot in FOLD_SLOTS else not heldout
+            kept_out += len(heldout)
+    assert 0.1 < kept_out / sum(len(WORLD.synonyms[s][v][0]) for s in FOLD_SLOTS for v in WORLD.synonyms[s]) < 0.3
+    assert WORLD.fold(0.2, seed=0).synonyms == fold.synonyms and WORLD.fold(0.2, seed=1).synonyms != fold.synonyms
+    rng = np.random.default_rng(0)
+    used = []
+    for spec in _specs(200, seed=3):
+        text, parts = caption_parts(spec, rng, split="heldout", vocabulary=fold)
+        assert not set(parts.values()) & world_heldout, text  # the evaluation's held-out words never appear
+        used.append(heldout_phrases(spec, parts, vocabulary=fold))
+        assert set(used[-1]) <= {"subject", "palette"}
+    assert 0.3 < np.mean([bool(u) for u in used]) < 0.9
