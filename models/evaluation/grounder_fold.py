@@ -112,7 +112,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 raise ValueError(f"--set {item!r}: expected true or false")
             changes[name] = text.lower() == "true"
         else:
-            changes[name] = kind(text)
+            try:
+                changes[name] = kind(text)
+            except ValueError:
+                raise ValueError(f"--set {item!r}: expected a number ({kind.__name__})") from None
     return dataclasses.replace(config, **changes)
 
 
@@ -130,7 +133,10 @@ def main(args: argparse.Namespace) -> int:
     settings = FoldSettings(seed=args.seed)
     if args.quick:
         settings = dataclasses.replace(settings, captions=100)
-    if args.captions:
+    if args.captions is not None:
+        if args.captions < 1:
+            print(f"pixelcast eval grounder: --captions must be at least 1, not {args.captions}")
+            return 2
         settings = dataclasses.replace(settings, captions=args.captions)
     started = time.perf_counter()
     text = TextEncoder(cache_size=0)

@@ -196,6 +196,12 @@ def test_eval_grounder_fits_on_a_fold_and_reports_how_it_reads_the_kept_out_phra
     assert json.loads(out.read_text())["grounder_settings"]["grounder_own_match_only"] is False
 
 
-def test_eval_grounder_refuses_a_setting_it_does_not_know(capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_grounder_refuses_settings_it_cannot_use(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["eval", "grounder", "--quick", "--set", "unet_steps=3"]) == 2
     assert "expected NAME=VALUE with NAME one of" in capsys.readouterr().out
+    assert cli_main(["eval", "grounder", "--quick", "--set", "grounder_own_match_only=maybe"]) == 2
+    assert "expected true or false" in capsys.readouterr().out
+    assert cli_main(["eval", "grounder", "--quick", "--set", "grounder_steps=many"]) == 2
+    assert "expected a number (int)" in capsys.readouterr().out
+    assert cli_main(["eval", "grounder", "--quick", "--captions", "0"]) == 2
+    assert "--captions must be at least 1" in capsys.readouterr().out
