@@ -135,6 +135,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime in clock ticks (USER_HZ = 100)
 
 
+class ViewerLost(RuntimeError):
+    """A viewer's session ended before the benchmark was done with it."""
+
+
+async def _stop(probes: list[ViewerProbe], receivers: list[asyncio.Task[None]]) -> None:
+    """Stop receiving and close every viewer, whatever state its session is in."""
+    for task in receivers:
+        task.cancel()
+    await asyncio.gather(*receivers, return_exceptions=True)
+    for probe in probes:
+        await probe.client.close()
+
+
 async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> dict[str, Any]:
     # The first viewer starts from STEER_FROM (it is the one that steers later); every viewer has its own prompt.
     prompts = [STEER_FROM, *(p for p in PROMPTS if p != STEER_FROM)]
@@ -160,7 +173,14 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
             await asyncio.sleep(1.0)
             bar.update(1)
             if steered_at is None and time.perf_counter() > warm + seconds / 2:
-                probes[0].client.send({"type": "steer", "text": STEER_TO})
+                client = probes[0].client
+                if client.channel.readyState != "open":
+                    await _stop(probes, receivers)
+                    raise ViewerLost(
+                        f"the steering viewer's control channel is {client.channel.readyState}"
+                        f" (peer connection {client.pc.connectionState}) before its steer"
+                    )
+                client.send({"type": "steer", "text": STEER_TO})
                 steered_at = time.perf_counter()
     await asyncio.gather(*receivers)
     cpu = (_cpu_seconds(pid) - cpu_start) / (time.perf_counter() - wall_start)
@@ -199,7 +219,12 @@ def main(args: argparse.Namespace) -> int:
         extra += ["--model", args.model]
     with ServerProcess(*extra) as server:
         assert server.process is not None
-        measured = asyncio.run(_run(server.url, server.process.pid, args.viewers, args.seconds, args.fps))
+        try:
+            measured = asyncio.run(_run(server.url, server.process.pid, args.viewers, args.seconds, args.fps))
+        except ViewerLost as lost:
+            tail = "\n".join(server.log_lines("")[-30:])
+            print(f"pixelcast bench stream: {lost}; the server's log ends:\n{tail}")
+            return 1
         # why viewers were turned away, and what adaptive control did, in the server's own words
         measured["server_startup_s"] = round(server.startup_seconds or float("nan"), 1)
         measured["server_decisions"] = [

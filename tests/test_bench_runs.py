@@ -47,3 +47,26 @@ def test_bench_grounding_reads_every_steer_alike_batched_or_cached(tmp_path: Pat
     assert report["ratio_p50_one_batch_vs_small_batches"] == pytest.approx(expected, rel=0.01)
     expected = report["results"]["small_batches"]["p50_ms"] / report["results"]["cached_runs"]["p50_ms"]
     assert report["ratio_p50_small_batches_vs_cached_runs"] == pytest.approx(expected, rel=0.01)
+
+
+def test_bench_stream_says_why_when_the_steering_viewer_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    from benchmarks import stream
+
+    real_start = stream.ViewerProbe.start
+
+    async def start_then_leave(probe: stream.ViewerProbe, patience: float = stream.ADMISSION_PATIENCE_S) -> bool:
+        admitted = await real_start(probe, patience)
+        async with httpx.AsyncClient(base_url=probe.client.base_url) as http:  # the session ends on the server
+            assert (await http.delete(probe.client.location)).status_code in (200, 204)
+        return admitted
+
+    monkeypatch.setattr(stream.ViewerProbe, "start", start_then_leave)
+    out = tmp_path / "stream.json"
+    assert cli_main(["bench", "stream", "--viewers", "1", "--seconds", "2", "--json", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "the steering viewer's control channel is closed" in printed and "the server's log ends" in printed
+    assert not out.exists()
