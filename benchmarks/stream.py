@@ -140,7 +140,8 @@ class ViewerLost(RuntimeError):
 
 
 async def _stop(probes: list[ViewerProbe], receivers: list[asyncio.Task[None]]) -> None:
-    """Stop receiving and close every viewer, whatever state its session is in."""
+    """Stop receiving (receivers that are done stay as they are) and close every viewer, whatever state its
+    session is in."""
     for task in receivers:
         task.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
@@ -185,8 +186,7 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
     await asyncio.gather(*receivers)
     cpu = (_cpu_seconds(pid) - cpu_start) / (time.perf_counter() - wall_start)
     results = [p.summary(fps, warm) for p in probes]
-    for probe in probes:
-        await probe.client.close()
+    await _stop(probes, receivers)
     latency = steer_visible_seconds(probes[0], steered_at) if steered_at else None
     return {
         "admitted": len(probes),

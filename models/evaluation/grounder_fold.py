@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe's `TrainConfig`, with `--quick` sizes and `--set` grounder settings."""
     config = TrainConfig().quick() if args.quick else TrainConfig()
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name.startswith("grounder_")}
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("grounder_")}
     changes: dict[str, Any] = {}
     for item in args.set:
         name, sep, text = item.partition("=")

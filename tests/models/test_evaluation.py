@@ -185,14 +185,14 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
 
 def test_eval_grounder_fits_on_a_fold_and_reports_how_it_reads_the_kept_out_phrases(tmp_path: Path) -> None:
     out = tmp_path / "fold.json"
-    assert cli_main(["eval", "grounder", "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    command = ["eval", "grounder", "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    assert cli_main(command) == 0
     report = json.loads(out.read_text())
     assert report["captions"] == 100 and 0 < report["captions_using_kept_out"] < 100
     assert report["kept_out_phrases"] > 50
     assert all(0.0 <= share <= 1.0 for share in report["right_and_said"].values())
     assert report["grounder_settings"]["grounder_own_match_only"] is True
-    changed = ["eval", "grounder", "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
-    assert cli_main([*changed, "--set", "grounder_own_match_only=false"]) == 0
+    assert cli_main([*command, "--set", "grounder_own_match_only=false"]) == 0
     assert json.loads(out.read_text())["grounder_settings"]["grounder_own_match_only"] is False
 
 
