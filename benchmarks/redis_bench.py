@@ -3,8 +3,9 @@
 W concurrent asyncio writers (one per viewer, like live sessions) append E events in total through
 the real ``EventLog.append(..., apply=True)``: one script call appends the event to the viewer's
 stream and applies it to the profile (idempotent). Appends of different viewers that arrive while a
-round trip is in flight share the next one (group commit), as they do in the server. ``--batch B`` lets a writer send B events per call
-(``EventLog.append_many``), as a server would when it buffers a burst of feedback.
+round trip is in flight share the next one (group commit), as they do in the server. ``--batch B``
+lets a writer send B events per call (``EventLog.append_many``), as a server would when it buffers a
+burst of feedback.
 
 Reported: events/s ingested, p50/p99 event-to-profile latency (from the call until the profile
 reflects the event, i.e. the apply returned), and checks: counters == events sent, applied exactly

@@ -118,7 +118,8 @@ def _detail_line(adherence: dict[str, Any]) -> str:
         return ""
     return (
         f"- Detail: neighbouring pixels differ by {detail['generated_edge_energy']} levels on average in streamed\n"
-        f"  frames against {detail['world_edge_energy']} in the world's renders (ratio {detail['ratio']}; blur lowers it).\n"
+        f"  frames against {detail['world_edge_energy']} in the world's renders"
+        f" (ratio {detail['ratio']}; blur lowers it).\n"
     )
 
 
@@ -293,7 +294,8 @@ def _unnamed_words(figures: dict[str, Any]) -> str:
     if not unnamed:
         return ""
     return (
-        f', and it says "unnamed" for {_pct(unnamed["subject"])}, {_pct(unnamed["palette"])} and {_pct(unnamed["weather"])}\n'
+        f', and it says "unnamed" for {_pct(unnamed["subject"])}, {_pct(unnamed["palette"])}'
+        f' and {_pct(unnamed["weather"])}\n'
         "   of those that leave them out"
     )
 

@@ -134,7 +134,8 @@ class PixelcastPipeline(DiffusionPipeline):
             prompt_embeds = prompt_embeds.unsqueeze(0)
         if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != self.unet.config.cross_attention_dim:
             raise ValueError(
-                f"prompt_embeds must be [B, tokens, {self.unet.config.cross_attention_dim}], got {tuple(prompt_embeds.shape)}"
+                f"prompt_embeds must be [B, tokens, {self.unet.config.cross_attention_dim}],"
+                f" got {tuple(prompt_embeds.shape)}"
             )
         device = self._execution_device
         dtype = self.unet.dtype
@@ -162,9 +163,7 @@ class PixelcastPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(latents, t)
             model_input = torch.cat([model_input, previous_latents], dim=1)
-            model_output = self.unet(
-                model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled
-            ).sample
+            model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled).sample
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
 

@@ -59,7 +59,8 @@ LUA_APPEND = (
     LUA_REFRESH_TTL
     + LUA_EVIDENCE
     + f"""
-local KEYS_PER_VIEWER, TTL_REFRESH_FRACTION, TTL_REFRESHED = {KEYS_PER_VIEWER}, {TTL_REFRESH_FRACTION}, '{TTL_REFRESHED_FIELD}'
+local KEYS_PER_VIEWER, TTL_REFRESH_FRACTION = {KEYS_PER_VIEWER}, {TTL_REFRESH_FRACTION}
+local TTL_REFRESHED = '{TTL_REFRESHED_FIELD}'
 """
     + """
 local function append_viewer(k, first, n, limit)
@@ -150,7 +151,9 @@ def _scene_json(scene: Mapping[str, str]) -> str:
     if len(scene) > _MAX_SCENE_ATTRIBUTES:
         raise ValueError(f"a scene has at most {_MAX_SCENE_ATTRIBUTES} attributes, got {len(scene)}")
     for attr, value in scene.items():
-        if not (isinstance(attr, str) and isinstance(value, str) and _NAME_RE.fullmatch(attr) and _NAME_RE.fullmatch(value)):
+        if not (
+            isinstance(attr, str) and isinstance(value, str) and _NAME_RE.fullmatch(attr) and _NAME_RE.fullmatch(value)
+        ):
             raise ValueError(f"bad scene attribute {attr!r}={value!r} (lowercase letters, digits and _ only)")
     raise ValueError(f"bad scene {scene!r}")
 

@@ -37,7 +37,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from personalization.errors import UnknownViewer
-from personalization.keys import LUA_REFRESH_TTL, affinity_key, events_key, profile_key, viewer_keys, wishes_key
+from personalization.keys import LUA_REFRESH_TTL, affinity_key, profile_key, viewer_keys, wishes_key
 from personalization.rewards import EVIDENCE_SCALE, LUA_INCREMENTS, evidence_units
 from personalization.scripts import ScriptCall
 from personalization.wishes import Wishes

@@ -85,9 +85,7 @@ class SimulatedViewer:
         self.utility = {a: rng.normal(0.0, 1.0, len(v)) * model.weight(a) for a, v in self.vocabulary.items()}
         ctx_attr = model.context_attribute
         size = len(self.vocabulary.get(ctx_attr, ()))
-        self.context_shift = {
-            t: rng.normal(0.0, model.context_sd, size) * model.weight(ctx_attr) for t in TIMES_OF_DAY
-        }
+        self.context_shift = {t: rng.normal(0.0, model.context_sd, size) * model.weight(ctx_attr) for t in TIMES_OF_DAY}
         self.device = DEVICES[int(rng.integers(3))]  # desktop, mobile or tv
         self.times = [TIMES_OF_DAY[int(rng.integers(len(TIMES_OF_DAY)))] for _ in range(64)]
 
@@ -295,7 +293,8 @@ def main(args: argparse.Namespace, vocabulary: Vocabulary) -> int:
     at = min(TARGET_SEGMENT, args.segments)
     for name, result in report["policies"].items():
         print(
-            f"{name:15s} mean reward {result['mean_reward']:.3f}  regret/segment {result['mean_regret_per_segment']:.3f}"
+            f"{name:15s} mean reward {result['mean_reward']:.3f}"
+            f"  regret/segment {result['mean_regret_per_segment']:.3f}"
             f"  oracle fraction @{at} {result[f'fraction_of_oracle_at_segment_{at}']:.3f}"
         )
     return 0

@@ -4,8 +4,8 @@ Free text is split into clauses (commas, "and", "but", ...). Each clause, and ea
 words and word pairs, is embedded with the caller's text encoder; per attribute, the value whose
 descriptions are most similar (cosine) wins if the similarity clears ``threshold`` and beats the
 runner-up value by ``margin``. A clause with a negation word ("no rain", "not the city", "without
-fog") turns what the words after the negation name into avoid-wishes. The encoder and the description embeddings are passed in
-(the streamer owns the model), so this module needs only numpy.
+fog") turns what the words after the negation name into avoid-wishes. The encoder and the
+description embeddings are passed in (the streamer owns the model), so this module needs only numpy.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ Vocabulary = Mapping[str, Sequence[str]]
 Embed = Callable[[list[str]], np.ndarray]
 
 NEGATIONS = frozenset(
-    {"no", "not", "without", "less", "fewer", "never", "none", "avoid", "stop", "dont", "don't", "nothing", "non", "nor"}
-)
+    {"no", "not", "without", "less", "fewer", "never", "none", "avoid", "stop", "dont", "don't", "nothing", "non",
+     "nor"}
+)  # fmt: skip
 RESET_PHRASES = frozenset({"surprise me", "anything", "reset", "clear", "whatever", "anything goes"})
 _CLAUSE_SPLIT = re.compile(r"[,;.!?]+|\b(?:and|but|then|also|with)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z][a-z'-]*")

@@ -138,7 +138,9 @@ _COMMANDS = (
         ("eval", "model"), "models.evaluation.model_eval", "prompt adherence, flicker, drift and transitions of a model"
     ),
     _Command(
-        ("eval", "grounder"), "models.evaluation.grounder_fold", "the grounder's reading of new phrasings, on a validation fold"
+        ("eval", "grounder"),
+        "models.evaluation.grounder_fold",
+        "the grounder's reading of new phrasings, on a validation fold",
     ),
     _Command(
         ("simulate",),

@@ -52,7 +52,9 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     if refusal is not None:
         services.metrics.admissions_refused.inc()
         raise HTTPException(
-            503, f"Pixelcast is at capacity: {refusal}; try again shortly", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            503,
+            f"Pixelcast is at capacity: {refusal}; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     viewer_id = await _viewer_for(request, token_viewer)
     recent = await services.viewers.recent_steers(viewer_id)
@@ -75,9 +77,7 @@ async def whep_post(request: Request) -> Response:
         raise HTTPException(400, "the SDP offer is not UTF-8 text") from error
     session, answer = await _open_session(request, offer_sdp)
     location = SESSION_PATH.format(session_id=session.id)
-    return Response(
-        answer, status_code=201, media_type="application/sdp", headers={"Location": location, **_CORS}
-    )
+    return Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location, **_CORS})
 
 
 async def whep_options(request: Request) -> Response:
@@ -101,8 +101,12 @@ async def offer_post(request: Request) -> JSONResponse:
         raise HTTPException(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
     session, answer = await _open_session(request, payload["sdp"])
     return JSONResponse(
-        {"sdp": answer, "type": "answer", "session_id": session.id,
-         "location": SESSION_PATH.format(session_id=session.id)},
+        {
+            "sdp": answer,
+            "type": "answer",
+            "session_id": session.id,
+            "location": SESSION_PATH.format(session_id=session.id),
+        },
         headers=_CORS,
     )
 

@@ -46,7 +46,9 @@ class WhepClient:
             transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() in wanted])
         self.channel = self.pc.createDataChannel("control")
         self.channel.on("message", lambda raw: self.messages.put_nowait(json.loads(raw)))
-        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))  # type: ignore[union-attr]
+        self.pc.on(
+            "track", lambda track: self._track.done() or self._track.set_result(track)  # type: ignore[union-attr]
+        )
         await self.pc.setLocalDescription(await self.pc.createOffer())
         headers = {"Content-Type": "application/sdp"}
         if self.token:

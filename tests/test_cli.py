@@ -29,7 +29,8 @@ def test_help_lists_every_command_without_loading_torch() -> None:
 def test_a_command_gets_its_own_arguments() -> None:
     out = _run(
         "from streamer.cli import build_parser",
-        "args = build_parser(['bench', 'redis', '--json', 'x.json']).parse_args(['bench', 'redis', '--json', 'x.json'])",
+        "argv = ['bench', 'redis', '--json', 'x.json']",
+        "args = build_parser(argv).parse_args(argv)",
         "print(args.writers, args.json, args.run.target)",
     )
     assert out.split() == ["64", "x.json", "benchmarks.redis_bench"]

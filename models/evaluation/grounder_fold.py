@@ -140,7 +140,9 @@ def main(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, captions=args.captions)
     started = time.perf_counter()
     text = TextEncoder(cache_size=0)
-    report = fold_report(config, settings, args.work_dir / ("quick" if args.quick else "full"), text.sentence_embeddings)
+    report = fold_report(
+        config, settings, args.work_dir / ("quick" if args.quick else "full"), text.sentence_embeddings
+    )
     report["grounder_settings"] = {k: v for k, v in config.to_dict().items() if k.startswith("grounder_")}
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:

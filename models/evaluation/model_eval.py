@@ -147,7 +147,8 @@ def summary(report: dict[str, Any]) -> str:
             f"  ceiling {pct(a['ceiling'][name]):>6s}  chance {pct(a['chance'][name]):>6s}"
         )
     lines.append(
-        f"  heldout joint / ceiling {a['heldout_joint_vs_ceiling']}   train joint / ceiling {a['train_joint_vs_ceiling']}"
+        f"  heldout joint / ceiling {a['heldout_joint_vs_ceiling']}"
+        f"   train joint / ceiling {a['train_joint_vs_ceiling']}"
     )
     if "heldout_ungrounded" in a:
         lines.append(

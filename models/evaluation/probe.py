@@ -132,7 +132,8 @@ class AttributeProbe:
         """Write `probe.safetensors` (float16) and `probe.json` into `folder`."""
         folder.mkdir(parents=True, exist_ok=True)
         state = {
-            k: (v.half() if v.is_floating_point() else v).detach().contiguous() for k, v in self.net.state_dict().items()
+            k: (v.half() if v.is_floating_point() else v).detach().contiguous()
+            for k, v in self.net.state_dict().items()
         }
         save_file(state, str(folder / WEIGHTS_FILE))
         vocabularies = {n: list(ATTRIBUTES[n]) for n in PROBE_ATTRIBUTES}

@@ -99,10 +99,7 @@ def train(
             "final_loss": _final(losses),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
         },
-        "sharpen": {
-            name: _final([r[name] for r in sharpening])
-            for name in ("mse", "adversarial", "critic", "anchor")
-        },
+        "sharpen": {name: _final([r[name] for r in sharpening]) for name in ("mse", "adversarial", "critic", "anchor")},
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
@@ -111,7 +108,12 @@ def train(
             "grounder": sum(p.numel() for p in grounder.parameters()),
         },
         "size_mb": round(
-            sum(f.stat().st_size for part in ("unet", "vae", "grounder") for f in (out_dir / part).rglob("*") if f.is_file())
+            sum(
+                f.stat().st_size
+                for part in ("unet", "vae", "grounder")
+                for f in (out_dir / part).rglob("*")
+                if f.is_file()
+            )
             / 2**20,
             2,
         ),
@@ -132,7 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --work-dir")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores; fewer on a busy machine)")
     parser.add_argument(
-        "--device", default="cpu", help="torch device to train on, e.g. cuda (default cpu, which made the shipped weights)"
+        "--device",
+        default="cpu",
+        help="torch device to train on, e.g. cuda (default cpu, which made the shipped weights)",
     )
 
 

@@ -179,11 +179,19 @@ def train_sharpener(
             g_opt.step()
             update_ema(ema, unet, config.ema_decay)
             step += 1
-            log.append({"mse": round(mse.item(), 5), "adversarial": round(adversarial.item(), 4),
-                        "critic": round(d_loss.item(), 4), "anchor": round(anchor.item(), 5)})
+            log.append(
+                {
+                    "mse": round(mse.item(), 5),
+                    "adversarial": round(adversarial.item(), 4),
+                    "critic": round(d_loss.item(), 4),
+                    "anchor": round(anchor.item(), 5),
+                }
+            )
             bar.update(1)
             recent = log[-50:]
-            bar.set_postfix({k: f"{np.mean([r[k] for r in recent]):.3f}" for k in ("mse", "adversarial", "critic", "anchor")})
+            bar.set_postfix(
+                {k: f"{np.mean([r[k] for r in recent]):.3f}" for k in ("mse", "adversarial", "critic", "anchor")}
+            )
             if step % config.checkpoint_every == 0 or step == config.sharpen_steps:
                 save_checkpoint(path, training_state(parts, rng, step, log=log), config.sharpen_recipe())
     return ema.eval(), log

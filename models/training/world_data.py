@@ -19,7 +19,9 @@ def render_frame_pool(seed: int, count: int) -> np.ndarray:
     """`count` single frames of random scenes at random times: uint8 `[count, 128, 128, 3]`."""
     rng = np.random.default_rng([seed, 2])
     frames = [
-        render_clip(SceneSpec.random(rng), int(rng.integers(1 << 30)), 1, start_frame=int(rng.integers(MAX_START_FRAME)))[0]
+        render_clip(
+            SceneSpec.random(rng), int(rng.integers(1 << 30)), 1, start_frame=int(rng.integers(MAX_START_FRAME))
+        )[0]
         for _ in range(count)
     ]
     return np.stack(frames)

@@ -16,7 +16,10 @@ def rollout(engine: StreamingEngine, seed: int, prompt: str, frames: int) -> lis
 
 def assert_batch_equals_streams_alone(engine: StreamingEngine, first: str, second: str, frames: int = 3) -> None:
     """Two streams with different prompts in one batch get the frames each would get alone."""
-    alone = [rollout(engine, seed=1, prompt=first, frames=frames), rollout(engine, seed=2, prompt=second, frames=frames)]
+    alone = [
+        rollout(engine, seed=1, prompt=first, frames=frames),
+        rollout(engine, seed=2, prompt=second, frames=frames),
+    ]
     a, b = engine.new_stream(1), engine.new_stream(2)
     conditions = engine.encode_prompt(first), engine.encode_prompt(second)
     batched: list[list[np.ndarray]] = [[], []]

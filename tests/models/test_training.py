@@ -37,7 +37,12 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     first, first_grounder = _weights(out), _weights(out, "grounder")
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
-    assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {"mse", "adversarial", "critic", "anchor"}
+    assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {
+        "mse",
+        "adversarial",
+        "critic",
+        "anchor",
+    }
     for name, value in _weights(tmp_path / "model-again").items():
         np.testing.assert_array_equal(value, first[name])
     for name, value in _weights(tmp_path / "model-again", "grounder").items():

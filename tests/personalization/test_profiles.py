@@ -49,7 +49,9 @@ def _expected(plan: list[tuple[Feedback, dict[str, str], Context | None]]) -> Pr
 
 
 async def _state(redis: aioredis.Redis, viewer_id: str) -> ProfileState:
-    return ProfileState.from_fields(await redis.hgetall(affinity_key(viewer_id)), await redis.hgetall(profile_key(viewer_id)))
+    return ProfileState.from_fields(
+        await redis.hgetall(affinity_key(viewer_id)), await redis.hgetall(profile_key(viewer_id))
+    )
 
 
 def test_stream_ids_compare_as_numbers() -> None:
@@ -155,7 +157,9 @@ async def test_consumer_start_stop(redis_client: aioredis.Redis) -> None:
 async def test_export_has_posteriors_and_wishes(redis_client: aioredis.Redis) -> None:
     registry = ViewerRegistry(redis_client)
     viewer_id = await registry.create()
-    await ProfileStore(redis_client).set_wishes(viewer_id, Wishes({"weather": "snow"}, {"subject": frozenset({"city"})}))
+    await ProfileStore(redis_client).set_wishes(
+        viewer_id, Wishes({"weather": "snow"}, {"subject": frozenset({"city"})})
+    )
     await EventLog(redis_client).append(viewer_id, Feedback("skip"), {"subject": "ocean"}, context=CONTEXT, apply=True)
     exported = await registry.export(viewer_id)
     assert exported["posteriors"]["global"]["subject"]["ocean"] == {"alpha": 1.0, "beta": 2.0}
@@ -189,7 +193,8 @@ async def test_profiles_survive_restart(tmp_path: Path) -> None:
 
 
 async def test_version_2_profile_reads_the_same_and_is_upgraded_on_write(redis_client: aioredis.Redis) -> None:
-    """Version 2 kept totals in the plain cells; it reads as before and becomes the current version on the next apply."""
+    """Version 2 kept totals in the plain cells; it reads as before and becomes the current version on the
+    next apply."""
     viewer_id = await ViewerRegistry(redis_client).create()
     plan = _plan(8)
     before = _expected(plan)
@@ -257,4 +262,6 @@ async def test_a_full_cell_moves_to_its_overflow_fields_without_losing_evidence(
     assert int(fields["subject=ocean#a"]) == 5 and int(fields["subject=ocean#b"]) == CELL_MOVE_B_AT + 500
     assert int(fields["subject=ocean"]) == 2000 << CELL_SHIFT
     a, b = (await _state(redis_client, viewer_id)).evidence[("", "subject", "ocean")]
-    assert a == pytest.approx((5 + 2000) / EVIDENCE_SCALE) and b == pytest.approx((CELL_MOVE_B_AT + 500) / EVIDENCE_SCALE)
+    assert a == pytest.approx((5 + 2000) / EVIDENCE_SCALE) and b == pytest.approx(
+        (CELL_MOVE_B_AT + 500) / EVIDENCE_SCALE
+    )

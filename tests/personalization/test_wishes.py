@@ -21,7 +21,9 @@ DESCRIPTIONS = {
     "pace": {"calm": ["slow calm peaceful"], "lively": ["fast lively energetic"]},
 }  # fmt: skip
 STEMS = {"snowy": "snow", "rainy": "rain", "foggy": "fog", "mountain": "mountains", "slower": "slow", "faster": "fast"}
-WORDS = sorted({STEMS.get(w, w) for descs in DESCRIPTIONS.values() for d in descs.values() for t in d for w in t.split()})
+WORDS = sorted(
+    {STEMS.get(w, w) for descs in DESCRIPTIONS.values() for d in descs.values() for t in d for w in t.split()}
+)
 
 
 def fake_embed(texts: list[str]) -> np.ndarray:
@@ -41,7 +43,12 @@ def parser() -> WishParser:
 
 
 def test_split_and_scope() -> None:
-    assert split_clauses("slower, more ocean and at night but no rain") == ["slower", "more ocean", "at night", "no rain"]
+    assert split_clauses("slower, more ocean and at night but no rain") == [
+        "slower",
+        "more ocean",
+        "at night",
+        "no rain",
+    ]
     assert scoped("ocean without fog") == [("ocean", False), ("fog", True)]
     assert scoped("no rain") == [("rain", True)]
     assert scoped("i don't want the city") == [("i", False), ("want the city", True)]
@@ -97,7 +104,10 @@ def test_allowed_and_fields_round_trip() -> None:
     wishes = Wishes({"subject": "ocean"}, {"weather": frozenset({"rain", "fog"})}, "ocean, no rain or fog")
     assert wishes.allowed("subject", VOCABULARY["subject"]) == ("ocean",)
     assert wishes.allowed("weather", VOCABULARY["weather"]) == ("clear", "snow")
-    assert Wishes(avoid={"pace": frozenset({"calm", "lively"})}).allowed("pace", ("calm", "lively")) == ("calm", "lively")
+    assert Wishes(avoid={"pace": frozenset({"calm", "lively"})}).allowed("pace", ("calm", "lively")) == (
+        "calm",
+        "lively",
+    )
     assert Wishes.from_fields(wishes.to_fields()) == wishes
 
 

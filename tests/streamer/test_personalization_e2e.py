@@ -41,7 +41,11 @@ async def test_a_viewer_who_keeps_skipping_ocean_stops_getting_it(server_url: st
         headers = {"Authorization": f"Bearer {viewer['token']}"}
         async with httpx.AsyncClient(base_url=server_url) as http:
             exported = (await http.get(f"/api/viewers/{viewer['viewer_id']}/profile", headers=headers)).json()
-            skips = [e for e in exported["events"] if e["kind"] == "skip" and (e.get("scene") or {}).get("subject") == "ocean"]
+            skips = [
+                e
+                for e in exported["events"]
+                if e["kind"] == "skip" and (e.get("scene") or {}).get("subject") == "ocean"
+            ]
             assert len(skips) >= OCEAN_SKIPS, "each skip is stored with the scene it was about"
             await http.delete(client.location)
     finally:

@@ -46,7 +46,9 @@ def test_a_second_start_reuses_what_the_first_measured(engine: StreamingEngine, 
     [
         pytest.param(lambda record: record | {"key": {**record["key"], "batches": [1, 2]}}, id="other-batch-sizes"),
         pytest.param(lambda record: record | {"key": {**record["key"], "torch": "0.0"}}, id="other-torch"),
-        pytest.param(lambda record: record | {"choice": {"unet": {"1": "float8"}, "decoder": {}}}, id="unknown-variant"),
+        pytest.param(
+            lambda record: record | {"choice": {"unet": {"1": "float8"}, "decoder": {}}}, id="unknown-variant"
+        ),
         pytest.param(lambda record: "not json at all", id="not-json"),
     ],
 )

@@ -145,7 +145,12 @@ async def test_json_offer_endpoint(server_url: str) -> None:
         ({"Content-Type": "text/plain"}, "v=0\r\n", 415, "application/sdp"),
         ({"Content-Type": "application/sdp"}, "hello", 400, "SDP"),
         ({"Content-Type": "application/sdp"}, "", 400, "empty"),
-        ({"Content-Type": "application/sdp"}, "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n", 400, "video"),
+        (
+            {"Content-Type": "application/sdp"},
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n",
+            400,
+            "video",
+        ),
         ({"Content-Type": "application/sdp", "Authorization": "Bearer forged.token"}, "v=0\r\n", 401, "token"),
         ({"Content-Type": "application/sdp"}, "v=0\r\n" + "a=x\r\n" * 40000, 413, "too large"),
     ],
@@ -186,6 +191,11 @@ async def test_other_bad_requests(server_url: str) -> None:
         assert (await http.post(events, json={"type": "nope"}, headers=auth)).status_code == 400
         assert (await http.post(events, content=b"x" * 100_000, headers=auth)).status_code == 413
         metrics = (await http.get("/metrics")).text
-        for name in ("pixelcast_sessions", "pixelcast_frames_generated_total", "pixelcast_encode_seconds",
-                     "pixelcast_generation_seconds", "pixelcast_realtime_factor_min"):
+        for name in (
+            "pixelcast_sessions",
+            "pixelcast_frames_generated_total",
+            "pixelcast_encode_seconds",
+            "pixelcast_generation_seconds",
+            "pixelcast_realtime_factor_min",
+        ):
             assert name in metrics

@@ -144,7 +144,9 @@ def test_no_training_phrasing_contains_a_heldout_phrase() -> None:
             patterns = [re.compile(rf"\b{re.escape(piece)}s?\b") for piece in pieces]
             leaks += [(attr, held, p) for p in phrases if any(pattern.search(p) for pattern in patterns)]
     for template in TRAIN_TEMPLATES:
-        leaks += [("template", held, template) for held in every_heldout if re.search(rf"\b{re.escape(held)}\b", template)]
+        leaks += [
+            ("template", held, template) for held in every_heldout if re.search(rf"\b{re.escape(held)}\b", template)
+        ]
     assert not leaks, leaks
 
 
