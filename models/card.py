@@ -385,7 +385,11 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
   hues" (palettes); the table now reads "cataract", "sierra" and "gloaming". Some MiniLM
   does relate are still outweighed by a word they share with another scene: "fire mountain" is read
   as mountains (MiniLM's nearest training phrase is the volcano's "burning mountain"), "full
-  sunshine" as sunset.
+  sunshine" as sunset. The validation fold (`pixelcast eval grounder`, which lists every kept-out
+  phrase) shows the same with everyday phrasings the grounder has not seen: one telling word decides,
+  whatever the rest says. Kept out of training, "concrete jungle" is read as waterfall ("jungle
+  waterfall") and "as the sun peeks over the horizon" as sunset (most of the phrases with "horizon"
+  are sunset's), each in all of its fold captions.
 - Pace and camera motion are weaker than subject, palette and weather (they are not measured by the
   single-frame probe).
 - It is at its best with one denoising step, the default (the sharpening stage trains that step only):

@@ -9,6 +9,7 @@ slots. The figure is the share it reads right and surely enough to say (`Reading
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ from models.world.vocabulary import WORLD
 
 READ = ("subject", "palette")
 """The attributes the fold scores (the evaluation's adherence is theirs)."""
+
+WORST_SHOWN = 8
+"""Kept-out phrases the command prints, worst read first (the JSON report has them all)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,7 @@ def fold_report(config: TrainConfig, settings: FoldSettings, work_dir: Path, emb
     for spec in specs:
         text, parts = caption_parts(spec, rng, split="heldout", vocabulary=vocabulary)
         texts.append(text)
-        kept_out.append(set(heldout_phrases(spec, parts, vocabulary)))
+        kept_out.append(heldout_phrases(spec, parts, vocabulary))
     readings = _ground(grounder, texts, embed, settings.batch)
     right = {
         attr: np.array([r[attr].said and r[attr].value == getattr(s, attr) for r, s in zip(readings, specs)])
@@ -70,9 +74,37 @@ def fold_report(config: TrainConfig, settings: FoldSettings, work_dir: Path, emb
             "both": share(both, any_kept_out),
             "both_all_captions": share(both, np.ones_like(both)),
         },
+        "phrases": _phrase_readings(specs, kept_out, readings),
         "fit": fit,
         "example_captions": texts[:4],
     }
+
+
+def _phrase_readings(
+    specs: list[SceneSpec], kept_out: list[dict[str, str]], readings: list[dict[str, Reading]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per kept-out subject or palette phrase, worst first: how many captions used it, the share read right
+    and said, and the commonest other reading ("unsaid" where the grounder was too unsure to say it)."""
+    misreadings: dict[str, dict[str, list[str | None]]] = {attr: {} for attr in READ}
+    for spec, phrases, reading in zip(specs, kept_out, readings, strict=True):
+        for attr, phrase in phrases.items():
+            if attr in misreadings:
+                found = reading[attr]
+                right = found.said and found.value == getattr(spec, attr)
+                misread = None if right else found.value if found.said else f"{found.value}, unsaid"
+                misreadings[attr].setdefault(phrase, []).append(misread)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for attr, per_phrase in misreadings.items():
+        rows = {}
+        for phrase, misread in per_phrase.items():
+            wrong = collections.Counter(m for m in misread if m is not None).most_common(1)
+            rows[phrase] = {
+                "captions": len(misread),
+                "right": round(misread.count(None) / len(misread), 2),
+                "misread_as": wrong[0][0] if wrong else None,
+            }
+        out[attr] = dict(sorted(rows.items(), key=lambda item: (item[1]["right"], -item[1]["captions"])))
+    return out
 
 
 def _ground(grounder: SceneGrounder, texts: list[str], embed: Embed, batch: int) -> list[dict[str, Reading]]:
@@ -153,4 +185,10 @@ def main(args: argparse.Namespace) -> int:
         f" read right and said: subject {read['subject']}, palette {read['palette']}, both {read['both']}"
         f" ({report['seconds']:.0f} s)"
     )
+    worst = sorted(
+        ((phrase, row) for per_phrase in report["phrases"].values() for phrase, row in per_phrase.items()),
+        key=lambda item: (item[1]["right"], -item[1]["captions"]),
+    )[:WORST_SHOWN]
+    shown = (f'"{phrase}" {row["right"]:.0%} of {row["captions"]} ({row["misread_as"]})' for phrase, row in worst)
+    print("read worst: " + "; ".join(shown))
     return 0

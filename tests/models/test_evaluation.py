@@ -191,6 +191,13 @@ def test_eval_grounder_fits_on_a_fold_and_reports_how_it_reads_the_kept_out_phra
     assert report["captions"] == 100 and 0 < report["captions_using_kept_out"] < 100
     assert report["kept_out_phrases"] > 50
     assert all(0.0 <= share <= 1.0 for share in report["right_and_said"].values())
+    for attr, per_phrase in report["phrases"].items():  # each kept-out phrase, worst read first
+        rows = list(per_phrase.values())
+        assert [row["right"] for row in rows] == sorted(row["right"] for row in rows)
+        assert all((row["misread_as"] is None) == (row["right"] == 1.0) for row in rows)
+        # the per-phrase table adds up to the headline share
+        read_right = sum(row["right"] * row["captions"] for row in rows) / sum(row["captions"] for row in rows)
+        assert read_right == pytest.approx(report["right_and_said"][attr], abs=0.01)
     assert report["grounder_settings"]["grounder_own_match_only"] is True
     assert cli_main([*command, "--set", "grounder_own_match_only=false"]) == 0
     assert json.loads(out.read_text())["grounder_settings"]["grounder_own_match_only"] is False
