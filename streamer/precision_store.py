@@ -1,7 +1,7 @@
 """The engine's precision choice, kept between server starts on the same machine and model.
 
-Timing float32 against bfloat16 and frozen graphs at every batch size is most of start-up (16-18 s on
-a 2-core CPU). Its answer depends only on the machine, torch, the thread count, the model's weights and
+Timing float32 against bfloat16 and frozen graphs at every batch size is most of start-up (about 9 of
+16 s on a 2-core CPU; a reused choice still traces its frozen graphs, about 6 s). Its answer depends only on the machine, torch, the thread count, the model's weights and
 the batch sizes, so it is saved under the data folder with those facts and reused while they all
 match; anything else, or `--retime-precision`, times again.
 """
@@ -56,10 +56,13 @@ def load_or_choose_precision(
     if not retime:
         saved = _read(path)
         if saved is not None and saved.get("key") == key:
+            log.info("reusing the precision choice saved in %s; tracing its frozen graphs", path)
             try:
                 return engine.adopt_precision(saved["choice"]), True
             except (ValueError, KeyError, TypeError, TraceMismatch) as error:
                 log.warning("not reusing the saved precision choice (%s); timing again", error)
+    sizes = f"batch size {batches[0]}" if len(batches) == 1 else f"batch sizes {batches[0]}-{batches[-1]}"
+    log.info("timing float32 against bfloat16 at %s; the choice is saved in %s, so later starts skip this", sizes, path)
     precision = engine.choose_precision(batches)
     record = {"key": key, "choice": engine.precision_choice, "measured": datetime.now(timezone.utc).isoformat()}
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,15 @@ def _fresh_engine() -> StreamingEngine:
     return StreamingEngine.from_pretrained(default_model_path(), steps=1)
 
 
-def test_a_second_start_reuses_what_the_first_measured(engine: StreamingEngine, tmp_path: Path) -> None:
+def test_a_second_start_reuses_what_the_first_measured(
+    engine: StreamingEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.precision_store")
     precision, reused = load_or_choose_precision(engine, default_model_path(), BATCHES, tmp_path)
     assert not reused
+    # the log says why start-up pauses, and that later starts will not
+    said = f"timing float32 against bfloat16 at batch size 1; the choice is saved in {tmp_path / PRECISION_FILE}"
+    assert said in caplog.text
     saved = json.loads((tmp_path / PRECISION_FILE).read_text())
     assert saved["key"] == machine_key(engine, default_model_path(), BATCHES)
     assert saved["choice"] == engine.precision_choice
@@ -33,8 +40,10 @@ def test_a_second_start_reuses_what_the_first_measured(engine: StreamingEngine, 
     saved["choice"] = {"unet": {"1": "bfloat16"}, "decoder": {}}
     (tmp_path / PRECISION_FILE).write_text(json.dumps(saved))
     later = _fresh_engine()
+    caplog.clear()
     precision, reused = load_or_choose_precision(later, default_model_path(), BATCHES, tmp_path)
     assert reused
+    assert "reusing the precision choice saved in" in caplog.text and "timing" not in caplog.text
     assert precision["unet_bfloat16_batches"] == [1] and precision["unet_frozen_batches"] == []
     assert precision["decoder_bfloat16_batches"] == []
     [frame] = later.generate([(later.new_stream(0), later.encode_prompt("a forest at night"))])
