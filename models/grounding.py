@@ -55,6 +55,10 @@ class Reading(NamedTuple):
     said: bool
     """Whether its canonical words are put in front of the prompt: its probability reaches the threshold."""
 
+    def says(self, value: str) -> bool:
+        """Whether this reading puts `value`'s canonical words in front: read right and sure, if `value` is true."""
+        return self.said and self.value == value
+
 
 def word_runs(text: str, max_words: int) -> list[str]:
     """Every run of 1 to `max_words` consecutive words of `text`, lower-cased, each once."""

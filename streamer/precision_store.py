@@ -1,9 +1,10 @@
 """The engine's precision choice, kept between server starts on the same machine and model.
 
 Timing float32 against bfloat16 and frozen graphs at every batch size is most of start-up (about 9 of
-16 s on a 2-core CPU; a reused choice still traces its frozen graphs, about 6 s). Its answer depends only on the machine, torch, the thread count, the model's weights and
-the batch sizes, so it is saved under the data folder with those facts and reused while they all
-match; anything else, or `--retime-precision`, times again.
+16 s on a 2-core CPU; a reused choice still traces its frozen graphs, about 6 s). Its answer depends
+only on the machine, torch, the thread count, the model's weights and the batch sizes, so it is saved
+under the data folder with those facts and reused while they all match; anything else, or
+`--retime-precision`, times again.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def load_or_choose_precision(
     if not retime:
         saved = _read(path)
         if saved is not None and saved.get("key") == key:
-            log.info("reusing the precision choice saved in %s; tracing its frozen graphs", path)
+            log.info("reusing the precision choice saved in %s (tracing the frozen graphs it chose)", path)
             try:
                 return engine.adopt_precision(saved["choice"]), True
             except (ValueError, KeyError, TypeError, TraceMismatch) as error:

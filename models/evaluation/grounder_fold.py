@@ -56,7 +56,7 @@ def fold_report(config: TrainConfig, settings: FoldSettings, work_dir: Path, emb
         kept_out.append(heldout_phrases(spec, parts, vocabulary))
     readings = _ground(grounder, texts, embed, settings.batch)
     right = {
-        attr: np.array([r[attr].said and r[attr].value == getattr(s, attr) for r, s in zip(readings, specs)])
+        attr: np.array([r[attr].says(getattr(s, attr)) for r, s in zip(readings, specs)])
         for attr in READ
     }
     both = right["subject"] & right["palette"]
@@ -90,8 +90,10 @@ def _phrase_readings(
         for attr, phrase in phrases.items():
             if attr in misreadings:
                 found = reading[attr]
-                right = found.said and found.value == getattr(spec, attr)
-                misread = None if right else found.value if found.said else f"{found.value}, unsaid"
+                if found.says(getattr(spec, attr)):
+                    misread = None
+                else:
+                    misread = found.value if found.said else f"{found.value}, unsaid"
                 misreadings[attr].setdefault(phrase, []).append(misread)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for attr, per_phrase in misreadings.items():
@@ -103,8 +105,13 @@ def _phrase_readings(
                 "right": round(misread.count(None) / len(misread), 2),
                 "misread_as": wrong[0][0] if wrong else None,
             }
-        out[attr] = dict(sorted(rows.items(), key=lambda item: (item[1]["right"], -item[1]["captions"])))
+        out[attr] = dict(sorted(rows.items(), key=_worst_first))
     return out
+
+
+def _worst_first(item: tuple[str, dict[str, Any]]) -> tuple[float, int]:
+    """Sort key of a (phrase, row) of `_phrase_readings`: least often read right first, then most used."""
+    return item[1]["right"], -item[1]["captions"]
 
 
 def _ground(grounder: SceneGrounder, texts: list[str], embed: Embed, batch: int) -> list[dict[str, Reading]]:
@@ -187,7 +194,7 @@ def main(args: argparse.Namespace) -> int:
     )
     worst = sorted(
         ((phrase, row) for per_phrase in report["phrases"].values() for phrase, row in per_phrase.items()),
-        key=lambda item: (item[1]["right"], -item[1]["captions"]),
+        key=_worst_first,
     )[:WORST_SHOWN]
     shown = (f'"{phrase}" {row["right"]:.0%} of {row["captions"]} ({row["misread_as"]})' for phrase, row in worst)
     print("read worst: " + "; ".join(shown))

@@ -131,7 +131,7 @@ def _grounder_reading(
     predictions = {attr: [f[attr].value for f in found] for attr in grounder.config.attributes}
     sure = np.array(
         [
-            all(f[attr].value == getattr(spec, attr) and f[attr].said for attr in ("subject", "palette"))
+            all(f[attr].says(getattr(spec, attr)) for attr in ("subject", "palette"))
             for f, spec in zip(found, specs, strict=True)
         ]
     )
