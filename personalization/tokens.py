@@ -20,6 +20,8 @@ from personalization.keys import is_valid_viewer_id
 
 SECRET_ENV = "PIXELCAST_SECRET"
 SECRET_FILE = "secret.key"
+ADMIN_TOKEN_ENV = "PIXELCAST_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE = "admin.token"
 MIN_SECRET_BYTES = 16
 _DOMAIN = b"pixelcast.viewer-token.v1\x00"  # binds the MAC to this use of the secret
 _MAX_TOKEN_LEN = 256
@@ -68,15 +70,35 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         if len(secret) < MIN_SECRET_BYTES:
             raise PixelcastError(f"${SECRET_ENV} must be at least {MIN_SECRET_BYTES} bytes long")
         return secret
-    data_dir = Path(data_dir)
-    path = data_dir / SECRET_FILE
+    return _load_or_create(Path(data_dir) / SECRET_FILE)[0]
+
+
+def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
+    """The admin token of the experiments API: ``$PIXELCAST_ADMIN_TOKEN``, else ``data_dir/admin.token``.
+
+    Returns ``(token, created)``; ``created`` is True only for the start that made the file, so the
+    server prints a new token exactly once. Viewer tokens are never admin tokens (another secret, no dot).
+    """
+    from_env = os.environ.get(ADMIN_TOKEN_ENV)
+    if from_env:
+        if len(from_env.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise PixelcastError(f"${ADMIN_TOKEN_ENV} must be at least {MIN_SECRET_BYTES} bytes long")
+        return from_env, False
+    secret, created = _load_or_create(Path(data_dir) / ADMIN_TOKEN_FILE)
+    return secret.decode("ascii"), created
+
+
+def _load_or_create(path: Path) -> tuple[bytes, bool]:
+    """The secret in ``path``, created (mode 0600, atomically) when missing; and whether this call created it."""
     try:
-        return _read_secret(path)
+        return _read_secret(path), False
     except FileNotFoundError:
         pass
+    data_dir = path.parent
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = data_dir / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    created = False
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
@@ -84,9 +106,10 @@ def load_or_create_secret(data_dir: Path) -> bytes:
             os.fsync(f.fileno())
         with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
             os.link(tmp, path)
+            created = True
     finally:
         tmp.unlink(missing_ok=True)
-    return _read_secret(path)
+    return _read_secret(path), created
 
 
 def _read_secret(path: Path) -> bytes:

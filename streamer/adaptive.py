@@ -45,6 +45,12 @@ class Decision:
     at: float
 
 
+def _ceiling(stream: Any, default: int) -> int:
+    """A stream's own frame-rate ceiling (an experiment variation may set one), else ``default``."""
+    settings = getattr(stream, "settings", None)
+    return min(default, int(settings.fps)) if settings is not None else default
+
+
 class AdaptiveController:
     """Watches the slowest stream once a second and adjusts steps and frame rates."""
 
@@ -123,17 +129,17 @@ class AdaptiveController:
                 decision = Decision("steps_down", self._engine.steps, slowest, time.monotonic())
             elif any(s.fps > self.min_fps for s in streams):
                 fps = max(self.min_fps, min(s.fps for s in streams) - FPS_STEP)
-                for stream in streams:  # one rate for all, so that their frames share batches
-                    stream.fps = fps
+                for stream in streams:  # one rate for all (up to a stream's own ceiling), so frames share batches
+                    stream.fps = min(fps, _ceiling(stream, fps))
                 decision = Decision("fps_down", fps, slowest, time.monotonic())
         elif slowest > HEADROOM:
             self._calm += 1
             if self._calm >= CALM_CHECKS:
                 self._calm = 0
-                if any(s.fps < self._target_fps for s in streams):
+                if any(s.fps < _ceiling(s, self._target_fps) for s in streams):
                     fps = min(self._target_fps, min(s.fps for s in streams) + FPS_STEP)
                     for stream in streams:
-                        stream.fps = fps
+                        stream.fps = min(fps, _ceiling(stream, fps))
                     decision = Decision("fps_up", fps, slowest, time.monotonic())
                 elif self._engine.steps < self._max_steps:
                     self._engine.steps += 1

@@ -41,6 +41,8 @@ async def profile(request: Request) -> Response:
             await session.close()
         if not await services.viewers.erase(viewer_id):
             raise HTTPException(404, "no profile is stored for this viewer")
+        if services.experiments is not None:
+            await services.experiments.forget_viewer(viewer_id)
         return Response(status_code=204)
     try:
         return JSONResponse(await services.viewers.export(viewer_id))
@@ -65,6 +67,8 @@ async def post_event(request: Request) -> JSONResponse:
         await services.personalizer.steer(viewer_id, message.text)
         for session in live:
             session.steer("" if is_reset(message.text) else message.text)
+        if live:
+            await live[0].record_steer()
         return JSONResponse({"accepted": "steer"}, status_code=202)
     assert isinstance(message, Feedback)
     if live:  # credited to the scene that segment showed, and a skip changes the scene at once

@@ -1,6 +1,8 @@
-"""Viewer identity from the `Authorization: Bearer <token>` header."""
+"""Viewer identity, and the admin check, from the `Authorization: Bearer <token>` header."""
 
 from __future__ import annotations
+
+import hmac
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -40,3 +42,16 @@ def require_viewer(request: Request, signer: TokenSigner, viewer_id: str) -> Non
         raise HTTPException(401, "this needs the viewer's token: Authorization: Bearer <token>")
     if caller != viewer_id:
         raise HTTPException(403, "this token belongs to another viewer")
+
+
+def require_admin(request: Request, admin_token: str) -> None:
+    """Allow only the admin token (401 without a token or with a wrong one, 403 for a viewer's token)."""
+    token = bearer_token(request)
+    if token is None:
+        raise HTTPException(401, "this needs the admin token: Authorization: Bearer <admin token>")
+    if hmac.compare_digest(token.encode("utf-8"), admin_token.encode("utf-8")):
+        return
+    signer: TokenSigner = request.app.state.services.signer
+    if signer.verify(token) is not None:
+        raise HTTPException(403, "a viewer token cannot manage experiments: use the admin token")
+    raise HTTPException(401, "invalid admin token")

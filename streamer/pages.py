@@ -17,6 +17,11 @@ async def index(request: Request) -> FileResponse:
     return FileResponse(WEB_DIR / "index.html")
 
 
+async def dashboard(request: Request) -> FileResponse:
+    """The experiments dashboard (its data come from the API, with the admin token the page asks for)."""
+    return FileResponse(WEB_DIR / "dashboard.html")
+
+
 async def healthz(request: Request) -> JSONResponse:
     """Liveness and a little readiness: the model is loaded and Redis answers."""
     services = request.app.state.services
@@ -33,6 +38,7 @@ async def metrics(request: Request) -> Response:
 
 routes = [
     Route("/", index, methods=["GET"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),

@@ -21,12 +21,13 @@ from models import StreamingEngine
 from models.text import TextEncoder
 from models.world import ATTRIBUTES
 from personalization.consumer import EventConsumer
+from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
 from personalization.store import open_store
-from personalization.tokens import TokenSigner, load_or_create_secret
+from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_secret
 from personalization.viewers import ViewerRegistry
 
-from . import api, pages, whep
+from . import api, experiments_api, pages, whep
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
@@ -107,6 +108,9 @@ def create_app(config: ServerConfig) -> Starlette:
             logger.info("start-up: %s", phases)
             consumer = EventConsumer(store.redis)
             await consumer.start()
+            admin_token, created = load_or_create_admin_token(config.data_dir)
+            if created:  # shown once; afterwards it is read from the data dir (or $PIXELCAST_ADMIN_TOKEN)
+                print(f"Pixelcast admin token (experiments API and /dashboard): {admin_token}", flush=True)
             services = Services(
                 config=config,
                 metrics=metrics,
@@ -116,6 +120,8 @@ def create_app(config: ServerConfig) -> Starlette:
                 signer=TokenSigner(load_or_create_secret(config.data_dir)),
                 batcher=batcher,
                 capacity=capacity,
+                experiments=Experiments(store.redis),
+                admin_token=admin_token,
             )
             app.state.services = services
             app.state.sessions = SessionManager(services)
@@ -135,7 +141,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await store.close()
 
     return Starlette(
-        routes=[*pages.routes, *whep.routes, *api.routes],
+        routes=[*pages.routes, *whep.routes, *api.routes, *experiments_api.routes],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
 from personalization.store import Store
 from personalization.tokens import TokenSigner
@@ -29,6 +30,8 @@ class Services:
     signer: TokenSigner
     batcher: FrameBatcher
     capacity: CapacityModel | None = None
+    experiments: Experiments | None = None
+    admin_token: str = ""
 
 
 def services_of(request: Request) -> Services:

@@ -7,10 +7,12 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
+from personalization.assignment import Assignment
 from personalization.context import Context
 from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
@@ -42,9 +44,11 @@ class ViewerSession:
         context: Context,
         on_closed: Callable[[ViewerSession], None],
         adaptation: Callable[[], Decision | None] = lambda: None,
+        assignment: Assignment | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.viewer_id = viewer_id
+        self.assignment = assignment  # the experiment variation this session runs, if any
         self._services = services
         self._on_closed = on_closed
         self._adaptation = adaptation
@@ -85,15 +89,23 @@ class ViewerSession:
         answer_sdp, sender = await answer_offer(self._pc, offer_sdp, self._track)
         codec = negotiated_codec(answer_sdp)
         engine = services.batcher.engine
-        encoder = VideoEncoder(codec, engine.width, engine.height, config.stream.fps)
+        stream = config.stream
+        policy = None
+        if self.assignment is not None:
+            policy = self.assignment.policy
+            if "fps" in self.assignment.settings:  # the variation's frame rate is this stream's ceiling
+                stream = replace(stream, fps=min(stream.fps, self.assignment.settings["fps"]))
+        encoder = VideoEncoder(codec, engine.width, engine.height, stream.fps)
         self._loop = GenerationLoop(
             services.batcher,
             encoder,
             self._buffer,
             self._clock,
-            config.stream,
+            stream,
             services.metrics,
-            planner=SegmentPlanner(services.personalizer, self.viewer_id, self.context, steer_text=steer_text),
+            planner=SegmentPlanner(
+                services.personalizer, self.viewer_id, self.context, policy=policy, steer_text=steer_text
+            ),
             seed=secrets.randbits(31),
             on_segment=self._segment_started,
         )
@@ -193,6 +205,9 @@ class ViewerSession:
             "scene": plan.scene,
             "variant": plan.variant,
         }
+        if self.assignment is not None:
+            self._last_segment["experiment"] = self.assignment.experiment
+            self._last_segment["variation"] = self.assignment.variation
         self._send(self._last_segment)
 
     # -- control channel --------------------------------------------------------------------------
@@ -224,6 +239,7 @@ class ViewerSession:
             if isinstance(message, Steer):
                 await self._services.personalizer.steer(self.viewer_id, message.text)
                 self.steer("" if is_reset(message.text) else message.text)
+                await self.record_steer()
             elif isinstance(message, Feedback):
                 await self.record_feedback(message)
         except Exception:
@@ -237,7 +253,16 @@ class ViewerSession:
         )
         if feedback.kind == "skip":
             self.skip()
+        experiments = self._services.experiments
+        if experiments is not None and self.assignment is not None:
+            await experiments.record_feedback(self.assignment, self.viewer_id, feedback, event_id)
         return event_id
+
+    async def record_steer(self) -> None:
+        """Count a steer in this session's experiment, if it runs one."""
+        experiments = self._services.experiments
+        if experiments is not None and self.assignment is not None:
+            await experiments.record_steer(self.assignment, self.viewer_id)
 
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel
@@ -300,11 +325,21 @@ class SessionManager:
         return min(factors, default=0.0)
 
     async def open(
-        self, viewer_id: str, offer_sdp: str, context: Context, steer_text: str = ""
+        self,
+        viewer_id: str,
+        offer_sdp: str,
+        context: Context,
+        steer_text: str = "",
+        assignment: Assignment | None = None,
     ) -> tuple[ViewerSession, str]:
         """Create and start a session; on any failure everything it took is released again."""
         session = ViewerSession(
-            self._services, viewer_id, context, on_closed=self._forget, adaptation=lambda: self.controller.last
+            self._services,
+            viewer_id,
+            context,
+            on_closed=self._forget,
+            adaptation=lambda: self.controller.last,
+            assignment=assignment,
         )
         fps = self.controller.joining_fps()
         self._sessions[session.id] = session
@@ -315,7 +350,7 @@ class SessionManager:
             await session.close()
             raise
         if session.generation is not None:  # it has made no frame yet
-            session.generation.fps = fps
+            session.generation.fps = min(fps, session.generation.settings.fps)
         return session, answer
 
     def _forget(self, session: ViewerSession) -> None:

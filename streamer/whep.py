@@ -59,10 +59,17 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     viewer_id = await _viewer_for(request, token_viewer)
     recent = await services.viewers.recent_steers(viewer_id)
     context = Context.at(device=device_class(request.headers.get("user-agent")))
+    experiments = services.experiments
+    assignment = await experiments.assign(viewer_id, context) if experiments is not None else None
     try:
-        return await sessions.open(viewer_id, offer_sdp, context, steer_text=recent[0] if recent else "")
+        session, answer = await sessions.open(
+            viewer_id, offer_sdp, context, steer_text=recent[0] if recent else "", assignment=assignment
+        )
     except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
         raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
+    if experiments is not None and assignment is not None:  # exposed once the session really streams
+        await experiments.expose_session(assignment, viewer_id, session.id)
+    return session, answer
 
 
 async def whep_post(request: Request) -> Response:
