@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -59,10 +60,15 @@ class Experiments:
         seconds = float(await self.redis.hget(profile_key(viewer_id), "dwell_seconds") or 0.0)
         return seconds, seconds == 0.0
 
-    async def assign(self, viewer_id: str, context: Context) -> Assignment | None:
-        """The variation this viewer's sessions run now (sticky), without recording anything else."""
+    async def assign(
+        self, viewer_id: str, context: Context, among: Sequence[Experiment] | None = None
+    ) -> Assignment | None:
+        """The variation this viewer's sessions run now (sticky), without recording anything else.
+
+        ``among`` limits the choice to some experiments (the simulation's own); default: every running one.
+        """
         _, new = await self.viewer_history(viewer_id)
-        running = await self.store.running()
+        running = [e for e in among if e.status == "running"] if among is not None else await self.store.running()
         if not running:
             return None
         return await self.assigner.assign(running, viewer_attributes(viewer_id, context, new=new))

@@ -277,6 +277,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of viewers and behaviour (default 0)")
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")
     parser.add_argument("--plot", type=Path, help="where to write a PNG plot")
+    from personalization import ab_simulation  # its flags: --ab, --aa, --srm-drop, ...
+
+    ab_simulation.add_arguments(parser)
 
 
 def main(args: argparse.Namespace, vocabulary: Vocabulary) -> int:

@@ -107,8 +107,10 @@ class _Runner:
 def simulate_main(args: argparse.Namespace) -> int:
     """`pixelcast simulate` over the world's vocabulary (personalization does not import models)."""
     from models.world.spec import ATTRIBUTES
-    from personalization import simulator
+    from personalization import ab_simulation, simulator
 
+    if getattr(args, "ab", None) is not None:
+        return ab_simulation.main(args, ATTRIBUTES)
     return simulator.main(args, ATTRIBUTES)
 
 
@@ -145,7 +147,7 @@ _COMMANDS = (
     _Command(
         ("simulate",),
         "personalization.simulator",
-        "compare personalization policies on simulated viewers",
+        "compare personalization policies on simulated viewers, or run an A/B test on them (--ab)",
         runs="streamer.cli:simulate_main",
     ),
 )
