@@ -171,7 +171,10 @@ async def run_ab(
     taken = {e.key for e in await experiments.list()}
     experiment = await experiments.create(_key_free(dict(definition), taken))
     run = _Run(redis, experiment, vocabulary, seed=seed, segments=segments, srm_drop=srm_drop, in_memory=in_memory)
-    await run.run(viewers)
+    try:
+        await run.run(viewers)
+    finally:
+        await run.personalizer.events.aclose()
     await experiments.take_snapshot(experiment)
     return await experiments.results(experiment.key)
 

@@ -285,6 +285,10 @@ class EventLog:
         ]
         return args
 
+    async def aclose(self) -> None:
+        """Stop the group-commit flusher (appends still waiting fail); a later append starts a new one."""
+        await self._commit.aclose()
+
     async def count(self, viewer_id: str) -> int:
         """Number of events in the viewer's stream (capped near ``EVENTS_MAXLEN``)."""
         return int(await self.redis.xlen(events_key(viewer_id)))
