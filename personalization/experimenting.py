@@ -105,7 +105,13 @@ class Experiments:
             await self.take_snapshot(experiment)
 
     async def record_feedback(
-        self, assignment: Assignment | None, viewer_id: str, feedback: Feedback, event_id: str, *, ts: float | None = None
+        self,
+        assignment: Assignment | None,
+        viewer_id: str,
+        feedback: Feedback,
+        event_id: str,
+        *,
+        ts: float | None = None,
     ) -> None:
         """Count a feedback event (its event-stream id makes a retry harmless) in the viewer's experiment."""
         if assignment is None:

@@ -205,7 +205,8 @@ def _validate_condition(condition: Any, where: str = "condition") -> None:
         except re.error as error:
             raise ExperimentError(where, f"bad regular expression {regex!r}: {error}") from None
     try:
-        evalCondition({"id": "x", "device": "mobile", "new": True, "returning": False, "time_of_day": "night"}, condition)
+        sample = {"id": "x", "device": "mobile", "new": True, "returning": False, "time_of_day": "night"}
+        evalCondition(sample, condition)
     except Exception as error:  # noqa: BLE001 - whatever the SDK trips on, the condition is bad
         raise ExperimentError(where, f"cannot be evaluated: {error}") from None
 

@@ -383,7 +383,8 @@ def analyze(experiment: Experiment, stats: Mapping[str, VariationStats]) -> dict
             "p_value": srm_p,
             "warning": srm_p < SRM_ALERT,
             "message": (
-                f"sample ratio mismatch (p = {srm_p:.2g} < {SRM_ALERT}): the split is broken, do not trust these results"
+                f"sample ratio mismatch (p = {srm_p:.2g} < {SRM_ALERT}): the split is broken, "
+                "do not trust these results"
                 if srm_p < SRM_ALERT
                 else None
             ),

@@ -32,7 +32,8 @@ async def create_experiment(request: Request) -> JSONResponse:
         experiment = await experiments.create(body)
     except ExperimentError as error:
         raise HTTPException(400, str(error)) from error
-    return JSONResponse(experiment.to_json(), status_code=201, headers={"Location": f"/api/experiments/{experiment.key}"})
+    location = f"/api/experiments/{experiment.key}"
+    return JSONResponse(experiment.to_json(), status_code=201, headers={"Location": location})
 
 
 async def list_experiments(request: Request) -> JSONResponse:

@@ -44,8 +44,15 @@ def definition(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"variations": [{"id": "a", "policy": "static", "weight": 0.5}, {"id": "b", "policy": "random", "weight": 0.4}]},
-         "variations.weight"),
+        (
+            {
+                "variations": [
+                    {"id": "a", "policy": "static", "weight": 0.5},
+                    {"id": "b", "policy": "random", "weight": 0.4},
+                ]
+            },
+            "variations.weight",
+        ),
         ({"variations": [{"id": "a", "policy": "static", "weight": 0.5}, {"id": "b", "policy": "nope", "weight": 0.5}]},
          "variations[1].policy"),
         ({"condition": {"device": {"$bogus": 1}}}, "condition.device.$bogus"),
@@ -251,9 +258,12 @@ def test_results_equal_a_direct_gbstats_call_on_the_raw_data() -> None:
 
     def ratio(name: str, num: str) -> RatioStatistic:
         m, d = arr(name, num), arr(name, "w") / 60
-        return RatioStatistic(n=len(m), m_statistic=SampleMeanStatistic(n=len(m), sum=m.sum(), sum_squares=(m**2).sum()),
-                              d_statistic=SampleMeanStatistic(n=len(d), sum=d.sum(), sum_squares=(d**2).sum()),
-                              m_d_sum_of_products=(m * d).sum())
+        return RatioStatistic(
+            n=len(m),
+            m_statistic=SampleMeanStatistic(n=len(m), sum=m.sum(), sum_squares=(m**2).sum()),
+            d_statistic=SampleMeanStatistic(n=len(d), sum=d.sum(), sum_squares=(d**2).sum()),
+            m_d_sum_of_products=(m * d).sum(),
+        )
 
     direct = TwoSidedTTest(ratio("control", "l"), ratio("thompson", "l"), FrequentistConfig()).compute_result()
     ours = results["metrics"]["likes_per_minute"]["variations"][1]
