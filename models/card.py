@@ -54,10 +54,38 @@ renders) from frames streamed for new, held-out phrasings and for training phras
   frame-to-frame change x{t['max_spike_ratio']} of the usual; the new subject is
   recognised in {_pct(t['new_subject_recognised_rate'])} of changes after a median of
   {t['median_frames_until_new_subject']} frames; blank or flat frames: {t['blank_or_flat_frames']}.
-{_hold_lines(report.get('hold'))}
+{_hold_lines(report.get('hold'))}{_fidelity_lines(report.get('fidelity'))}
 Targets:
 {targets}
 """
+
+
+def _fidelity_lines(fidelity: dict[str, Any] | None) -> str:
+    """Fidelity: streamed frames set beside the world's renders of the scene asked for, and the contact sheet."""
+    if not fidelity:
+        return ""
+    rows = "".join(
+        f"| stream, {when} after the start | {row['layout_psnr_db']} | {row['sharpness_ratio']} | {row['change_ratio']} |\n"
+        for when, row in fidelity["overall"].items()
+    )
+    world, trip, forced = fidelity["world"], fidelity["autoencoder_round_trip"], fidelity["teacher_forced"]
+    sheet = fidelity.get("contact_sheet")
+    picture = f"\n![world | stream at each time, per subject and palette]({sheet})\n" if sheet else ""
+    return f"""
+### Fidelity
+
+Every subject x palette pair ({fidelity['pairs']}), clear, calm, static camera, streamed from its canonical
+caption alone; frames set beside the world's own renders of that scene ({fidelity['layouts']} layouts, every
+2 s over the 128 s its clouds take to drift round). Layout: PSNR of 32x32 cell means against the nearest
+world frame; sharpness: mean gradient magnitude over the world's; change: mean frame-to-frame change
+over the world's ({world['mean_abs_change']} grey levels on these scenes).
+
+| frames | layout PSNR (dB) | sharpness | change |
+|---|---|---|---|
+{rows}| the world at another moment | {world['layout_psnr_db']} | 1.0 | 1.0 |
+| the world through the autoencoder | {trip['layout_psnr_db']} | {trip['sharpness_ratio']} | |
+| one frame made from the world's previous frame (teacher-forced) | {forced['layout_psnr_db']} | | |
+{picture}"""
 
 
 def _hold_lines(hold: dict[str, Any] | None) -> str:
@@ -171,6 +199,39 @@ def _sharpen_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    its frames' 4x4-cell averages from the trained denoiser's, so that layout and colours stay those the
    text asked for. Last 100 steps: squared error {figures.get('mse')}, critic loss {figures.get('critic')}
    (1.39 = cannot tell them apart)."""
+
+
+def _decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 1b of the card's recipe: the decoder's edge fine-tuning, if the run had one."""
+    figures = training.get("decoder")
+    if not config.get("decoder_steps") or not figures:
+        return ""
+    ae = training["autoencoder"]
+    return f"""
+1b. Decoder ({config['decoder_steps']} steps, batch {config['decoder_batch']} of full frames, Adam at {config['decoder_lr']}, the encoder
+   frozen, so every latent below is the same): trained on squared error, the decoder returns the
+   average of every picture its latent allows, and outlines lose half their gradient energy. As the
+   SD VAE and TAESD are trained, a three-layer patch critic (hinge loss) learns to tell real frames
+   from decoded ones, and the decoder adds {config['decoder_adversarial']} x its verdict (from step
+   {config['decoder_adversarial_from']}) to L1 on pixels and on image gradients. On unseen full frames: {figures['psnr_db']} dB
+   PSNR (was {ae['psnr_db']}), edge energy {figures['edge_energy_ratio']} of the original (was {ae['edge_energy_ratio']})."""
+
+
+def _rollout_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3b of the card's recipe: rollout fine-tuning, if the run had it."""
+    if not config.get("rollout_steps"):
+        return ""
+    figures = training.get("rollout", {})
+    return f"""
+3b. Rollout fine-tuning ({config['rollout_steps']} steps, batch {config['rollout_batch']}, AdamW at {config['rollout_lr']}, EMA
+   {config['ema_decay']}; `models/training/rollout.py`), so that a stream holds its picture: {config['rollout_clean_share']:.0%} of the rows
+   get at most the noise a stream puts on its previous frame (std {config['rollout_context_noise']}), so a clean previous
+   frame is trusted rather than hedged against; half the rows sit on the timesteps 1- to 4-step DDIM
+   visits, so that a stream's first frame, with nothing to follow, is made in
+   {config.get('new_prompt_steps_inference', 1)} steps that pick one picture instead of one step that averages them all; and
+   {config['rollout_own_share']:.0%} of the rows get as previous frame the model's own, made without gradients in 1 to
+   {config['rollout_own_frames']} one-step frames from a true frame, with the loss on the true next frame (DIAMOND's
+   recipe against exposure bias). Last 100 steps: squared error {figures.get('final_loss')}."""
 
 
 def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
@@ -342,7 +403,7 @@ held-out lists and then filtered by these rules.
    {config['ae_crop']}x{config['ae_crop']} crops, batch {config['ae_batch']}, MSE plus an L1 loss on image
    gradients (weight {config['ae_edge_weight']}) so thin features survive. On unseen full frames:
    {ae['psnr_db']} dB PSNR, edge energy {ae['edge_energy_ratio']} of the original. Latents are scaled by
-   {ae['latent_scale']} to unit variance.
+   {ae['latent_scale']} to unit variance.{_decoder_step(config, training)}
 2. Denoiser (`UNet2DConditionModel`, {params['unet']:,} parameters; input = noisy latent + previous frame's
    latent; MiniLM token states through cross-attention and its sentence embedding as class embedding):
    {config['unet_steps']} steps, batch {config['unet_batch']}, AdamW at {config['unet_lr']} with warm-up and cosine
@@ -356,7 +417,7 @@ held-out lists and then filtered by these rules.
    classifier-free guidance. At inference each stream's starting noise drifts by
    {config.get('noise_drift_inference', 1.0)} of a quarter turn per frame instead of being drawn fresh,
    which keeps fine detail in place from frame to frame.
-{_sharpen_step(config, training)}{_grounder_step(config, training)}
+{_sharpen_step(config, training)}{_rollout_step(config, training)}{_grounder_step(config, training)}
 Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
 {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
 (a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).

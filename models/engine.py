@@ -72,11 +72,23 @@ class StreamState:
         latent: the previous frame's clean latent `[4, h, w]`, or `None` before the first frame.
         noise: the starting noise of the previous frame, which drifts a little each frame; `None`
             before the first frame.
+        conditioning: what the previous frame was made for, `None` before the first frame.
+        steps: this stream's own denoising steps per frame (1-4), or `None` for the engine's `steps`.
     """
 
     generator: torch.Generator
     latent: torch.Tensor | None = None
     noise: torch.Tensor | None = None
+    conditioning: torch.Tensor | None = None
+    steps: int | None = None
+
+    def follows(self, conditioning: torch.Tensor) -> bool:
+        """Whether the next frame, made for `conditioning`, goes on from a previous frame made for the same."""
+        return (
+            self.latent is not None
+            and self.conditioning is not None
+            and (self.conditioning is conditioning or torch.equal(self.conditioning, conditioning))
+        )
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,13 @@ class StreamingEngine:
         self._latent_clamp: float | None = LATENT_CLAMP if self.kind == PIXELCAST else None
         self._steps = 0
         self.steps = steps
+        # A frame that cannot simply go on from its previous frame (a stream's first, or the first ones of a
+        # new prompt) is made in a few steps, which pick one of the pictures its text allows, where one step
+        # gives their blurred average.
+        fresh = int(pipeline.config.get("new_prompt_steps", 0)) if self.kind == PIXELCAST else 0
+        self.new_prompt_steps = min(fresh, MAX_STEPS)
+        # The shipped UNet may denoise a frame's difference from its previous frame (`residual_context`).
+        self._residual = self.kind == PIXELCAST and bool(pipeline.config.get("residual_context", False))
         if noise_drift is None:
             noise_drift = float(pipeline.config.get("noise_drift", 1.0)) if self.kind == PIXELCAST else 0.05
         self._noise_drift = 0.0
@@ -384,7 +403,33 @@ class StreamingEngine:
 
         For frames nobody looks at, such as the middle of a long evaluation rollout.
         """
-        schedule = self._schedules[self._steps]
+        if not requests:
+            return torch.empty(0, *self._shape, device=self.device, dtype=self.dtype)
+        counts = [self._steps_for(state, cond) for state, cond in requests]
+        if len(set(counts)) > 1:
+            return self._advance_by_step_count(requests, counts)
+        return self._advance_all(requests, self._schedules[counts[0]])
+
+    def _steps_for(self, state: StreamState, cond: torch.Tensor) -> int:
+        """Denoising steps of a stream's next frame: its own or the engine's, or `new_prompt_steps` where that
+        frame cannot simply go on from the previous one."""
+        steps = self._steps if state.steps is None else state.steps
+        if self.new_prompt_steps > steps and not state.follows(cond):
+            return self.new_prompt_steps
+        return steps
+
+    def _advance_by_step_count(
+        self, requests: Sequence[tuple[StreamState, torch.Tensor]], counts: list[int]
+    ) -> torch.Tensor:
+        """`advance` in one batch per step count (a batch shares its timesteps), in request order."""
+        made: dict[int, torch.Tensor] = {}
+        for steps in sorted(set(counts)):
+            group = [i for i, count in enumerate(counts) if count == steps]
+            made.update(zip(group, self._advance_all([requests[i] for i in group], self._schedules[steps])))
+        return torch.stack([made[i] for i in range(len(requests))])
+
+    def _advance_all(self, requests: Sequence[tuple[StreamState, torch.Tensor]], schedule: _Schedule) -> torch.Tensor:
+        """Next latent of each stream, all sampled on `schedule`; states move on."""
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
             if self.kind == PIXELCAST:
@@ -395,8 +440,9 @@ class StreamingEngine:
                 previous = None
             noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
             latents = self._denoise(noise, previous, cond, schedule)
-        for (state, _), latent in zip(requests, latents):
+        for (state, cond), latent in zip(requests, latents):
             state.latent = latent.clone()
+            state.conditioning = cond
         return latents
 
     def _denoise(
@@ -427,6 +473,8 @@ class StreamingEngine:
                 eps = (x - a * clean) / max(s, 1e-4)
             # 2. step to the previous timestep (after the last step alpha_bar_prev is the final alpha, 1 when shipped)
             x = schedule.sqrt_alpha_prev[i] * clean + schedule.sqrt_one_minus_alpha_prev[i] * eps
+        if self._residual and previous is not None:
+            x = previous + x  # what was denoised is the difference from the previous frame the UNet saw
         if self._latent_clamp is None:
             return x
         return x.clamp(-self._latent_clamp, self._latent_clamp)

@@ -62,6 +62,13 @@ class PixelcastPipeline(DiffusionPipeline):
         context_noise: std of the noise put on the previous frame's latent (as in training).
         noise_drift: per-frame drift of a stream's starting noise in `models.engine.StreamingEngine`
             (1 = fresh noise every frame); this per-call pipeline always draws fresh noise.
+        new_prompt_steps: denoising steps in `models.engine.StreamingEngine` of a frame that cannot simply go
+            on from its previous one: a stream's first, and those whose prompt differs from the previous
+            frame's (0: the engine's own step count). Where nothing pins the picture down, one step gives
+            the average of every picture the text allows; a few steps pick one of them.
+        residual_context: the UNet denoises the frame's difference from the (noised) previous frame it is
+            given, which is added back at the end, so a still picture passes through unchanged instead of
+            being drawn anew every frame.
     """
 
     model_cpu_offload_seq = "unet->vae"
@@ -75,6 +82,8 @@ class PixelcastPipeline(DiffusionPipeline):
         grounder: SceneGrounder | None = None,
         context_noise: float = 0.0,
         noise_drift: float = 1.0,
+        new_prompt_steps: int = 0,
+        residual_context: bool = False,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler, grounder=grounder)
@@ -83,6 +92,9 @@ class PixelcastPipeline(DiffusionPipeline):
         # how far a stream's starting noise moves per frame in the streaming engine (1 = fresh noise);
         # correlated noise keeps a frame's fine detail where the previous frame had it, so less flicker
         self.register_to_config(noise_drift=float(noise_drift))
+        self.register_to_config(new_prompt_steps=int(new_prompt_steps))
+        # the UNet diffuses the frame's difference from the previous frame it sees, which passes through as is
+        self.register_to_config(residual_context=bool(residual_context))
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Save in diffusers layout, without the decoder setting diffusers would warn about on every load.
@@ -121,7 +133,8 @@ class PixelcastPipeline(DiffusionPipeline):
         Args:
             prompt_embeds: text token states `[B, tokens, cross_attention_dim]` (or `[tokens, dim]`).
             previous_latents: the previous frame's latents `[B, 4, h, w]`; `None` (first frame) uses zeros.
-            num_inference_steps: denoising steps, 1-4 for the shipped model.
+            num_inference_steps: denoising steps, 1-4 for the shipped model (a first frame, with no
+                `previous_latents`, takes at least the pipeline's `new_prompt_steps`).
             generator: torch generator(s) for the initial noise.
             latents: initial noise to use instead of drawing it.
             return_dict: return a `PixelcastPipelineOutput` instead of a tuple.
@@ -144,6 +157,8 @@ class PixelcastPipeline(DiffusionPipeline):
         shape = (batch, self.latent_channels, size, size)
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
         if previous_latents is None:
+            # a first frame, as the streaming engine makes it: in at least `new_prompt_steps` steps
+            num_inference_steps = max(num_inference_steps, int(self.config.get("new_prompt_steps", 0)))
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
 
@@ -165,6 +180,8 @@ class PixelcastPipeline(DiffusionPipeline):
             model_input = torch.cat([model_input, previous_latents], dim=1)
             model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled).sample
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
+        if self.config.get("residual_context", False):
+            latents = previous_latents + latents
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
 
         # 4. decode

@@ -73,6 +73,9 @@ class StreamSettings:
     # a new prompt blends in over this long (at least two frames), whatever the frame rate: at 0.25 s a
     # steer took 0.51-0.53 s to show with four viewers at 12 fps, at 0.15 s 0.34-0.44 s
     transition_seconds: float = 0.15
+    # this stream's own denoising steps per frame (an experiment's variation may set them); None follows the
+    # engine's, which the adaptive controller lowers under load
+    steps: int | None = None
 
     @property
     def buffer_frames(self) -> int:
@@ -115,6 +118,7 @@ class GenerationLoop:
         self._metrics = metrics
         self._on_segment = on_segment
         self._state = self._engine.new_stream(seed)
+        self._state.steps = settings.steps
         self.buffer = buffer
         self.clock = clock
         self._planner = planner

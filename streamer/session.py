@@ -95,6 +95,8 @@ class ViewerSession:
             policy = self.assignment.policy
             if "fps" in self.assignment.settings:  # the variation's frame rate is this stream's ceiling
                 stream = replace(stream, fps=min(stream.fps, self.assignment.settings["fps"]))
+            if "steps" in self.assignment.settings:  # and its denoising steps this stream's own
+                stream = replace(stream, steps=int(self.assignment.settings["steps"]))
         encoder = VideoEncoder(codec, engine.width, engine.height, stream.fps)
         self._loop = GenerationLoop(
             services.batcher,

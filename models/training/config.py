@@ -21,6 +21,12 @@ class TrainConfig:
     ae_crop: int = 64
     ae_lr: float = 1e-3
     ae_edge_weight: float = 0.5
+    # 1b. the decoder learns to draw edges: L1 + gradients + a patch critic, the encoder frozen
+    decoder_steps: int = 1500
+    decoder_batch: int = 8
+    decoder_lr: float = 2e-4
+    decoder_adversarial: float = 0.1
+    decoder_adversarial_from: int = 100
     # 2. the clip bank the denoiser learns from, encoded once to latents
     clips: int = 1536
     clip_frames: int = 12
@@ -47,7 +53,17 @@ class TrainConfig:
     sharpen_r1: float = 0.1
     sharpen_anchor: float = 1.0
     sharpen_own_context: float = 0.5  # share of critic rows whose previous frame is the denoiser's own first frame
-    # 5. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
+    # 5. rollout fine-tuning (models/training/rollout.py): a previous frame given clean is trusted, 1-4 sampling
+    #    steps, and the model's own frames as previous frames, with the loss on the true next frame
+    rollout_steps: int = 1500
+    rollout_batch: int = 32
+    rollout_lr: float = 2e-4
+    rollout_context_noise: float = 0.02  # also what streams add to the previous frame
+    rollout_clean_share: float = 0.5  # rows whose previous frame gets at most that noise
+    rollout_own_share: float = 0.25  # rows whose previous frame is the model's own
+    rollout_own_frames: int = 4  # own frames made in turn before it, 1 to this many
+    rollout_residual: bool = True  # diffuse the difference from the previous frame (models/training/rollout.py)
+    # 6. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
     grounder_unnamed: float = 0.1  # share of captions whose subject (and, apart, palette) words are left out
@@ -60,6 +76,8 @@ class TrainConfig:
     grounder_lexicon_senses: int = 3  # WordNet senses per rare word in the grounder's dictionary table
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
     noise_drift_inference: float = 0.2
+    # inference: denoising steps of a stream's first frame, which has no previous frame to follow
+    new_prompt_steps_inference: int = 4
     # bookkeeping
     checkpoint_every: int = 200
 
@@ -70,6 +88,11 @@ class TrainConfig:
     def autoencoder_recipe(self) -> dict[str, Any]:
         """The fields the autoencoder stage depends on (its checkpoint resumes only under these)."""
         return {name: value for name, value in self.to_dict().items() if name == "seed" or name.startswith("ae_")}
+
+    def decoder_recipe(self) -> dict[str, Any]:
+        """The autoencoder's recipe and the decoder stage's own fields."""
+        decoder = {name: value for name, value in self.to_dict().items() if name.startswith("decoder_")}
+        return {**self.autoencoder_recipe(), **decoder}
 
     def clip_bank_recipe(self) -> dict[str, Any]:
         """The fields the clip bank depends on: the autoencoder's, which clips, and the training captions."""
@@ -83,11 +106,11 @@ class TrainConfig:
 
     def denoiser_recipe(self) -> dict[str, Any]:
         """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
-        unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference"}
+        unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference", "new_prompt_steps_inference"}
         recipe = {
             name: value
             for name, value in self.to_dict().items()
-            if name not in unused and not name.startswith(("sharpen_", "grounder_"))
+            if name not in unused and not name.startswith(("sharpen_", "grounder_", "decoder_", "rollout_"))
         }
         return {**recipe, "training_captions": training_captions_fingerprint()}
 
@@ -96,6 +119,11 @@ class TrainConfig:
         (the stage noises the model's own first frames with it, as a stream does)."""
         sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
         return {**self.denoiser_recipe(), **sharpening, "context_noise_inference": self.context_noise_inference}
+
+    def rollout_recipe(self) -> dict[str, Any]:
+        """What the sharpened denoiser depends on, and the rollout stage's own fields."""
+        rollout = {name: value for name, value in self.to_dict().items() if name.startswith("rollout_")}
+        return {**self.sharpen_recipe(), **rollout}
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
@@ -117,12 +145,16 @@ class TrainConfig:
         return TrainConfig(
             seed=self.seed,
             ae_steps=20,
+            decoder_steps=6,
+            decoder_adversarial_from=3,
             ae_batch=8,
             clips=24,
             clip_frames=4,
             captions_per_clip=2,
             unet_steps=10,
             sharpen_steps=6,
+            rollout_steps=6,
+            rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,
             unet_batch=8,

@@ -27,7 +27,17 @@ SAMPLER_SHARE = 0.5
 class Batch:
     """One training batch drawn from the clip bank."""
 
-    def __init__(self, bank: ClipBank, config: TrainConfig, rng: np.random.Generator, size: int) -> None:
+    def __init__(
+        self,
+        bank: ClipBank,
+        config: TrainConfig,
+        rng: np.random.Generator,
+        size: int,
+        *,
+        clean: tuple[float, float] | None = None,
+    ) -> None:
+        """`clean`: (share, noise): that share of rows gets at most that noise on its previous frame, the rest
+        up to `config.context_noise_max` (default: every row up to the maximum)."""
         clips, frames = bank.latents.shape[:2]
         clip = rng.integers(clips, size=size)
         t = rng.integers(1, frames, size=size)
@@ -41,9 +51,15 @@ class Batch:
         drop = rng.random(size) < config.context_drop
         context[drop] = 0.0
         # 3. noisy context, so small errors of its own earlier frames do not compound over a rollout
-        sigma = torch.from_numpy(rng.uniform(0, config.context_noise_max, size=size)).float().view(-1, 1, 1, 1)
+        sigma = rng.uniform(0, config.context_noise_max, size=size)
+        if clean is not None:
+            # a previous frame that comes clean is to be kept, not hedged against as if it might be noisy
+            share, most = clean
+            sigma = np.where(rng.random(size) < share, rng.uniform(0, most, size=size), sigma)
+        sigma = torch.from_numpy(sigma).float().view(-1, 1, 1, 1)
         noise = torch.from_numpy(rng.standard_normal(context.shape)).float()
         self.context = context + sigma * noise
+        self.clip, self.t = clip, t
         captions = bank.tokens.shape[1]
         caption = rng.integers(captions, size=size)
         tokens = bank.tokens[clip, caption].float()
@@ -68,9 +84,12 @@ class Batch:
         return self
 
 
-def _timesteps(rng: np.random.Generator, size: int, train_steps: int) -> torch.Tensor:
+def _timesteps(
+    rng: np.random.Generator, size: int, train_steps: int, visited: tuple[int, ...] = SAMPLER_TIMESTEPS
+) -> torch.Tensor:
+    """Half the rows at the timesteps few-step sampling visits (`visited`), half anywhere."""
     uniform = rng.integers(train_steps, size=size)
-    sampler = np.asarray(SAMPLER_TIMESTEPS)[rng.integers(len(SAMPLER_TIMESTEPS), size=size)]
+    sampler = np.asarray(visited)[rng.integers(len(visited), size=size)]
     return torch.from_numpy(np.where(rng.random(size) < SAMPLER_SHARE, sampler, uniform)).long()
 
 
@@ -82,13 +101,23 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def v_prediction_loss(
-    unet: UNet2DConditionModel, batch: Batch, t: torch.Tensor, noise: torch.Tensor, alphas: torch.Tensor
+    unet: UNet2DConditionModel,
+    batch: Batch,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    alphas: torch.Tensor,
+    *,
+    residual: bool = False,
 ) -> torch.Tensor:
-    """Squared error of the UNet's velocity for `batch.target` noised to timesteps `t` with `noise`."""
+    """Squared error of the UNet's velocity for `batch.target` noised to timesteps `t` with `noise`.
+
+    `residual`: what is diffused is the target's difference from the previous frame the model sees.
+    """
+    target = batch.target - batch.context if residual else batch.target
     a = alphas[t].sqrt().view(-1, 1, 1, 1)
     s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-    noisy = a * batch.target + s * noise
-    velocity = a * noise - s * batch.target
+    noisy = a * target + s * noise
+    velocity = a * noise - s * target
     prediction = unet(
         torch.cat([noisy, batch.context], dim=1), t, encoder_hidden_states=batch.tokens, class_labels=batch.pooled
     ).sample

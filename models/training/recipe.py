@@ -21,9 +21,11 @@ from .architecture import make_scheduler
 from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .decoder import train_decoder
 from .denoiser import train_denoiser
 from .grounder import train_grounder
 from .lexicon import bundled_wordnet, wordnet_licence
+from .rollout import train_rollout
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
@@ -66,6 +68,10 @@ def train(
     scale = latent_scale(vae, config.seed)
     vae.register_to_config(scaling_factor=scale)
     ae_seconds = time.monotonic() - started
+    # 1b. the decoder learns to draw edges (the encoder, and so every latent below, stays as it is)
+    decoder_figures: dict[str, float] = {}
+    if config.decoder_steps:
+        vae, decoder_figures = train_decoder(config, vae, work_dir, device)
     # 2. clip bank: render, encode and caption once
     bank = _clip_bank(config, work_dir, vae, scale, device)
     # 3. denoiser
@@ -75,17 +81,23 @@ def train(
     sharpening: list[dict[str, float]] = []
     if config.sharpen_steps:
         unet, sharpening = train_sharpener(config, bank, scheduler, unet, work_dir, device)
-    # 5. the prompt grounder (text only)
+    # 5. rollout fine-tuning: trust a clean previous frame, sample in 1-4 steps, come back from own frames
+    rollout_losses: list[float] = []
+    if config.rollout_steps:
+        unet, rollout_losses = train_rollout(config, bank, scheduler, unet, work_dir, device)
+    # 6. the prompt grounder (text only)
     text = TextEncoder(cache_size=0, device="cpu")
     grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
-    # 6. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
+    # 7. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
         vae=vae,
         scheduler=scheduler,
         grounder=grounder,
-        context_noise=config.context_noise_inference,
+        context_noise=config.rollout_context_noise if config.rollout_steps else config.context_noise_inference,
         noise_drift=config.noise_drift_inference,
+        new_prompt_steps=config.new_prompt_steps_inference,
+        residual_context=bool(config.rollout_steps and config.rollout_residual),
     )
     for part in ("unet", "vae", "scheduler", "grounder"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)
@@ -95,11 +107,16 @@ def train(
         "config": config.to_dict(),
         "device": str(device),
         "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
+        "decoder": decoder_figures,
         "denoiser": {
             "final_loss": _final(losses),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
         },
         "sharpen": {name: _final([r[name] for r in sharpening]) for name in ("mse", "adversarial", "critic", "anchor")},
+        "rollout": {
+            "final_loss": _final(rollout_losses),
+            "loss_curve": rollout_losses[:: max(1, len(rollout_losses) // 100)],
+        },
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {

@@ -117,6 +117,51 @@ def test_save_and_load_round_trip(
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+def test_a_streams_first_frame_takes_the_new_prompt_steps(engine: StreamingEngine) -> None:
+    """With no previous frame to follow, a stream's first frame is made in `new_prompt_steps` steps, in a batch
+    or alone, and later frames in the engine's own steps."""
+    saved_steps, saved_first = engine.steps, engine.new_prompt_steps
+    cond = engine.encode_prompt(OCEAN)
+    try:
+        engine.steps, engine.new_prompt_steps = 1, 3
+        alone = engine.generate([(engine.new_stream(4), cond)])[0]
+        running = engine.new_stream(5)
+        engine.generate([(running, cond)])
+        newcomer = engine.new_stream(4)
+        batched = engine.generate([(running, cond), (newcomer, cond)])[1]
+        engine.new_prompt_steps = 0
+        one_step = engine.generate([(engine.new_stream(4), cond)])[0]
+        engine.steps = 3
+        three_steps = engine.generate([(engine.new_stream(4), cond)])[0]
+    finally:
+        engine.steps, engine.new_prompt_steps = saved_steps, saved_first
+    assert np.abs(alone.astype(int) - three_steps.astype(int)).max() <= 2
+    assert np.abs(batched.astype(int) - alone.astype(int)).max() <= 2
+    assert np.abs(one_step.astype(float) - three_steps).mean() > 1.0
+
+
+def test_a_stream_with_its_own_steps_gets_the_frames_it_would_get_alone(engine: StreamingEngine) -> None:
+    """A stream may run its own step count (an experiment's variation); in a batch with streams on the engine's
+    count it gets the frames it would get on an engine set to its count, and they get theirs."""
+    cond = engine.encode_prompt(CITY)
+    saved = engine.steps
+    try:
+        engine.steps = 3
+        three = rollout(engine, seed=21, prompt=CITY, frames=2)
+        engine.steps = 1
+        one = rollout(engine, seed=22, prompt=CITY, frames=2)
+        own_seed_in_one_step = rollout(engine, seed=21, prompt=CITY, frames=2)
+        own, shared = engine.new_stream(21), engine.new_stream(22)
+        own.steps = 3
+        mixed = [engine.generate([(own, cond), (shared, cond)]) for _ in range(2)]
+    finally:
+        engine.steps = saved
+    for k in range(2):
+        assert np.abs(mixed[k][0].astype(int) - three[k].astype(int)).max() <= 2
+        assert np.abs(mixed[k][1].astype(int) - one[k].astype(int)).max() <= 2
+    assert np.abs(three[1].astype(float) - own_seed_in_one_step[1]).mean() > 1.0  # the step count matters
+
+
 def test_steps_setting(engine: StreamingEngine) -> None:
     with pytest.raises(ValueError):
         engine.steps = 0

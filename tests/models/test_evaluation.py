@@ -151,10 +151,41 @@ def test_eval_model_quick_writes_every_section(probe_dir: Path | None, tmp_path:
         assert row["still_picture_coarse_psnr_db"] > row["still_picture_psnr_db"]
         assert row["generated_coarse_psnr_db"] > 5.0 and row["detail_ratio"] > 0.0
 
-    assert set(report["targets"]) == {"adherence_heldout_vs_ceiling", "drift_points", "flicker_ratio"}
+    _fidelity_is_measured_against_the_world(report["fidelity"], out)
+
+    assert set(report["targets"]) == {
+        "adherence_heldout_vs_ceiling",
+        "drift_points",
+        "flicker_ratio",
+        "hold_vs_still_picture",
+        "fidelity_layout_psnr_db",
+        "fidelity_sharpness_ratio",
+        "fidelity_change_ratio",
+    }
     for target in report["targets"].values():
         assert isinstance(target["pass"], bool)
     assert np.isfinite(report["seconds"]["total"])
+
+
+def _fidelity_is_measured_against_the_world(fidelity: dict, report_path: Path) -> None:
+    """Every pair has its figures at every time; the baselines sit where a world frame and its round trip do."""
+    times = list(fidelity["overall"])
+    assert len(times) == 2 and fidelity["pairs"] == len(fidelity["per_pair"]) == 2
+    for rows in (fidelity["overall"], *fidelity["per_pair"].values()):
+        assert list(rows) == times
+        for row in rows.values():
+            assert 5.0 < row["layout_psnr_db"] < 100.0
+            assert row["sharpness_ratio"] > 0.0 and row["change_ratio"] >= 0.0
+    # the world's own frames at another moment are near its reference; the autoencoder loses a little
+    assert fidelity["world"]["layout_psnr_db"] > fidelity["autoencoder_round_trip"]["layout_psnr_db"] > 15.0
+    assert fidelity["world"]["mean_abs_change"] > 0.0
+    assert 5.0 < fidelity["teacher_forced"]["layout_psnr_db"] < 100.0
+    sheet = report_path.with_name(f"{report_path.stem}-contact-sheet.png")
+    assert fidelity["contact_sheet"] == sheet.name
+    from PIL import Image
+
+    with Image.open(sheet) as image:  # one strip per pair: the world and the stream at each time
+        assert image.width >= 64 * (1 + len(times)) and image.height >= 64
 
 
 def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
@@ -171,6 +202,8 @@ def _card_names_the_missed_phrases(report: dict, folder: Path) -> None:
     assert f"edge energy {first_hold['detail_ratio']:.0%} of the world's" in card
     sure = report["adherence"]["heldout"]["by_grounder_reading"]["both_named_right_and_sure"]
     assert f"surely enough to add their words ({100 * sure['share']:.1f}% of the" in card
+    last = list(report["fidelity"]["overall"])[-1]
+    assert f"| stream, {last} after the start | {report['fidelity']['overall'][last]['layout_psnr_db']} |" in card
     missed = missed_phrases(report)
     for per_phrase in report["adherence"]["heldout"]["phrases"].values():
         for phrase in per_phrase:

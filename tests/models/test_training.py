@@ -37,6 +37,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     first, first_grounder = _weights(out), _weights(out, "grounder")
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
+    assert again["rollout"]["final_loss"] == summary["rollout"]["final_loss"] and summary["rollout"]["loss_curve"]
     assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {
         "mse",
         "adversarial",
@@ -54,6 +55,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     printed = capsys.readouterr().out
     assert "denoiser.pt: saved under another recipe" in printed
     assert "autoencoder.pt" not in printed and "clip_bank.pt" not in printed  # their recipes did not change
+    assert "decoder.pt" not in printed
     capsys.readouterr()
     sharper = replace(config, unet_steps=config.unet_steps + 2, sharpen_weight=config.sharpen_weight * 2)
     train(sharper, tmp_path / "model-sharper", work, threads=1)
@@ -64,11 +66,21 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     checkpointed_more = replace(sharper, checkpoint_every=3)
     train(checkpointed_more, tmp_path / "model-bookkeeping", work, threads=1)
     assert "saved under another recipe" not in capsys.readouterr().out  # bookkeeping is not the recipe
-    noisier_streams = replace(checkpointed_more, context_noise_inference=config.context_noise_inference * 2)
+    drifting_streams = replace(checkpointed_more, noise_drift_inference=0.5, new_prompt_steps_inference=2)
+    train(drifting_streams, tmp_path / "model-drifting", work, threads=1)
+    assert "saved under another recipe" not in capsys.readouterr().out  # settings for streams, not the recipe
+    noisier_streams = replace(drifting_streams, context_noise_inference=config.context_noise_inference * 2)
     train(noisier_streams, tmp_path / "model-noisier", work, threads=1)
     printed = capsys.readouterr().out  # sharpening noises its own first frames as streams do: its recipe
     assert "sharpen.pt: saved under another recipe" in printed and "denoiser.pt" not in printed
-    more_captions = replace(noisier_streams, grounder_captions=config.grounder_captions + 8)
+    assert "rollout.pt: saved under another recipe" in printed  # it goes on from the sharpened denoiser
+    assert "decoder.pt" not in printed  # the decoder does not see the denoiser
+    capsys.readouterr()
+    own_frames = replace(noisier_streams, rollout_own_share=0.5)
+    train(own_frames, tmp_path / "model-own", work, threads=1)
+    printed = capsys.readouterr().out
+    assert "rollout.pt: saved under another recipe" in printed and "sharpen.pt" not in printed
+    more_captions = replace(own_frames, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed
