@@ -66,6 +66,11 @@ class ServerProcess:
                 raise RuntimeError(f"pixelcast serve did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.3)
 
+    @property
+    def data_dir(self) -> Path:
+        """The server's data dir (embedded Redis under `redis/`, the event spool, the token keys)."""
+        return Path(self._data.name)
+
     def log_lines(self, containing: str) -> list[str]:
         """The server's log lines so far that contain `containing` (its log goes away with it)."""
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

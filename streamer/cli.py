@@ -36,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         min_fps=args.min_fps,
         engine_threads=args.engine_threads,
         retime_precision=args.retime_precision,
+        redis_restart_delay=args.redis_restart_delay,
+        spool_max_events=args.spool_max_events,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -73,6 +75,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--retime-precision",
         action="store_true",
         help="time float32 against bfloat16 again rather than reuse the choice saved in the data folder",
+    )
+    serve.add_argument(
+        "--redis-restart-delay",
+        type=float,
+        default=0.5,
+        help="seconds before an embedded Redis that died is restarted, doubled per failed try (default 0.5)",
+    )
+    serve.add_argument(
+        "--spool-max-events",
+        type=int,
+        default=100_000,
+        help="feedback events kept on disk while Redis is away; beyond it feedback is refused (default 100000)",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import default_model_path
+from personalization.redis_server import RESTART_DELAY
+from personalization.spool import MAX_SPOOLED_EVENTS
 from personalization.store import default_data_dir
 
 from .generation import StreamSettings
@@ -28,6 +30,8 @@ class ServerConfig:
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
     retime_precision: bool = False  # time float32 against bfloat16 again instead of reusing the saved choice
+    redis_restart_delay: float = RESTART_DELAY  # seconds before an embedded Redis that died is restarted
+    spool_max_events: int = MAX_SPOOLED_EVENTS  # feedback kept on disk while Redis is away
 
     @property
     def ice_addresses(self) -> list[str] | None:

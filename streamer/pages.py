@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -23,10 +24,22 @@ async def dashboard(request: Request) -> FileResponse:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness and a little readiness: the model is loaded and Redis answers."""
+    """200 `ok` while the model is loaded and Redis answers; 503 `degraded` with the reason while it is away.
+
+    Live streams go on while degraded; only what needs Redis (new viewers, sessions, profiles) waits.
+    """
     services = request.app.state.services
-    await services.store.redis.ping()
-    return JSONResponse({"status": "ok", "sessions": len(request.app.state.sessions)})
+    store = services.store
+    body: dict[str, Any] = {"status": "ok", "sessions": len(request.app.state.sessions)}
+    if store.server is not None:
+        body["redis"] = {"embedded": True, "restarts": store.server.restarts}
+    if services.spool is not None:
+        body["spool"] = services.spool.stats()
+    reason = await store.health()
+    if reason is None:
+        return JSONResponse(body)
+    body.update(status="degraded", reason=reason)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 async def metrics(request: Request) -> Response:

@@ -23,7 +23,8 @@ from models.world import ATTRIBUTES
 from personalization.consumer import EventConsumer
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
-from personalization.store import open_store
+from personalization.spool import EventSpool
+from personalization.store import REDIS_UNAVAILABLE, UNAVAILABLE, open_store
 from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_secret
 from personalization.viewers import ViewerRegistry
 
@@ -40,6 +41,8 @@ from .wishes import build_wish_parser
 
 logger = logging.getLogger(__name__)
 
+REDIS_RETRY_AFTER_SECONDS = 5
+
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
@@ -47,6 +50,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
     if request.url.path.startswith("/api/") or request.url.path == "/offer":
         return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
+
+
+async def _redis_unavailable(request: Request, error: Exception) -> Response:
+    """A request that needs Redis while it is away: 503 with Retry-After, never a 500."""
+    logger.warning("%s %s: Redis is away: %s", request.method, request.url.path, error)
+    detail = "Pixelcast's profile store is restarting or unreachable; try again shortly"
+    headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
+    return await _http_error(request, HTTPException(503, detail, headers=headers))
 
 
 class StartupPhases:
@@ -76,7 +87,9 @@ def create_app(config: ServerConfig) -> Starlette:
         # the event loop, WebRTC and the encoders. torch's worker threads spin-wait: on a 2-core machine
         # two of them beside a busy loop ran the model at half speed, so each stage gets its own core.
         torch.set_num_threads(config.engine_threads or max(1, ((os.cpu_count() or 2) - 1) // 2))
-        store = await open_store(config.redis_url, config.data_dir)
+        store = await open_store(
+            config.redis_url, config.data_dir, supervise=True, restart_delay=config.redis_restart_delay
+        )
         try:
             logger.info("loading model from %s", config.model_path)
             phases = StartupPhases()
@@ -111,12 +124,19 @@ def create_app(config: ServerConfig) -> Starlette:
             admin_token, created = load_or_create_admin_token(config.data_dir)
             if created:  # shown once; afterwards it is read from the data dir (or $PIXELCAST_ADMIN_TOKEN)
                 print(f"Pixelcast admin token (experiments API and /dashboard): {admin_token}", flush=True)
+            personalizer = Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser)
+            spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
+            personalizer.spool = spool
+            with contextlib.suppress(*UNAVAILABLE):  # what a previous run spooled (the replayer retries)
+                await spool.replay()
+            replayer = asyncio.create_task(spool.run(), name="pixelcast-spool")
             services = Services(
                 config=config,
                 metrics=metrics,
                 store=store,
                 viewers=ViewerRegistry(store.redis),
-                personalizer=Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser),
+                personalizer=personalizer,
+                spool=spool,
                 signer=TokenSigner(load_or_create_secret(config.data_dir)),
                 batcher=batcher,
                 capacity=capacity,
@@ -135,6 +155,9 @@ def create_app(config: ServerConfig) -> Starlette:
             finally:
                 control.cancel()
                 await app.state.sessions.close_all()
+                replayer.cancel()
+                with contextlib.suppress(*UNAVAILABLE):  # else it stays spooled for the next start
+                    await spool.replay()
                 await consumer.stop()
                 await batcher.stop()
         finally:
@@ -143,5 +166,8 @@ def create_app(config: ServerConfig) -> Starlette:
     return Starlette(
         routes=[*pages.routes, *whep.routes, *api.routes, *experiments_api.routes],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            **{error: _redis_unavailable for error in REDIS_UNAVAILABLE},
+        },
     )

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
+from personalization.spool import EventSpool
 from personalization.store import Store
 from personalization.tokens import TokenSigner
 from personalization.viewers import ViewerRegistry
@@ -32,6 +33,7 @@ class Services:
     capacity: CapacityModel | None = None
     experiments: Experiments | None = None
     admin_token: str = ""
+    spool: EventSpool | None = None  # feedback waiting for Redis (it is away)
 
 
 def services_of(request: Request) -> Services:

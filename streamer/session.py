@@ -16,6 +16,9 @@ from personalization.assignment import Assignment
 from personalization.context import Context
 from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
+from personalization.personalizer import is_spooled
+from personalization.spool import SpoolFull
+from personalization.store import UNAVAILABLE
 from personalization.wishes import is_reset
 
 from .adaptive import AdaptiveController, Decision
@@ -237,32 +240,50 @@ class ViewerSession:
             return
         try:
             if isinstance(message, Steer):
-                await self._services.personalizer.steer(self.viewer_id, message.text)
-                self.steer("" if is_reset(message.text) else message.text)
-                await self.record_steer()
+                await self.apply_steer(message.text)
             elif isinstance(message, Feedback):
                 await self.record_feedback(message)
+        except SpoolFull:
+            self._send({"type": "error", "message": "the server cannot keep feedback right now; please retry later"})
         except Exception:
             logger.exception("session %s: could not store %s", self.id[:8], type(message).__name__)
             self._send({"type": "error", "message": "the server could not store that message; please retry"})
 
+    async def apply_steer(self, text: str) -> None:
+        """Store a steer's wishes and apply it to the live stream; with Redis away only the stream changes."""
+        try:
+            await self._services.personalizer.steer(self.viewer_id, text)
+        except UNAVAILABLE as error:
+            self._log("steer not stored, Redis is away (%s); the stream follows it all the same", error)
+        self.steer("" if is_reset(text) else text)
+        await self.record_steer()
+
     async def record_feedback(self, feedback: Feedback) -> str:
-        """Store feedback about one of this session's segments, applied to the profile at once."""
+        """Store feedback about one of this session's segments, applied to the profile at once.
+
+        With Redis away it is spooled and applied when Redis is back (the experiment metric is not).
+        """
         event_id = await self._services.personalizer.record_feedback(
             self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context
         )
         if feedback.kind == "skip":
             self.skip()
         experiments = self._services.experiments
-        if experiments is not None and self.assignment is not None:
-            await experiments.record_feedback(self.assignment, self.viewer_id, feedback, event_id)
+        if experiments is not None and self.assignment is not None and not is_spooled(event_id):
+            try:
+                await experiments.record_feedback(self.assignment, self.viewer_id, feedback, event_id)
+            except UNAVAILABLE as error:
+                self._log("experiment metric not recorded, Redis is away (%s)", error)
         return event_id
 
     async def record_steer(self) -> None:
-        """Count a steer in this session's experiment, if it runs one."""
+        """Count a steer in this session's experiment, if it runs one (not while Redis is away)."""
         experiments = self._services.experiments
         if experiments is not None and self.assignment is not None:
-            await experiments.record_steer(self.assignment, self.viewer_id)
+            try:
+                await experiments.record_steer(self.assignment, self.viewer_id)
+            except UNAVAILABLE as error:
+                self._log("experiment steer not recorded, Redis is away (%s)", error)
 
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -9,12 +11,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from personalization.context import Context, device_class
+from personalization.store import UNAVAILABLE
 
 from .auth import viewer_from_token
 from .bodies import read_json_object, read_limited
 from .services import services_of
 from .session import SessionManager, ViewerSession
 from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
+
+logger = logging.getLogger(__name__)
 
 SESSION_PATH = "/whep/sessions/{session_id}"
 RETRY_AFTER_SECONDS = 5
@@ -68,7 +73,10 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
         raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
     if experiments is not None and assignment is not None:  # exposed once the session really streams
-        await experiments.expose_session(assignment, viewer_id, session.id)
+        try:
+            await experiments.expose_session(assignment, viewer_id, session.id)
+        except UNAVAILABLE:  # Redis went away just now: the stream is worth more than one exposure
+            logger.warning("session %s: exposure not recorded, Redis is away", session.id[:8])
     return session, answer
 
 
