@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
         retime_precision=args.retime_precision,
         redis_restart_delay=args.redis_restart_delay,
         spool_max_events=args.spool_max_events,
+        token_rotate_days=args.token_rotate_days,
+        token_verify_days=args.token_verify_days,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -87,6 +89,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         type=int,
         default=100_000,
         help="feedback events kept on disk while Redis is away; beyond it feedback is refused (default 100000)",
+    )
+    serve.add_argument(
+        "--token-rotate-days", type=float, default=30.0, help="days a viewer-token signing key signs (default 30)"
+    )
+    serve.add_argument(
+        "--token-verify-days",
+        type=float,
+        default=180.0,
+        help="days a replaced signing key still verifies tokens; viewers refresh theirs on each visit (default 180)",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

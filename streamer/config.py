@@ -32,6 +32,8 @@ class ServerConfig:
     retime_precision: bool = False  # time float32 against bfloat16 again instead of reusing the saved choice
     redis_restart_delay: float = RESTART_DELAY  # seconds before an embedded Redis that died is restarted
     spool_max_events: int = MAX_SPOOLED_EVENTS  # feedback kept on disk while Redis is away
+    token_rotate_days: float = 30.0  # a viewer-token signing key signs this long, then a new one takes over
+    token_verify_days: float = 180.0  # and a replaced key still verifies this long
 
     @property
     def ice_addresses(self) -> list[str] | None:

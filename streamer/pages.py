@@ -10,17 +10,20 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .security import DASHBOARD_CSP, PAGE_CSP, PAGE_HEADERS
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 async def index(request: Request) -> FileResponse:
-    """The viewer page."""
-    return FileResponse(WEB_DIR / "index.html")
+    """The viewer page, under a Content-Security-Policy that allows no inline script."""
+    return FileResponse(WEB_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP, **PAGE_HEADERS})
 
 
 async def dashboard(request: Request) -> FileResponse:
     """The experiments dashboard (its data come from the API, with the admin token the page asks for)."""
-    return FileResponse(WEB_DIR / "dashboard.html")
+    headers = {"Content-Security-Policy": DASHBOARD_CSP, **PAGE_HEADERS}
+    return FileResponse(WEB_DIR / "dashboard.html", headers=headers)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -78,7 +78,7 @@ class SegmentPlanner:
             self.offline = False
         except UNAVAILABLE as error:
             if not self.offline:
-                logger.warning("viewer %s: Redis is away (%s); scenes come from its last profile", self._viewer_id, error)
+                logger.warning("viewer %s: Redis is away (%s); scenes from its last profile", self._viewer_id, error)
             self.offline = True
         scene = self._personalizer.choose(self._snapshot, context=self._context, policy=self._policy)
         caption = describe(SceneSpec(**scene))

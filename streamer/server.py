@@ -10,10 +10,12 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import torch
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -25,7 +27,7 @@ from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
 from personalization.spool import EventSpool
 from personalization.store import REDIS_UNAVAILABLE, UNAVAILABLE, open_store
-from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_secret
+from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_keys, load_signer
 from personalization.viewers import ViewerRegistry
 
 from . import api, experiments_api, pages, whep
@@ -34,6 +36,7 @@ from .capacity import CapacityModel
 from .config import ServerConfig
 from .metrics import Metrics
 from .precision_store import PRECISION_FILE, load_or_choose_precision
+from .security import WhepCORS
 from .services import Services
 from .session import SessionManager
 from .webrtc import restrict_host_candidates
@@ -42,6 +45,7 @@ from .wishes import build_wish_parser
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_AFTER_SECONDS = 5
+KEY_CHECK_SECONDS = 3600
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -58,6 +62,16 @@ async def _redis_unavailable(request: Request, error: Exception) -> Response:
     detail = "Pixelcast's profile store is restarting or unreachable; try again shortly"
     headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
     return await _http_error(request, HTTPException(503, detail, headers=headers))
+
+
+async def _rotate_keys(signer: TokenSigner, data_dir: Path, key_ages: dict[str, float]) -> None:
+    """Check hourly whether the token signing key is due for rotation (and pick up another server's)."""
+    while True:
+        await asyncio.sleep(KEY_CHECK_SECONDS)
+        try:
+            signer.keys = await asyncio.to_thread(load_or_create_keys, data_dir, **key_ages)
+        except Exception:  # keep signing with the keys we have; a later check retries
+            logger.exception("could not rotate the token keys")
 
 
 class StartupPhases:
@@ -124,6 +138,11 @@ def create_app(config: ServerConfig) -> Starlette:
             admin_token, created = load_or_create_admin_token(config.data_dir)
             if created:  # shown once; afterwards it is read from the data dir (or $PIXELCAST_ADMIN_TOKEN)
                 print(f"Pixelcast admin token (experiments API and /dashboard): {admin_token}", flush=True)
+            key_ages = {
+                "rotate_seconds": config.token_rotate_days * 86400,
+                "verify_seconds": config.token_verify_days * 86400,
+            }
+            signer, rotating = load_signer(config.data_dir, **key_ages)
             personalizer = Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser)
             spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
             personalizer.spool = spool
@@ -137,7 +156,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 viewers=ViewerRegistry(store.redis),
                 personalizer=personalizer,
                 spool=spool,
-                signer=TokenSigner(load_or_create_secret(config.data_dir)),
+                signer=signer,
                 batcher=batcher,
                 capacity=capacity,
                 experiments=Experiments(store.redis),
@@ -146,6 +165,8 @@ def create_app(config: ServerConfig) -> Starlette:
             app.state.services = services
             app.state.sessions = SessionManager(services)
             control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
+            if rotating:
+                rotation = asyncio.create_task(_rotate_keys(signer, config.data_dir, key_ages), name="pixelcast-keys")
             # Everything built so far lives as long as the server: keep it out of the collector's full
             # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
             gc.freeze()
@@ -154,6 +175,8 @@ def create_app(config: ServerConfig) -> Starlette:
                 yield
             finally:
                 control.cancel()
+                if rotating:
+                    rotation.cancel()
                 await app.state.sessions.close_all()
                 replayer.cancel()
                 with contextlib.suppress(*UNAVAILABLE):  # else it stays spooled for the next start
@@ -166,6 +189,7 @@ def create_app(config: ServerConfig) -> Starlette:
     return Starlette(
         routes=[*pages.routes, *whep.routes, *api.routes, *experiments_api.routes],
         lifespan=lifespan,
+        middleware=[Middleware(WhepCORS)],
         exception_handlers={
             HTTPException: _http_error,
             **{error: _redis_unavailable for error in REDIS_UNAVAILABLE},

@@ -92,11 +92,11 @@ async def whep_post(request: Request) -> Response:
         raise HTTPException(400, "the SDP offer is not UTF-8 text") from error
     session, answer = await _open_session(request, offer_sdp)
     location = SESSION_PATH.format(session_id=session.id)
-    return Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location, **_CORS})
+    return Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location})
 
 
 async def whep_options(request: Request) -> Response:
-    """CORS preflight and capability discovery for WHEP clients."""
+    """Capability discovery for WHEP clients (a browser's CORS preflight is answered by `security.WhepCORS`)."""
     return Response(status_code=204, headers={"Accept-Post": "application/sdp", **_CORS})
 
 
@@ -106,7 +106,7 @@ async def whep_delete(request: Request) -> Response:
     if session is None:
         raise HTTPException(404, "no such WHEP session (it ended, or never existed)")
     await session.close()
-    return Response(status_code=200, headers=_CORS)
+    return Response(status_code=200)
 
 
 async def offer_post(request: Request) -> JSONResponse:
@@ -122,7 +122,6 @@ async def offer_post(request: Request) -> JSONResponse:
             "session_id": session.id,
             "location": SESSION_PATH.format(session_id=session.id),
         },
-        headers=_CORS,
     )
 
 
