@@ -40,6 +40,11 @@ def _serve(args: argparse.Namespace) -> int:
         spool_max_events=args.spool_max_events,
         token_rotate_days=args.token_rotate_days,
         token_verify_days=args.token_verify_days,
+        offers_per_minute=args.offers_per_minute,
+        viewers_per_minute=args.viewers_per_minute,
+        sessions_per_address=args.sessions_per_address,
+        messages_per_second=args.messages_per_second,
+        ice_timeout=args.ice_timeout,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -98,6 +103,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         type=float,
         default=180.0,
         help="days a replaced signing key still verifies tokens; viewers refresh theirs on each visit (default 180)",
+    )
+    limits = serve.add_argument_group("limits (per client address: the reverse proxy's, behind one)")
+    limits.add_argument(
+        "--offers-per-minute", type=float, default=30.0, help="POST /whep and /offer per address; then 429 (default 30)"
+    )
+    limits.add_argument(
+        "--viewers-per-minute", type=float, default=10.0, help="POST /api/viewers per address; then 429 (default 10)"
+    )
+    limits.add_argument("--sessions-per-address", type=int, default=4, help="live sessions per address (default 4)")
+    limits.add_argument(
+        "--messages-per-second",
+        type=float,
+        default=30.0,
+        help="data channel messages per session, in bursts of twice as many; more are dropped (default 30)",
+    )
+    limits.add_argument(
+        "--ice-timeout", type=float, default=15.0, help="seconds a peer has to complete ICE (default 15)"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

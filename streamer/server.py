@@ -34,6 +34,7 @@ from . import api, experiments_api, pages, whep
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
+from .limits import RateLimiter
 from .metrics import Metrics
 from .precision_store import PRECISION_FILE, load_or_choose_precision
 from .security import WhepCORS
@@ -156,6 +157,8 @@ def create_app(config: ServerConfig) -> Starlette:
                 viewers=ViewerRegistry(store.redis),
                 personalizer=personalizer,
                 spool=spool,
+                offer_limiter=RateLimiter.per_minute(config.offers_per_minute),
+                viewer_limiter=RateLimiter.per_minute(config.viewers_per_minute),
                 signer=signer,
                 batcher=batcher,
                 capacity=capacity,

@@ -16,6 +16,7 @@ from personalization.viewers import ViewerRegistry
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
+from .limits import RateLimiter
 from .metrics import Metrics
 
 
@@ -34,6 +35,8 @@ class Services:
     experiments: Experiments | None = None
     admin_token: str = ""
     spool: EventSpool | None = None  # feedback waiting for Redis (it is away)
+    offer_limiter: RateLimiter | None = None  # POST /whep and /offer per address
+    viewer_limiter: RateLimiter | None = None  # POST /api/viewers per address
 
 
 def services_of(request: Request) -> Services:

@@ -24,6 +24,7 @@ from personalization.wishes import is_reset
 from .adaptive import AdaptiveController, Decision
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
+from .limits import RateLimiter
 from .planning import SegmentPlan, SegmentPlanner
 from .playout import PlayoutBuffer, PlayoutClock, PlayoutClosed
 from .services import Services
@@ -48,8 +49,10 @@ class ViewerSession:
         on_closed: Callable[[ViewerSession], None],
         adaptation: Callable[[], Decision | None] = lambda: None,
         assignment: Assignment | None = None,
+        address: str = "",
     ) -> None:
         self.id = secrets.token_urlsafe(16)
+        self.address = address  # the client address that opened it (sessions per address are limited)
         self.viewer_id = viewer_id
         self.assignment = assignment  # the experiment variation this session runs, if any
         self._services = services
@@ -71,6 +74,9 @@ class ViewerSession:
         self._track = EncodedVideoTrack(self._buffer, self._clock, on_sent=self._frame_sent)
         self._pc.on("datachannel", self._attach_channel)
         self._pc.on("connectionstatechange", self._connection_state_changed)
+        rate = services.config.messages_per_second
+        self._messages = RateLimiter(rate, burst=max(1.0, 2 * rate))
+        self._warned_rate = False
 
     @property
     def generation(self) -> GenerationLoop | None:
@@ -116,6 +122,7 @@ class ViewerSession:
         self._tasks = [
             asyncio.create_task(self._generate(), name=f"generate-{self.id[:8]}"),
             asyncio.create_task(self._send_stats(), name=f"stats-{self.id[:8]}"),
+            asyncio.create_task(self._ice_deadline(), name=f"ice-deadline-{self.id[:8]}"),
         ]
         self._log("started, %s at %dx%d", codec, engine.width, engine.height)
         return answer_sdp
@@ -184,6 +191,14 @@ class ViewerSession:
             self._send({"type": "error", "message": "generation failed on the server; reconnect to try again"})
             asyncio.create_task(self.close())
 
+    async def _ice_deadline(self) -> None:
+        """Free the session of a peer that never completes ICE (it holds a slot and a generation loop)."""
+        await asyncio.sleep(self._services.config.ice_timeout)
+        if self._pc.connectionState != "connected" and not self._closing:
+            self._log("ICE not completed within %gs (state %s); freeing the session",
+                      self._services.config.ice_timeout, self._pc.connectionState)
+            await self.close()
+
     async def _send_stats(self) -> None:
         assert self._loop is not None
         while True:
@@ -227,6 +242,13 @@ class ViewerSession:
 
         @channel.on("message")
         def _message(raw: str | bytes) -> None:
+            if self._messages.check("") > 0:  # dropped, and said once per burst
+                if not self._warned_rate:
+                    self._warned_rate = True
+                    limit = self._services.config.messages_per_second
+                    self._send({"type": "error", "message": f"too many messages: at most {limit:g} a second"})
+                return
+            self._warned_rate = False
             asyncio.create_task(self._handle_message(raw))
 
         if channel.readyState == "open" and self._last_segment is not None:
@@ -336,6 +358,10 @@ class SessionManager:
         """The live session with that id, if any."""
         return self._sessions.get(session_id)
 
+    def from_address(self, address: str) -> list[ViewerSession]:
+        """The live sessions a client address opened."""
+        return [s for s in self._sessions.values() if s.address == address]
+
     def for_viewer(self, viewer_id: str) -> list[ViewerSession]:
         """The viewer's live sessions."""
         return [s for s in self._sessions.values() if s.viewer_id == viewer_id]
@@ -352,6 +378,7 @@ class SessionManager:
         context: Context,
         steer_text: str = "",
         assignment: Assignment | None = None,
+        address: str = "",
     ) -> tuple[ViewerSession, str]:
         """Create and start a session; on any failure everything it took is released again."""
         session = ViewerSession(
@@ -361,6 +388,7 @@ class SessionManager:
             on_closed=self._forget,
             adaptation=lambda: self.controller.last,
             assignment=assignment,
+            address=address,
         )
         fps = self.controller.joining_fps()
         self._sessions[session.id] = session

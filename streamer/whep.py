@@ -15,6 +15,7 @@ from personalization.store import UNAVAILABLE
 
 from .auth import viewer_from_token
 from .bodies import read_json_object, read_limited
+from .limits import client_address, enforce
 from .services import services_of
 from .session import SessionManager, ViewerSession
 from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
@@ -53,6 +54,14 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     except OfferError as error:
         raise HTTPException(400, str(error)) from error
     sessions = _sessions(request)
+    address = client_address(request)
+    per_address = services.config.sessions_per_address
+    if len(sessions.from_address(address)) >= per_address:
+        raise HTTPException(
+            429,
+            f"this address already has {per_address} live sessions (the most allowed); end one with DELETE first",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     refusal = sessions.admission_refusal()
     if refusal is not None:
         services.metrics.admissions_refused.inc()
@@ -68,7 +77,12 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     assignment = await experiments.assign(viewer_id, context) if experiments is not None else None
     try:
         session, answer = await sessions.open(
-            viewer_id, offer_sdp, context, steer_text=recent[0] if recent else "", assignment=assignment
+            viewer_id,
+            offer_sdp,
+            context,
+            steer_text=recent[0] if recent else "",
+            assignment=assignment,
+            address=address,
         )
     except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
         raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
@@ -82,6 +96,7 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
 
 async def whep_post(request: Request) -> Response:
     """Create a session from an SDP offer: 201, `Location` of the session, the SDP answer as body."""
+    enforce(services_of(request).offer_limiter, request, "session offers")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
         raise HTTPException(415, "WHEP needs Content-Type: application/sdp with the SDP offer as body")
@@ -111,6 +126,7 @@ async def whep_delete(request: Request) -> Response:
 
 async def offer_post(request: Request) -> JSONResponse:
     """JSON signalling for simple clients: `{"sdp", "type": "offer"}` in, the answer out."""
+    enforce(services_of(request).offer_limiter, request, "session offers")
     payload = await read_json_object(request, MAX_SDP_BYTES)
     if payload.get("type") != "offer" or not isinstance(payload.get("sdp"), str):
         raise HTTPException(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
