@@ -180,7 +180,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 control.cancel()
                 if rotating:
                     rotation.cancel()
-                await app.state.sessions.close_all()
+                await app.state.sessions.close_all("the server is shutting down; reconnect in a moment")
                 replayer.cancel()
                 with contextlib.suppress(*UNAVAILABLE):  # else it stays spooled for the next start
                     await spool.replay()

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 STATS_INTERVAL = 1.0  # seconds between `stats` messages
 PEER_CLOSE_SECONDS = 2.0
 SCENE_MEMORY = 120  # segments whose scene is remembered for late feedback
+FAREWELL_SECONDS = 0.5  # on shutdown, between the last message and closing the peer connections
 
 
 class ViewerSession:
@@ -307,6 +308,10 @@ class ViewerSession:
             except UNAVAILABLE as error:
                 self._log("experiment steer not recorded, Redis is away (%s)", error)
 
+    def notify_error(self, text: str) -> None:
+        """Send the viewer an `error` message on the control channel (if it is open)."""
+        self._send({"type": "error", "message": text})
+
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel
         if channel is not None and channel.readyState == "open":
@@ -406,6 +411,11 @@ class SessionManager:
         self._sessions.pop(session.id, None)
         self._services.metrics.sessions.set(len(self._sessions))
 
-    async def close_all(self) -> None:
-        """Close every session (server shutdown)."""
-        await asyncio.gather(*(s.close() for s in list(self._sessions.values())), return_exceptions=True)
+    async def close_all(self, farewell: str | None = None) -> None:
+        """Close every session (server shutdown), telling each viewer `farewell` first when given."""
+        sessions = list(self._sessions.values())
+        if farewell and sessions:
+            for session in sessions:
+                session.notify_error(farewell)
+            await asyncio.sleep(FAREWELL_SECONDS)  # the data channel sends it before the peer connection closes
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
