@@ -143,6 +143,9 @@ class EventConsumer:
             except (RedisError, OSError) as exc:  # Redis restarting or unreachable: keep trying
                 log.warning("event consumer %s: %s; retrying in 1 s", self.name, exc)
                 await asyncio.sleep(1.0)
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):  # a Redis that lost its data
+                    with contextlib.suppress(RedisError, OSError):
+                        await self.ensure_group()
 
     async def start(self) -> None:
         """Create the group and start consuming in a background task (idempotent)."""

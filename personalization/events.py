@@ -13,6 +13,7 @@ events on both ends. A viewer whose events are left for ``consumer.EventConsumer
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,15 +41,16 @@ from personalization.scripts import ScriptCall, run_scripts
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _SCENE_JSON_RE = re.compile(r'\{"[a-z0-9_]{1,32}":"[a-z0-9_]{1,32}"(?:,"[a-z0-9_]{1,32}":"[a-z0-9_]{1,32}")*\}')
 _MAX_SCENE_ATTRIBUTES = 16
-_ARGS_PER_EVENT = 5
+_ARGS_PER_EVENT = 6
 _VIEWERS_PER_CALL = 64  # bounds how long one script holds Redis
 
 # KEYS: keys.viewer_keys of each viewer of the call, KEYS_PER_VIEWER keys each, in this order per
 # viewer: [1] profile hash, [2] events stream, [4] affinity hash (all of them for the TTL).
 # ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the streams, ARGV[3] most events the call
 # may apply in all, then per viewer: "1" to apply its pending events after appending ("0": leave them
-# to the consumer), the number of events n, and 5 values per event: kind ("like" | "skip" | "dwell"),
-# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or "".
+# to the consumer), the number of events n, and 6 values per event: kind ("like" | "skip" | "dwell"),
+# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or "", and
+# the event's own id (``eid``, chosen by the caller, so that a replay can tell whether it already landed).
 # Returns three values per viewer: events applied (-1: the viewer has no profile, nothing written),
 # 1 if some of its events are left unapplied (0 if none), and its new stream ids joined by spaces.
 # XADD and the counters run in one script, so the counters always equal what the stream received;
@@ -74,11 +76,11 @@ local function append_viewer(k, first, n, limit)
   local caught_up = limit > 0 and p[5] and p[5] == last and n <= limit
   local upgraded = limit > 0 and upgrade(profile, affinity, p[1])
   local ids = {}
-  for i = first, first + 5 * (n - 1), 5 do
+  for i = first, first + 6 * (n - 1), 6 do
     local kind, seconds = ARGV[i], ARGV[i + 2]
     ids[#ids + 1] = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*',
       'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
-      'scene', ARGV[i + 3], 'context', ARGV[i + 4])
+      'scene', ARGV[i + 3], 'context', ARGV[i + 4], 'eid', ARGV[i + 5])
     counts[kind] = counts[kind] + 1
     if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
     if caught_up then add_evidence(affinity, kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
@@ -119,11 +121,39 @@ for k = 0, #KEYS - 1, KEYS_PER_VIEWER do
   out[#out + 1] = applied
   out[#out + 1] = left
   out[#out + 1] = table.concat(ids, ' ')
-  a = a + 2 + 5 * n
+  a = a + 2 + 6 * n
 end
 return out
 """
 )
+
+# KEYS[1] a viewer's events stream. ARGV[1] the stream id to search from, ARGV[2..] event ids (``eid``).
+# Returns the eids of ARGV that some entry from ARGV[1] on carries: events that already landed. Reads
+# the stream in pages, so a long stream never builds one huge reply.
+LUA_LANDED = """
+local wanted, found = {}, {}
+for i = 2, #ARGV do wanted[ARGV[i]] = true end
+local start = ARGV[1]
+while true do
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1000)
+  for _, entry in ipairs(entries) do
+    local raw = entry[2]
+    for i = 1, #raw, 2 do
+      if raw[i] == 'eid' and wanted[raw[i + 1]] then
+        found[#found + 1] = raw[i + 1]
+        wanted[raw[i + 1]] = nil
+      end
+    end
+  end
+  if #entries < 1000 then return found end
+  start = '(' .. entries[#entries][1]
+end
+"""
+
+
+def new_event_id() -> str:
+    """A fresh ``eid``: 16 random hex digits, unique enough among one viewer's events."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
@@ -169,6 +199,7 @@ class EventLog:
         self.redis = redis
         self.profiles = profiles or ProfileStore(redis)
         self._append = redis.register_script(LUA_APPEND)  # EVALSHA, loading the script on NOSCRIPT
+        self._landed = redis.register_script(LUA_LANDED)
         self._commit: GroupCommit[_Append, list[str]] = GroupCommit(self._flush, max_batch=max_batch)
 
     async def append(
@@ -198,17 +229,24 @@ class EventLog:
         events: Sequence[tuple[Feedback, Mapping[str, str] | None, Context | None]],
         *,
         apply: bool = False,
+        eids: Sequence[str] | None = None,
     ) -> list[str]:
         """Append several events ``(feedback, scene, context)`` of one viewer, in order, in one script call.
 
         Same as ``append`` for each; with ``apply=True`` they are all applied before this returns.
+        ``eids`` are the events' own ids (``new_event_id``; made here when not given), kept in the stream
+        so that ``landed`` can tell a retry whether an append whose reply was lost went through.
         """
         if not events:
             return []
         viewer_keys(viewer_id)  # validates the id before anything is queued
+        if eids is None:
+            eids = [new_event_id() for _ in events]
+        if len(eids) != len(events):
+            raise ValueError(f"{len(events)} events need as many eids, got {len(eids)}")
         args: list[str | int] = []
-        for feedback, scene, context in events:
-            args += self._args(feedback, scene, context)
+        for (feedback, scene, context), eid in zip(events, eids):
+            args += self._args(feedback, scene, context, eid)
         return await self._commit.submit(_Append(viewer_id, args, apply))
 
     async def _flush(self, appends: Sequence[_Append]) -> list[list[str] | BaseException]:
@@ -269,9 +307,18 @@ class EventLog:
             return [[viewer_id] for viewer_id in viewers]
         return [viewers[i : i + _VIEWERS_PER_CALL] for i in range(0, len(viewers), _VIEWERS_PER_CALL)]
 
+    async def landed(self, viewer_id: str, eids: Sequence[str], since_ms: int) -> set[str]:
+        """The ``eids`` already in the viewer's stream among entries from ``since_ms`` (Redis time) on."""
+        if not eids:
+            return set()
+        found = await self._landed(keys=[events_key(viewer_id)], args=[f"{max(0, since_ms)}-0", *eids])
+        return {str(eid) for eid in found}
+
     @staticmethod
-    def _args(feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None) -> list[str | int]:
-        """The five ARGV values of ``LUA_APPEND`` for one event (validated)."""
+    def _args(
+        feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None, eid: str
+    ) -> list[str | int]:
+        """The six ARGV values of ``LUA_APPEND`` for one event (validated)."""
         if feedback.kind not in FEEDBACK_KINDS:
             raise ValueError(f"unknown feedback kind {feedback.kind!r}")
         if feedback.kind == "dwell" and feedback.seconds is None:
@@ -282,6 +329,7 @@ class EventLog:
             "" if feedback.seconds is None else repr(float(feedback.seconds)),
             _scene_json(scene) if scene else "",
             context.bucket if context is not None else "",
+            eid,
         ]
         return args
 

@@ -5,6 +5,9 @@
     wishes = await personalizer.steer(viewer_id, text)                      # steer text -> wishes
 
 Scenes are plain ``dict[str, str]`` (attr -> value); the streamer converts to and from ``SceneSpec``.
+
+With Redis away, feedback goes to the event spool (``personalization.spool``) when one is attached, and
+a session keeps choosing scenes from the last ``Profile`` it loaded (``choose``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,22 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from personalization.context import Context
-from personalization.events import EventLog
+from personalization.events import EventLog, new_event_id
 from personalization.messages import Feedback
 from personalization.policies import DEFAULT_POLICY, POLICIES, Policy, get_policy
-from personalization.profiles import Profile, ProfileStore
+from personalization.profiles import Profile, ProfileState, ProfileStore
+from personalization.spool import EventSpool, SpooledEvent
+from personalization.store import UNAVAILABLE
 from personalization.viewers import ViewerRegistry
 from personalization.wishes import WishParser, Wishes
+
+
+SPOOLED_PREFIX = "spooled:"
+
+
+def is_spooled(event_id: str) -> bool:
+    """Whether ``record_feedback`` spooled the event (Redis was away) rather than stored it."""
+    return event_id.startswith(SPOOLED_PREFIX)
 
 
 class Personalizer:
@@ -45,6 +58,7 @@ class Personalizer:
         self.wish_parser = wish_parser
         self.default_policy = default_policy
         self.rng = np.random.default_rng(seed)
+        self.spool: EventSpool | None = None  # where feedback goes while Redis is away (set by the server)
         self._policies: dict[str, Policy] = {}
 
     def policy(self, name: str | None = None) -> Policy:
@@ -62,14 +76,33 @@ class Personalizer:
         self, viewer_id: str, *, context: Context | None = None, policy: str | None = None
     ) -> dict[str, str]:
         """The scene of the viewer's next segment (one Redis round trip). Raises ``UnknownViewer``."""
-        profile = await self.profiles.load(viewer_id)
+        return self.choose(await self.profiles.load(viewer_id), context=context, policy=policy)
+
+    def choose(
+        self, profile: Profile | None, *, context: Context | None = None, policy: str | None = None
+    ) -> dict[str, str]:
+        """The scene a policy draws from an already loaded profile (None: a viewer nothing is known about)."""
+        if profile is None:
+            profile = Profile(ProfileState(prior=self.profiles.prior), Wishes())
         return self.policy(policy).choose(profile.state, profile.wishes, context, self.rng)
 
     async def record_feedback(
         self, viewer_id: str, feedback: Feedback, scene: Mapping[str, str] | None, *, context: Context | None = None
     ) -> str:
-        """Append feedback about a segment's scene and apply it at once (one round trip); return the event id."""
-        return await self.events.append(viewer_id, feedback, scene, context=context, apply=True)
+        """Append feedback about a segment's scene and apply it at once (one round trip); return the event id.
+
+        With Redis away and a spool attached, the event is spooled (fsynced) instead and the id returned
+        is ``spooled:<eid>`` (see ``is_spooled``); it reaches the profile once Redis is back. Raises
+        ``spool.SpoolFull`` when the spool is full, the Redis error when there is no spool.
+        """
+        eid = new_event_id()
+        try:
+            return (await self.events.append_many(viewer_id, [(feedback, scene, context)], apply=True, eids=[eid]))[0]
+        except UNAVAILABLE:
+            if self.spool is None:
+                raise
+        await self.spool.add(SpooledEvent.of(viewer_id, feedback, scene, context, eid))
+        return SPOOLED_PREFIX + eid
 
     async def steer(self, viewer_id: str, text: str) -> Wishes:
         """Remember a steer text and update the viewer's wishes from it; return the wishes now in force.

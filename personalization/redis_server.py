@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +30,11 @@ from personalization.errors import EmbeddedRedisError
 _MAX_SOCKET_PATH_BYTES = 100
 _LOG_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+RESTART_DELAY = 0.5  # seconds before the first restart of a server that died; doubled per failed start
+MAX_RESTART_DELAY = 30.0
+STABLE_SECONDS = 60.0  # a server up this long has recovered: the next death starts the backoff again
+
+logger = logging.getLogger(__name__)
 
 
 def _stop_with_parent() -> Callable[[], None] | None:
@@ -73,12 +80,23 @@ class EmbeddedRedis:
     shuts the server down with a final save. Also usable as ``async with EmbeddedRedis(dir) as url``.
     """
 
-    def __init__(self, data_dir: Path, *, start_timeout: float = 10.0, stop_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        start_timeout: float = 10.0,
+        stop_timeout: float = 30.0,
+        restart_delay: float = RESTART_DELAY,
+    ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.restart_delay = restart_delay
         self.url: str | None = None
+        self.restarts = 0  # times the supervisor brought a dead server back
+        self.down_reason: str | None = None  # why the server is away right now (None while it runs)
         self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._socket_dir: Path | None = None  # a private short temp dir, when data_dir is too long
         self.socket_path: Path | None = None  # chosen by start()
 
@@ -86,6 +104,11 @@ class EmbeddedRedis:
     def log_path(self) -> Path:
         """The server's log (its stdout and stderr), kept in the data directory."""
         return self.data_dir / "redis.log"
+
+    @property
+    def pid_path(self) -> Path:
+        """The server writes its process id here while it runs."""
+        return self.data_dir / "redis.pid"
 
     @property
     def pid(self) -> int | None:
@@ -109,6 +132,7 @@ class EmbeddedRedis:
             f"unixsocket {_quote_conf(str(self.socket_path))}",
             "unixsocketperm 700",
             f"dir {_quote_conf(str(self.data_dir))}",
+            f"pidfile {_quote_conf(str(self.pid_path))}",
             'logfile ""',  # stdout, which start() sends to redis.log
             "loglevel notice",
             "appendonly yes",
@@ -126,9 +150,10 @@ class EmbeddedRedis:
             assert self.url is not None
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.socket_path = self._choose_socket_path()
+        # a restart by the supervisor keeps the path, so clients reconnect where they were
+        if self.socket_path is None or not self.socket_path.parent.is_dir():
+            self.socket_path = self._choose_socket_path()
         if self.socket_path.exists() and await _answers_ping(self.socket_path):
-            await self.stop()
             raise EmbeddedRedisError(
                 f"another Redis server is already serving {self.data_dir} on {self.socket_path}; "
                 "stop it, or point Pixelcast at it with --redis-url / REDIS_URL"
@@ -176,8 +201,49 @@ class EmbeddedRedis:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
+    def supervise(self) -> None:
+        """Restart the server on its data dir whenever it dies, with backoff, until ``stop()``; idempotent."""
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.create_task(self._supervise(), name="pixelcast-redis-supervisor")
+
+    async def _supervise(self) -> None:
+        delay = self.restart_delay
+        while True:
+            proc = self._proc
+            if proc is None:
+                return
+            started = time.monotonic()
+            status = await proc.wait()
+            if self._proc is not proc:  # stop() took it down on purpose
+                return
+            if time.monotonic() - started >= STABLE_SECONDS:
+                delay = self.restart_delay
+            self.down_reason = f"embedded Redis (pid {proc.pid}) exited with status {status}"
+            logger.warning("%s; restarting it in %.1f s", self.down_reason, delay)
+            self._proc = None
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RESTART_DELAY)
+                try:
+                    await self.start()
+                except (EmbeddedRedisError, OSError) as error:
+                    self.down_reason = f"embedded Redis could not be restarted: {error}"
+                    logger.error("%s; next try in %.1f s", self.down_reason, delay)
+                    continue
+                break
+            self.restarts += 1
+            self.down_reason = None
+            logger.warning(
+                "embedded Redis restarted on %s (pid %s, restart %d)", self.data_dir, self.pid, self.restarts
+            )
+
     async def stop(self) -> None:
         """Shut the server down, saving its data first (SIGTERM does a final save); idempotent."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and supervisor is not asyncio.current_task():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         proc, self._proc = self._proc, None
         self.url = None
         try:
@@ -196,12 +262,13 @@ class EmbeddedRedis:
                 self._socket_dir = None
 
     async def _kill(self) -> None:
-        proc = self._proc
+        """Kill a server that failed to start (the socket path stays for the next try)."""
+        proc, self._proc = self._proc, None
+        self.url = None
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-        await self.stop()
 
     def _log_tail(self) -> str:
         try:

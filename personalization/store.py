@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from functools import cache
 from pathlib import Path
@@ -11,11 +12,20 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from personalization.redis_server import EmbeddedRedis
+from personalization.redis_server import RESTART_DELAY, EmbeddedRedis
 
 DATA_DIR_ENV = "PIXELCAST_DATA_DIR"
+#: What a call raises when Redis is away (dead, restarting, still loading, unreachable): callers catch
+#: this tuple to fall back (a snapshot, the spool, a 503) instead of failing the stream or the request.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+UNAVAILABLE: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, OSError)
+CONNECT_TIMEOUT = 2.0  # seconds; a Redis that is away fails fast instead of holding a request
+COMMAND_TIMEOUT = 10.0  # seconds; above the consumer's 1 s blocking read
+HEALTH_TIMEOUT = 1.0
 
 
 def default_data_dir() -> Path:
@@ -57,7 +67,10 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
 
     ``options`` go to the connection pool (``max_connections``, timeouts, ...).
     """
-    settings = {**options, **parse_url(url)}
+    # No retries inside redis-py (its default for connection pools): a script retried after a lost reply
+    # could run twice. Callers decide what a failed call means (the spool makes appends safe to retry).
+    defaults = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}
+    settings = {**defaults, **options, **parse_url(url)}
     base = settings.pop("connection_class", aioredis.Connection)
     pool = aioredis.ConnectionPool(connection_class=_packing(base), decode_responses=True, **settings)
     return aioredis.Redis(connection_pool=pool)
@@ -76,6 +89,18 @@ class Store:
         """Whether this store started its own embedded Redis server."""
         return self.server is not None
 
+    async def health(self) -> str | None:
+        """None while Redis answers PING, else why it does not (a sentence for /healthz)."""
+        if self.server is not None and self.server.down_reason is not None:
+            return self.server.down_reason
+        try:
+            await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT)
+        except asyncio.TimeoutError:
+            return f"Redis did not answer PING within {HEALTH_TIMEOUT:g} s"
+        except UNAVAILABLE as error:
+            return f"Redis is unreachable: {error}"
+        return None
+
     async def close(self) -> None:
         """Close the client, then stop the embedded server (with a final save) if this store started one."""
         try:
@@ -93,16 +118,21 @@ class Store:
         await self.close()
 
 
-async def open_store(redis_url: str | None, data_dir: Path) -> Store:
+async def open_store(
+    redis_url: str | None, data_dir: Path, *, supervise: bool = False, restart_delay: float = RESTART_DELAY
+) -> Store:
     """Connect to ``redis_url``, or with None start an embedded server in ``data_dir / "redis"``.
 
-    The connection is checked with PING before returning, so a wrong URL fails here and not at the
-    first request.
+    With ``supervise`` the embedded server is restarted whenever it dies (first after ``restart_delay``
+    seconds, then with a doubling backoff). The connection is checked with PING before returning, so a
+    wrong URL fails here and not at the first request.
     """
     server: EmbeddedRedis | None = None
     if redis_url is None:
-        server = EmbeddedRedis(Path(data_dir) / "redis")
+        server = EmbeddedRedis(Path(data_dir) / "redis", restart_delay=restart_delay)
         redis_url = await server.start()
+        if supervise:
+            server.supervise()
     client = connect(redis_url)
     store = Store(client, redis_url, server)
     try:

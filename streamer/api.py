@@ -13,14 +13,16 @@ from personalization.wishes import is_reset
 
 from .auth import require_viewer, viewer_from_token
 from .bodies import read_json_object, read_limited
+from .limits import enforce
 from .services import services_of
 from .session import SessionManager
 
 
 async def create_viewer(request: Request) -> JSONResponse:
     """201 with a new viewer and its token; a returning viewer (valid token) gets its own back, 200."""
-    await read_limited(request, 1024)  # no body is expected; refuse large ones
     services = services_of(request)
+    enforce(services.viewer_limiter, request, "new viewers")
+    await read_limited(request, 1024)  # no body is expected; refuse large ones
     viewer_id = viewer_from_token(request, services.signer)
     if viewer_id is not None:
         if not await services.viewers.exists(viewer_id):

@@ -36,6 +36,15 @@ def _serve(args: argparse.Namespace) -> int:
         min_fps=args.min_fps,
         engine_threads=args.engine_threads,
         retime_precision=args.retime_precision,
+        redis_restart_delay=args.redis_restart_delay,
+        spool_max_events=args.spool_max_events,
+        token_rotate_days=args.token_rotate_days,
+        token_verify_days=args.token_verify_days,
+        offers_per_minute=args.offers_per_minute,
+        viewers_per_minute=args.viewers_per_minute,
+        sessions_per_address=args.sessions_per_address,
+        messages_per_second=args.messages_per_second,
+        ice_timeout=args.ice_timeout,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -73,6 +82,44 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--retime-precision",
         action="store_true",
         help="time float32 against bfloat16 again rather than reuse the choice saved in the data folder",
+    )
+    serve.add_argument(
+        "--redis-restart-delay",
+        type=float,
+        default=0.5,
+        help="seconds before an embedded Redis that died is restarted, doubled per failed try (default 0.5)",
+    )
+    serve.add_argument(
+        "--spool-max-events",
+        type=int,
+        default=100_000,
+        help="feedback events kept on disk while Redis is away; beyond it feedback is refused (default 100000)",
+    )
+    serve.add_argument(
+        "--token-rotate-days", type=float, default=30.0, help="days a viewer-token signing key signs (default 30)"
+    )
+    serve.add_argument(
+        "--token-verify-days",
+        type=float,
+        default=180.0,
+        help="days a replaced signing key still verifies tokens; viewers refresh theirs on each visit (default 180)",
+    )
+    limits = serve.add_argument_group("limits (per client address: the reverse proxy's, behind one)")
+    limits.add_argument(
+        "--offers-per-minute", type=float, default=30.0, help="POST /whep and /offer per address; then 429 (default 30)"
+    )
+    limits.add_argument(
+        "--viewers-per-minute", type=float, default=10.0, help="POST /api/viewers per address; then 429 (default 10)"
+    )
+    limits.add_argument("--sessions-per-address", type=int, default=4, help="live sessions per address (default 4)")
+    limits.add_argument(
+        "--messages-per-second",
+        type=float,
+        default=30.0,
+        help="data channel messages per session, in bursts of twice as many; more are dropped (default 30)",
+    )
+    limits.add_argument(
+        "--ice-timeout", type=float, default=15.0, help="seconds a peer has to complete ICE (default 15)"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import default_model_path
+from personalization.redis_server import RESTART_DELAY
+from personalization.spool import MAX_SPOOLED_EVENTS
 from personalization.store import default_data_dir
 
 from .generation import StreamSettings
@@ -28,6 +30,15 @@ class ServerConfig:
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
     retime_precision: bool = False  # time float32 against bfloat16 again instead of reusing the saved choice
+    redis_restart_delay: float = RESTART_DELAY  # seconds before an embedded Redis that died is restarted
+    spool_max_events: int = MAX_SPOOLED_EVENTS  # feedback kept on disk while Redis is away
+    token_rotate_days: float = 30.0  # a viewer-token signing key signs this long, then a new one takes over
+    token_verify_days: float = 180.0  # and a replaced key still verifies this long
+    offers_per_minute: float = 30.0  # POST /whep and /offer per client address
+    viewers_per_minute: float = 10.0  # POST /api/viewers per client address
+    sessions_per_address: int = 4  # live sessions of one client address
+    messages_per_second: float = 30.0  # data channel messages per session (bursts of twice as many)
+    ice_timeout: float = 15.0  # seconds a peer has to complete ICE before its session is freed
 
     @property
     def ice_addresses(self) -> list[str] | None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from models.world import SceneSpec, describe
 from personalization.context import Context
 from personalization.personalizer import Personalizer
+from personalization.profiles import Profile
+from personalization.store import UNAVAILABLE
+
+logger = logging.getLogger(__name__)
 
 HOLD_SEGMENTS = 4  # a scene stays this many segments unless the viewer skips or steers
 
@@ -24,7 +29,8 @@ class SegmentPlanner:
     """Asks the personalizer for a scene and turns it into a prompt, holding scenes for a few segments.
 
     A skip or a steer makes the next segment draw a new scene at once; a steer's raw text also leads
-    the prompt, so words the world's vocabulary lacks still reach the model.
+    the prompt, so words the world's vocabulary lacks still reach the model. While Redis is away the
+    scenes come from the last profile this planner loaded, so the stream goes on.
     """
 
     def __init__(
@@ -45,6 +51,8 @@ class SegmentPlanner:
         self._hold_segments = hold_segments
         self._current: SegmentPlan | None = None
         self._held = 0
+        self._snapshot: Profile | None = None
+        self.offline = False  # whether the last scene came from the snapshot because Redis was away
 
     @property
     def context(self) -> Context:
@@ -65,7 +73,14 @@ class SegmentPlanner:
         if self._current is not None and self._held < self._hold_segments:
             self._held += 1
             return self._current
-        scene = await self._personalizer.next_scene(self._viewer_id, context=self._context, policy=self._policy)
+        try:
+            self._snapshot = await self._personalizer.profile(self._viewer_id)
+            self.offline = False
+        except UNAVAILABLE as error:
+            if not self.offline:
+                logger.warning("viewer %s: Redis is away (%s); scenes from its last profile", self._viewer_id, error)
+            self.offline = True
+        scene = self._personalizer.choose(self._snapshot, context=self._context, policy=self._policy)
         caption = describe(SceneSpec(**scene))
         prompt = f"{self._steer_text}, {caption}" if self._steer_text else caption
         self._current = SegmentPlan(prompt=prompt, scene=scene, variant=self._personalizer.policy(self._policy).name)

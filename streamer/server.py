@@ -10,10 +10,12 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import torch
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -23,22 +25,28 @@ from models.world import ATTRIBUTES
 from personalization.consumer import EventConsumer
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
-from personalization.store import open_store
-from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_secret
+from personalization.spool import EventSpool
+from personalization.store import REDIS_UNAVAILABLE, UNAVAILABLE, open_store
+from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_keys, load_signer
 from personalization.viewers import ViewerRegistry
 
 from . import api, experiments_api, pages, whep
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
+from .limits import RateLimiter
 from .metrics import Metrics
 from .precision_store import PRECISION_FILE, load_or_choose_precision
+from .security import WhepCORS
 from .services import Services
 from .session import SessionManager
 from .webrtc import restrict_host_candidates
 from .wishes import build_wish_parser
 
 logger = logging.getLogger(__name__)
+
+REDIS_RETRY_AFTER_SECONDS = 5
+KEY_CHECK_SECONDS = 3600
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -47,6 +55,24 @@ async def _http_error(request: Request, error: Exception) -> Response:
     if request.url.path.startswith("/api/") or request.url.path == "/offer":
         return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
+
+
+async def _redis_unavailable(request: Request, error: Exception) -> Response:
+    """A request that needs Redis while it is away: 503 with Retry-After, never a 500."""
+    logger.warning("%s %s: Redis is away: %s", request.method, request.url.path, error)
+    detail = "Pixelcast's profile store is restarting or unreachable; try again shortly"
+    headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
+    return await _http_error(request, HTTPException(503, detail, headers=headers))
+
+
+async def _rotate_keys(signer: TokenSigner, data_dir: Path, key_ages: dict[str, float]) -> None:
+    """Check hourly whether the token signing key is due for rotation (and pick up another server's)."""
+    while True:
+        await asyncio.sleep(KEY_CHECK_SECONDS)
+        try:
+            signer.keys = await asyncio.to_thread(load_or_create_keys, data_dir, **key_ages)
+        except Exception:  # keep signing with the keys we have; a later check retries
+            logger.exception("could not rotate the token keys")
 
 
 class StartupPhases:
@@ -76,7 +102,9 @@ def create_app(config: ServerConfig) -> Starlette:
         # the event loop, WebRTC and the encoders. torch's worker threads spin-wait: on a 2-core machine
         # two of them beside a busy loop ran the model at half speed, so each stage gets its own core.
         torch.set_num_threads(config.engine_threads or max(1, ((os.cpu_count() or 2) - 1) // 2))
-        store = await open_store(config.redis_url, config.data_dir)
+        store = await open_store(
+            config.redis_url, config.data_dir, supervise=True, restart_delay=config.redis_restart_delay
+        )
         try:
             logger.info("loading model from %s", config.model_path)
             phases = StartupPhases()
@@ -111,13 +139,27 @@ def create_app(config: ServerConfig) -> Starlette:
             admin_token, created = load_or_create_admin_token(config.data_dir)
             if created:  # shown once; afterwards it is read from the data dir (or $PIXELCAST_ADMIN_TOKEN)
                 print(f"Pixelcast admin token (experiments API and /dashboard): {admin_token}", flush=True)
+            key_ages = {
+                "rotate_seconds": config.token_rotate_days * 86400,
+                "verify_seconds": config.token_verify_days * 86400,
+            }
+            signer, rotating = load_signer(config.data_dir, **key_ages)
+            personalizer = Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser)
+            spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
+            personalizer.spool = spool
+            with contextlib.suppress(*UNAVAILABLE):  # what a previous run spooled (the replayer retries)
+                await spool.replay()
+            replayer = asyncio.create_task(spool.run(), name="pixelcast-spool")
             services = Services(
                 config=config,
                 metrics=metrics,
                 store=store,
                 viewers=ViewerRegistry(store.redis),
-                personalizer=Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser),
-                signer=TokenSigner(load_or_create_secret(config.data_dir)),
+                personalizer=personalizer,
+                spool=spool,
+                offer_limiter=RateLimiter.per_minute(config.offers_per_minute),
+                viewer_limiter=RateLimiter.per_minute(config.viewers_per_minute),
+                signer=signer,
                 batcher=batcher,
                 capacity=capacity,
                 experiments=Experiments(store.redis),
@@ -126,6 +168,8 @@ def create_app(config: ServerConfig) -> Starlette:
             app.state.services = services
             app.state.sessions = SessionManager(services)
             control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
+            if rotating:
+                rotation = asyncio.create_task(_rotate_keys(signer, config.data_dir, key_ages), name="pixelcast-keys")
             # Everything built so far lives as long as the server: keep it out of the collector's full
             # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
             gc.freeze()
@@ -134,7 +178,12 @@ def create_app(config: ServerConfig) -> Starlette:
                 yield
             finally:
                 control.cancel()
-                await app.state.sessions.close_all()
+                if rotating:
+                    rotation.cancel()
+                await app.state.sessions.close_all("the server is shutting down; reconnect in a moment")
+                replayer.cancel()
+                with contextlib.suppress(*UNAVAILABLE):  # else it stays spooled for the next start
+                    await spool.replay()
                 await consumer.stop()
                 await batcher.stop()
         finally:
@@ -143,5 +192,9 @@ def create_app(config: ServerConfig) -> Starlette:
     return Starlette(
         routes=[*pages.routes, *whep.routes, *api.routes, *experiments_api.routes],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(WhepCORS)],
+        exception_handlers={
+            HTTPException: _http_error,
+            **{error: _redis_unavailable for error in REDIS_UNAVAILABLE},
+        },
     )

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
+from personalization.spool import EventSpool
 from personalization.store import Store
 from personalization.tokens import TokenSigner
 from personalization.viewers import ViewerRegistry
@@ -15,6 +16,7 @@ from personalization.viewers import ViewerRegistry
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
+from .limits import RateLimiter
 from .metrics import Metrics
 
 
@@ -32,6 +34,9 @@ class Services:
     capacity: CapacityModel | None = None
     experiments: Experiments | None = None
     admin_token: str = ""
+    spool: EventSpool | None = None  # feedback waiting for Redis (it is away)
+    offer_limiter: RateLimiter | None = None  # POST /whep and /offer per address
+    viewer_limiter: RateLimiter | None = None  # POST /api/viewers per address
 
 
 def services_of(request: Request) -> Services:

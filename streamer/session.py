@@ -16,11 +16,15 @@ from personalization.assignment import Assignment
 from personalization.context import Context
 from personalization.errors import InvalidMessage
 from personalization.messages import Feedback, Steer, parse_control_message
+from personalization.personalizer import is_spooled
+from personalization.spool import SpoolFull
+from personalization.store import UNAVAILABLE
 from personalization.wishes import is_reset
 
 from .adaptive import AdaptiveController, Decision
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
+from .limits import RateLimiter
 from .planning import SegmentPlan, SegmentPlanner
 from .playout import PlayoutBuffer, PlayoutClock, PlayoutClosed
 from .services import Services
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 STATS_INTERVAL = 1.0  # seconds between `stats` messages
 PEER_CLOSE_SECONDS = 2.0
 SCENE_MEMORY = 120  # segments whose scene is remembered for late feedback
+FAREWELL_SECONDS = 0.5  # on shutdown, between the last message and closing the peer connections
 
 
 class ViewerSession:
@@ -45,8 +50,10 @@ class ViewerSession:
         on_closed: Callable[[ViewerSession], None],
         adaptation: Callable[[], Decision | None] = lambda: None,
         assignment: Assignment | None = None,
+        address: str = "",
     ) -> None:
         self.id = secrets.token_urlsafe(16)
+        self.address = address  # the client address that opened it (sessions per address are limited)
         self.viewer_id = viewer_id
         self.assignment = assignment  # the experiment variation this session runs, if any
         self._services = services
@@ -68,6 +75,9 @@ class ViewerSession:
         self._track = EncodedVideoTrack(self._buffer, self._clock, on_sent=self._frame_sent)
         self._pc.on("datachannel", self._attach_channel)
         self._pc.on("connectionstatechange", self._connection_state_changed)
+        rate = services.config.messages_per_second
+        self._messages = RateLimiter(rate, burst=max(1.0, 2 * rate))
+        self._warned_rate = False
 
     @property
     def generation(self) -> GenerationLoop | None:
@@ -115,6 +125,7 @@ class ViewerSession:
         self._tasks = [
             asyncio.create_task(self._generate(), name=f"generate-{self.id[:8]}"),
             asyncio.create_task(self._send_stats(), name=f"stats-{self.id[:8]}"),
+            asyncio.create_task(self._ice_deadline(), name=f"ice-deadline-{self.id[:8]}"),
         ]
         self._log("started, %s at %dx%d", codec, engine.width, engine.height)
         return answer_sdp
@@ -183,6 +194,14 @@ class ViewerSession:
             self._send({"type": "error", "message": "generation failed on the server; reconnect to try again"})
             asyncio.create_task(self.close())
 
+    async def _ice_deadline(self) -> None:
+        """Free the session of a peer that never completes ICE (it holds a slot and a generation loop)."""
+        await asyncio.sleep(self._services.config.ice_timeout)
+        if self._pc.connectionState != "connected" and not self._closing:
+            self._log("ICE not completed within %gs (state %s); freeing the session",
+                      self._services.config.ice_timeout, self._pc.connectionState)
+            await self.close()
+
     async def _send_stats(self) -> None:
         assert self._loop is not None
         while True:
@@ -226,6 +245,13 @@ class ViewerSession:
 
         @channel.on("message")
         def _message(raw: str | bytes) -> None:
+            if self._messages.check("") > 0:  # dropped, and said once per burst
+                if not self._warned_rate:
+                    self._warned_rate = True
+                    limit = self._services.config.messages_per_second
+                    self._send({"type": "error", "message": f"too many messages: at most {limit:g} a second"})
+                return
+            self._warned_rate = False
             asyncio.create_task(self._handle_message(raw))
 
         if channel.readyState == "open" and self._last_segment is not None:
@@ -239,32 +265,54 @@ class ViewerSession:
             return
         try:
             if isinstance(message, Steer):
-                await self._services.personalizer.steer(self.viewer_id, message.text)
-                self.steer("" if is_reset(message.text) else message.text)
-                await self.record_steer()
+                await self.apply_steer(message.text)
             elif isinstance(message, Feedback):
                 await self.record_feedback(message)
+        except SpoolFull:
+            self._send({"type": "error", "message": "the server cannot keep feedback right now; please retry later"})
         except Exception:
             logger.exception("session %s: could not store %s", self.id[:8], type(message).__name__)
             self._send({"type": "error", "message": "the server could not store that message; please retry"})
 
+    async def apply_steer(self, text: str) -> None:
+        """Store a steer's wishes and apply it to the live stream; with Redis away only the stream changes."""
+        try:
+            await self._services.personalizer.steer(self.viewer_id, text)
+        except UNAVAILABLE as error:
+            self._log("steer not stored, Redis is away (%s); the stream follows it all the same", error)
+        self.steer("" if is_reset(text) else text)
+        await self.record_steer()
+
     async def record_feedback(self, feedback: Feedback) -> str:
-        """Store feedback about one of this session's segments, applied to the profile at once."""
+        """Store feedback about one of this session's segments, applied to the profile at once.
+
+        With Redis away it is spooled and applied when Redis is back (the experiment metric is not).
+        """
         event_id = await self._services.personalizer.record_feedback(
             self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context
         )
         if feedback.kind == "skip":
             self.skip()
         experiments = self._services.experiments
-        if experiments is not None and self.assignment is not None:
-            await experiments.record_feedback(self.assignment, self.viewer_id, feedback, event_id)
+        if experiments is not None and self.assignment is not None and not is_spooled(event_id):
+            try:
+                await experiments.record_feedback(self.assignment, self.viewer_id, feedback, event_id)
+            except UNAVAILABLE as error:
+                self._log("experiment metric not recorded, Redis is away (%s)", error)
         return event_id
 
     async def record_steer(self) -> None:
-        """Count a steer in this session's experiment, if it runs one."""
+        """Count a steer in this session's experiment, if it runs one (not while Redis is away)."""
         experiments = self._services.experiments
         if experiments is not None and self.assignment is not None:
-            await experiments.record_steer(self.assignment, self.viewer_id)
+            try:
+                await experiments.record_steer(self.assignment, self.viewer_id)
+            except UNAVAILABLE as error:
+                self._log("experiment steer not recorded, Redis is away (%s)", error)
+
+    def notify_error(self, text: str) -> None:
+        """Send the viewer an `error` message on the control channel (if it is open)."""
+        self._send({"type": "error", "message": text})
 
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel
@@ -317,6 +365,10 @@ class SessionManager:
         """The live session with that id, if any."""
         return self._sessions.get(session_id)
 
+    def from_address(self, address: str) -> list[ViewerSession]:
+        """The live sessions a client address opened."""
+        return [s for s in self._sessions.values() if s.address == address]
+
     def for_viewer(self, viewer_id: str) -> list[ViewerSession]:
         """The viewer's live sessions."""
         return [s for s in self._sessions.values() if s.viewer_id == viewer_id]
@@ -333,6 +385,7 @@ class SessionManager:
         context: Context,
         steer_text: str = "",
         assignment: Assignment | None = None,
+        address: str = "",
     ) -> tuple[ViewerSession, str]:
         """Create and start a session; on any failure everything it took is released again."""
         session = ViewerSession(
@@ -342,6 +395,7 @@ class SessionManager:
             on_closed=self._forget,
             adaptation=lambda: self.controller.last,
             assignment=assignment,
+            address=address,
         )
         fps = self.controller.joining_fps()
         self._sessions[session.id] = session
@@ -359,6 +413,11 @@ class SessionManager:
         self._sessions.pop(session.id, None)
         self._services.metrics.sessions.set(len(self._sessions))
 
-    async def close_all(self) -> None:
-        """Close every session (server shutdown)."""
-        await asyncio.gather(*(s.close() for s in list(self._sessions.values())), return_exceptions=True)
+    async def close_all(self, farewell: str | None = None) -> None:
+        """Close every session (server shutdown), telling each viewer `farewell` first when given."""
+        sessions = list(self._sessions.values())
+        if farewell and sessions:
+            for session in sessions:
+                session.notify_error(farewell)
+            await asyncio.sleep(FAREWELL_SECONDS)  # the data channel sends it before the peer connection closes
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -9,12 +11,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from personalization.context import Context, device_class
+from personalization.store import UNAVAILABLE
 
 from .auth import viewer_from_token
 from .bodies import read_json_object, read_limited
+from .limits import client_address, enforce
 from .services import services_of
 from .session import SessionManager, ViewerSession
 from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
+
+logger = logging.getLogger(__name__)
 
 SESSION_PATH = "/whep/sessions/{session_id}"
 RETRY_AFTER_SECONDS = 5
@@ -48,6 +54,14 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     except OfferError as error:
         raise HTTPException(400, str(error)) from error
     sessions = _sessions(request)
+    address = client_address(request)
+    per_address = services.config.sessions_per_address
+    if len(sessions.from_address(address)) >= per_address:
+        raise HTTPException(
+            429,
+            f"this address already has {per_address} live sessions (the most allowed); end one with DELETE first",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     refusal = sessions.admission_refusal()
     if refusal is not None:
         services.metrics.admissions_refused.inc()
@@ -63,17 +77,26 @@ async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession
     assignment = await experiments.assign(viewer_id, context) if experiments is not None else None
     try:
         session, answer = await sessions.open(
-            viewer_id, offer_sdp, context, steer_text=recent[0] if recent else "", assignment=assignment
+            viewer_id,
+            offer_sdp,
+            context,
+            steer_text=recent[0] if recent else "",
+            assignment=assignment,
+            address=address,
         )
     except (OfferError, ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
         raise HTTPException(400, f"cannot answer this SDP offer: {error}") from error
     if experiments is not None and assignment is not None:  # exposed once the session really streams
-        await experiments.expose_session(assignment, viewer_id, session.id)
+        try:
+            await experiments.expose_session(assignment, viewer_id, session.id)
+        except UNAVAILABLE:  # Redis went away just now: the stream is worth more than one exposure
+            logger.warning("session %s: exposure not recorded, Redis is away", session.id[:8])
     return session, answer
 
 
 async def whep_post(request: Request) -> Response:
     """Create a session from an SDP offer: 201, `Location` of the session, the SDP answer as body."""
+    enforce(services_of(request).offer_limiter, request, "session offers")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
         raise HTTPException(415, "WHEP needs Content-Type: application/sdp with the SDP offer as body")
@@ -84,11 +107,11 @@ async def whep_post(request: Request) -> Response:
         raise HTTPException(400, "the SDP offer is not UTF-8 text") from error
     session, answer = await _open_session(request, offer_sdp)
     location = SESSION_PATH.format(session_id=session.id)
-    return Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location, **_CORS})
+    return Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location})
 
 
 async def whep_options(request: Request) -> Response:
-    """CORS preflight and capability discovery for WHEP clients."""
+    """Capability discovery for WHEP clients (a browser's CORS preflight is answered by `security.WhepCORS`)."""
     return Response(status_code=204, headers={"Accept-Post": "application/sdp", **_CORS})
 
 
@@ -98,11 +121,12 @@ async def whep_delete(request: Request) -> Response:
     if session is None:
         raise HTTPException(404, "no such WHEP session (it ended, or never existed)")
     await session.close()
-    return Response(status_code=200, headers=_CORS)
+    return Response(status_code=200)
 
 
 async def offer_post(request: Request) -> JSONResponse:
     """JSON signalling for simple clients: `{"sdp", "type": "offer"}` in, the answer out."""
+    enforce(services_of(request).offer_limiter, request, "session offers")
     payload = await read_json_object(request, MAX_SDP_BYTES)
     if payload.get("type") != "offer" or not isinstance(payload.get("sdp"), str):
         raise HTTPException(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
@@ -114,7 +138,6 @@ async def offer_post(request: Request) -> JSONResponse:
             "session_id": session.id,
             "location": SESSION_PATH.format(session_id=session.id),
         },
-        headers=_CORS,
     )
 
 

@@ -60,10 +60,14 @@ class WhepClient:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.response.text, type="answer"))
         return self.response
 
+    async def track(self, timeout: float = 60) -> MediaStreamTrack:
+        """The received video track, once it is there."""
+        assert self._track is not None, "connect() first"
+        return await asyncio.wait_for(self._track, timeout)
+
     async def frames(self, count: int, timeout: float = 60) -> list[np.ndarray]:
         """The next `count` decoded frames as RGB arrays."""
-        assert self._track is not None
-        track = await asyncio.wait_for(self._track, timeout)
+        track = await self.track(timeout)
         frames = []
         for _ in range(count):
             frame = await asyncio.wait_for(track.recv(), timeout)

@@ -107,7 +107,24 @@
   async function ensureViewer() {
     if (viewer) return viewer;
     viewer = loadViewer();
-    if (viewer) return viewer;
+    if (viewer) {
+      // Signing keys rotate: a returning viewer swaps its token for one under the current key.
+      try {
+        const res = await fetch('/api/viewers', {
+          method: 'POST', headers: { Authorization: `Bearer ${viewer.token}` },
+        });
+        if (res.ok) {
+          const body = await res.json();
+          if (body && body.token && body.viewer_id === viewer.viewer_id) {
+            viewer = { viewer_id: body.viewer_id, token: body.token };
+            saveViewer(viewer);
+          }
+        } else if (res.status === 401) {
+          dropViewer();  // erased, expired, or its key retired too long ago
+        }
+      } catch (_) { /* offline or restarting: keep the stored token */ }
+      if (viewer) return viewer;
+    }
     const res = await fetch('/api/viewers', { method: 'POST' });
     if (res.status !== 201 && !res.ok) {
       throw new Error(await errorText(res, 'Could not create a viewer'));

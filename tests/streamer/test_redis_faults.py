@@ -1,0 +1,127 @@
+"""Redis dies (SIGKILL, as an out-of-memory kill would) while a viewer watches and sends feedback.
+
+The real server, its embedded Redis and a real aiortc viewer: the video goes on, /healthz says why it is
+degraded, new viewers get 503 with Retry-After, Redis comes back by itself, and every feedback event the
+viewer sent is in its profile exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import httpx
+from aiortc.mediastreams import MediaStreamError
+
+from benchmarks.server_process import ServerProcess
+from streamer.whep_client import WhepClient, use_loopback_only
+
+RESTART_DELAY = "3"  # seconds Redis stays away, so the outage is long enough to look at
+SEND_EVERY = 0.05  # seconds between feedback events
+
+
+class _Frames:
+    """Counts the frames a track delivers until it ends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ended: BaseException | None = None
+
+    async def pull(self, track: Any) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.count += 1
+        except MediaStreamError as error:
+            self.ended = error
+
+    async def more_than(self, count: int, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.count <= count:
+            assert self.ended is None, "the viewer's video ended"
+            assert asyncio.get_running_loop().time() < deadline, "no new frames arrived"
+            await asyncio.sleep(0.05)
+
+
+async def _until(http: httpx.AsyncClient, status: int, timeout: float = 60) -> httpx.Response:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await http.get("/healthz")
+        if response.status_code == status:
+            return response
+        assert asyncio.get_running_loop().time() < deadline, f"/healthz never answered {status}: {response.text}"
+        await asyncio.sleep(0.1)
+
+
+async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice() -> None:
+    use_loopback_only()
+    with ServerProcess("--redis-restart-delay", RESTART_DELAY) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            viewer = (await http.post("/api/viewers")).json()
+            client = WhepClient(server.url, token=viewer["token"])
+            frames = _Frames()
+            sent = 0
+            sending = True
+
+            async def send_feedback() -> None:
+                nonlocal sent
+                while sending:
+                    client.send({"type": "feedback", "kind": "like", "segment_id": 0})
+                    sent += 1
+                    await asyncio.sleep(SEND_EVERY)
+
+            try:
+                assert (await client.connect()).status_code == 201
+                await client.wait_channel_open()
+                await client.next_message("segment")
+                puller = asyncio.create_task(frames.pull(await client.track()))
+                sender = asyncio.create_task(send_feedback())
+                await frames.more_than(24)
+
+                # 1. Redis dies
+                pid = int((server.data_dir / "redis" / "redis.pid").read_text())
+                os.kill(pid, signal.SIGKILL)
+                degraded = await _until(http, 503)
+                assert degraded.json()["status"] == "degraded" and "Redis" in degraded.json()["reason"]
+                assert "retry-after" in degraded.headers
+
+                # 2. while it is away: the stream goes on, new viewers are told to come back
+                at_kill = frames.count
+                refused = await http.post("/api/viewers")
+                assert refused.status_code == 503 and "retry-after" in refused.headers, refused.text
+                assert "error" in refused.json()
+                await frames.more_than(at_kill + 12)
+
+                # 3. it comes back by itself, and the stream is still going
+                healthy = (await _until(http, 200)).json()
+                assert healthy["redis"]["restarts"] == 1
+                await frames.more_than(frames.count + 12)
+                sending = False
+                await sender
+                assert sent > 0
+
+                # 4. every event is in the profile, once
+                headers = {"Authorization": f"Bearer {viewer['token']}"}
+                deadline = asyncio.get_running_loop().time() + 60
+                while True:
+                    profile = (await http.get(f"/api/viewers/{viewer['viewer_id']}/profile", headers=headers)).json()
+                    counted = int(profile["profile"].get("n_like", 0))
+                    if counted >= sent or asyncio.get_running_loop().time() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+                assert counted == sent, f"sent {sent} likes, the profile counts {counted}"
+                assert int(profile["profile"]["n_applied"]) == sent
+                assert len(profile["events"]) == sent
+                health = (await http.get("/healthz")).json()
+                assert health["spool"]["pending"] == 0 and health["spool"]["replayed"] > 0, health
+                errors = [m for m in list(client.messages._queue) if m.get("type") == "error"]  # noqa: SLF001
+                assert not errors, errors
+                assert frames.ended is None
+                puller.cancel()
+            finally:
+                sending = False
+                if client.location:
+                    await http.delete(client.location)
+                await client.close()
