@@ -192,7 +192,8 @@ class GenerationLoop:
             "target_fps": self.fps,
             "realtime_factor": round(self.realtime_factor, 3),
             "buffer_seconds": round(self.buffer.depth / self.fps, 3),
-            "steps": int(self._engine.steps),
+            # the stream's own steps where it has them (an experiment's variation), else the engine's
+            "steps": int(self._engine.steps if self._state.steps is None else self._state.steps),
             "width": int(self._engine.width),
             "height": int(self._engine.height),
             "frames_generated": self.frames_generated,
