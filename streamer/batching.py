@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from .metrics import Metrics
 
@@ -127,14 +128,42 @@ class FrameBatcher:
                     self._executor, _timed, self.engine.advance, [(r.state, r.conditioning) for r in batch]
                 )
             except Exception as error:  # a model failure must reach the streams, not kill batching
-                _fail(batch, error)
-                continue
+                if len(batch) == 1:
+                    _fail(batch, error)
+                    continue
+                # one stream's bad request must not fail the streams it happened to share a batch with
+                batch, latents, denoise_seconds = await self._advance_one_by_one(loop, batch)
+                if not batch:
+                    continue
             for request in batch:
                 if not request.denoised.done():
                     request.denoised.set_result(None)
             if self._decoding is not None:
                 await self._decoding  # one batch decodes while the next denoises, never more
             self._decoding = loop.create_task(self._decode(batch, latents, denoise_seconds))
+
+    async def _advance_one_by_one(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Request]
+    ) -> tuple[list[_Request], Any, float]:
+        """Advance each request alone after its batch failed: only the requests that fail again fail.
+
+        Returns the requests that made a latent, their latents as one batch, and the seconds spent.
+        """
+        made: list[_Request] = []
+        parts: list[Any] = []
+        seconds = 0.0
+        for request in batch:
+            try:
+                latent, spent = await loop.run_in_executor(
+                    self._executor, _timed, self.engine.advance, [(request.state, request.conditioning)]
+                )
+            except Exception as error:
+                _fail([request], error)
+                continue
+            made.append(request)
+            parts.append(latent)
+            seconds += spent
+        return made, (torch.cat(parts) if parts else None), seconds
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait up to `GATHER_SECONDS` until every recently active stream has a request pending."""
@@ -152,13 +181,29 @@ class FrameBatcher:
         self._wake.clear()
 
     async def _decode(self, batch: list[_Request], latents: Any, denoise_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            frames, decode_seconds = await asyncio.get_running_loop().run_in_executor(
-                self._decoder, _timed, self.engine.decode, latents
-            )
+            frames, decode_seconds = await loop.run_in_executor(self._decoder, _timed, self.engine.decode, latents)
         except Exception as error:
-            _fail(batch, error)
-            return
+            if len(batch) == 1:
+                _fail(batch, error)
+                return
+            # as in denoising: decode each frame alone, so that only the frames that fail again fail
+            decoded: list[tuple[_Request, np.ndarray]] = []
+            decode_seconds = 0.0
+            for i, request in enumerate(batch):
+                try:
+                    frame, spent = await loop.run_in_executor(
+                        self._decoder, _timed, self.engine.decode, latents[i : i + 1]
+                    )
+                except Exception as alone_error:
+                    _fail([request], alone_error)
+                    continue
+                decoded.append((request, frame[0]))
+                decode_seconds += spent
+            batch, frames = [r for r, _ in decoded], [f for _, f in decoded]
+            if not batch:
+                return
         self._recent.append((len(batch), max(denoise_seconds, decode_seconds)))
         self._metrics.observe_batch(len(batch), denoise_seconds + decode_seconds)
         for request, frame in zip(batch, frames):

@@ -73,3 +73,27 @@ async def test_streams_that_start_out_of_step_come_to_share_batches(engine: Stre
     finally:
         await batcher.stop()
     assert mean_batch is not None and mean_batch > 1.5, f"mean batch {mean_batch}: the streams took turns"
+
+
+async def _failing_stream(batcher: FrameBatcher, engine: StreamingEngine, seed: int) -> None:
+    """A stream whose conditioning is of the wrong width: the engine raises for it, in the shared batch."""
+    state, conditioning = engine.new_stream(seed), engine.encode_prompt(CITY)[..., :7]
+    await batcher.generate(state, conditioning)
+
+
+async def test_one_streams_engine_failure_fails_only_that_stream(engine: StreamingEngine) -> None:
+    alone = rollout(engine, seed=1, prompt=OCEAN, frames=FRAMES)
+    batcher = FrameBatcher(engine, Metrics())
+    batcher.start()
+    try:
+        good, bad = await asyncio.gather(
+            _pipelined_stream(batcher, engine, 1, OCEAN), _failing_stream(batcher, engine, 2), return_exceptions=True
+        )
+        later = await batcher.generate(engine.new_stream(3), engine.encode_prompt(CITY))
+    finally:
+        await batcher.stop()
+    assert isinstance(bad, RuntimeError), f"the bad stream should fail, got {bad!r}"
+    assert isinstance(good, list) and len(good) == FRAMES, f"the good stream failed with it: {good!r}"
+    for x, y in zip(alone, good):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 2
+    assert later.shape == good[0].shape, "the batcher goes on after a failure"
