@@ -11,6 +11,7 @@ from personalization.redis_server import RESTART_DELAY
 from personalization.spool import MAX_SPOOLED_EVENTS
 from personalization.store import default_data_dir
 
+from .faults import FaultInjector
 from .generation import StreamSettings
 
 
@@ -39,6 +40,7 @@ class ServerConfig:
     sessions_per_address: int = 4  # live sessions of one client address
     messages_per_second: float = 30.0  # data channel messages per session (bursts of twice as many)
     ice_timeout: float = 15.0  # seconds a peer has to complete ICE before its session is freed
+    faults: FaultInjector = field(default_factory=FaultInjector.from_environment)  # inert unless a test sets it
 
     @property
     def ice_addresses(self) -> list[str] | None:

@@ -13,6 +13,7 @@ from typing import Any
 from .batching import FrameBatcher
 from .conditioning import ConditioningBlend
 from .encoding import VIDEO_CLOCK_RATE, VideoEncoder
+from .faults import FaultInjector
 from .metrics import Metrics
 from .planning import SegmentPlan, SegmentPlanner
 from .playout import EncodedFrame, PlayoutBuffer, PlayoutClock
@@ -110,6 +111,7 @@ class GenerationLoop:
         planner: SegmentPlanner,
         seed: int,
         on_segment: SegmentListener | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self._batcher = batcher
         self._engine = batcher.engine
@@ -117,6 +119,7 @@ class GenerationLoop:
         self.settings = settings
         self._metrics = metrics
         self._on_segment = on_segment
+        self._faults = faults or FaultInjector()
         self._state = self._engine.new_stream(seed)
         self._state.steps = settings.steps
         self.buffer = buffer
@@ -230,6 +233,7 @@ class GenerationLoop:
                 # the viewer watches those meanwhile instead of waiting
                 asked = self._asked
                 plan = await self._planner.plan()
+                self._faults.check("plan", plan.prompt)
                 target = None
                 if self.plan is None or plan.prompt != self.plan.prompt:
                     # grounding a new prompt embeds its word runs (a few hundred ms on a CPU): in a worker
@@ -262,6 +266,9 @@ class GenerationLoop:
             #    meanwhile, and this one follows it out once it is through
             started = time.perf_counter()
             current = blend.next()
+            if self.plan is not None and self._faults.fires("engine", self.plan.prompt):
+                # a conditioning of the wrong width makes the real engine raise, inside a shared batch
+                current = current[..., :7]
             pixels = await self._batcher.denoise(self._state, current)
             denoised = time.perf_counter()
             made = _MadeFrame(pts, self._state.latent, self._state.noise, current)
@@ -282,6 +289,8 @@ class GenerationLoop:
         keyframe = frame.keyframe or self._keyframe_requested
         self._keyframe_requested = False
         pts = frame.made.pts
+        if self.plan is not None:
+            self._faults.check("encoder", self.plan.prompt)
         encode_started = time.perf_counter()
         packets = await asyncio.to_thread(self._encoder.encode, rgb, pts, keyframe)
         encoded = time.perf_counter()

@@ -120,6 +120,7 @@ class ViewerSession:
             ),
             seed=secrets.randbits(31),
             on_segment=self._segment_started,
+            faults=config.faults,
         )
         route_rtcp_feedback(sender, self._loop.request_keyframe, self._loop.set_target_bitrate)
         self._tasks = [
