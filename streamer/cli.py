@@ -181,6 +181,9 @@ _COMMANDS = (
         ("bench", "make-sd"), "benchmarks.random_sd", "write a random-weight SD-turbo-sized pipeline folder (GPU bench)"
     ),
     _Command(("bench", "stream"), "benchmarks.stream", "K real WebRTC viewers over loopback: fps, stalls, latency"),
+    _Command(
+        ("bench", "churn"), "benchmarks.churn", "N connect/stream/disconnect cycles: tasks, threads, fds, RSS, keys"
+    ),
     _Command(("bench", "grounding"), "benchmarks.grounding", "how long the grounder takes to read a viewer's steer"),
     _Command(("train",), "models.training.recipe", "train the shipped model from scratch (resumable)"),
     _Command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -57,6 +58,13 @@ class Metrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16),
             registry=self.registry,
         )
+
+    def track_event_loop(self) -> None:
+        """Report the event loop's live asyncio tasks at each scrape (a leak check; scrapes run on the loop)."""
+        self.asyncio_tasks = Gauge(
+            "pixelcast_asyncio_tasks", "asyncio tasks alive on the server's event loop", registry=self.registry
+        )
+        self.asyncio_tasks.set_function(lambda: len(asyncio.all_tasks()))
 
     def track_realtime_factor(self, lowest: Callable[[], float]) -> None:
         """Read the lowest real-time factor from `lowest` at each scrape."""

@@ -111,6 +111,7 @@ def create_app(config: ServerConfig) -> Starlette:
             engine = await asyncio.to_thread(StreamingEngine.from_pretrained, config.model_path, steps=config.steps)
             phases.done("load")
             metrics = Metrics()
+            metrics.track_event_loop()
             batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
             batcher.start()
             await batcher.run_on_engine(engine.warmup)
