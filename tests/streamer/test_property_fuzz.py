@@ -223,7 +223,8 @@ def test_fuzzed_json_bodies(
         content = raw if raw is not None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if route == "events":
-            response = http.post(f"/api/viewers/{identity['viewer_id']}/events", content=content, headers=auth | headers)
+            path = f"/api/viewers/{identity['viewer_id']}/events"
+            response = http.post(path, content=content, headers=auth | headers)
         else:
             response = http.post("/offer", content=content, headers=headers)
         _settle(http, response)
