@@ -65,7 +65,8 @@ def _fidelity_lines(fidelity: dict[str, Any] | None) -> str:
     if not fidelity:
         return ""
     rows = "".join(
-        f"| stream, {when} after the start | {row['layout_psnr_db']} | {row['sharpness_ratio']} | {row['change_ratio']} |\n"
+        f"| stream, {when} after the start | {row['layout_psnr_db']} | {row['sharpness_ratio']}"
+        f" | {row['change_ratio']} |\n"
         for when, row in fidelity["overall"].items()
     )
     world, trip, forced = fidelity["world"], fidelity["autoencoder_round_trip"], fidelity["teacher_forced"]
@@ -206,32 +207,90 @@ def _decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     figures = training.get("decoder")
     if not config.get("decoder_steps") or not figures:
         return ""
-    ae = training["autoencoder"]
+    ae, c = training["autoencoder"], config
+    steps, batch = c["decoder_steps"], c["decoder_batch"]
     return f"""
-1b. Decoder ({config['decoder_steps']} steps, batch {config['decoder_batch']} of full frames, Adam at {config['decoder_lr']}, the encoder
+1b. Decoder ({steps} steps, batch {batch} of full frames, Adam at {c['decoder_lr']}, the encoder
    frozen, so every latent below is the same): trained on squared error, the decoder returns the
    average of every picture its latent allows, and outlines lose half their gradient energy. As the
    SD VAE and TAESD are trained, a three-layer patch critic (hinge loss) learns to tell real frames
-   from decoded ones, and the decoder adds {config['decoder_adversarial']} x its verdict (from step
-   {config['decoder_adversarial_from']}) to L1 on pixels and on image gradients. On unseen full frames: {figures['psnr_db']} dB
-   PSNR (was {ae['psnr_db']}), edge energy {figures['edge_energy_ratio']} of the original (was {ae['edge_energy_ratio']})."""
+   from decoded ones, and the decoder adds {c['decoder_adversarial']} x its verdict (from step
+   {c['decoder_adversarial_from']}) to L1 on pixels and on image gradients. On unseen full frames:
+   {figures['psnr_db']} dB PSNR (was {ae['psnr_db']}), edge energy {figures['edge_energy_ratio']} of the original
+   (was {ae['edge_energy_ratio']})."""
 
 
 def _rollout_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     """Step 3b of the card's recipe: rollout fine-tuning, if the run had it."""
     if not config.get("rollout_steps"):
         return ""
-    figures = training.get("rollout", {})
+    figures, c = training.get("rollout", {}), config
+    clean, noise, fresh = c["rollout_clean_share"], c["rollout_context_noise"], c.get("new_prompt_steps_inference", 1)
     return f"""
-3b. Rollout fine-tuning ({config['rollout_steps']} steps, batch {config['rollout_batch']}, AdamW at {config['rollout_lr']}, EMA
-   {config['ema_decay']}; `models/training/rollout.py`), so that a stream holds its picture: {config['rollout_clean_share']:.0%} of the rows
-   get at most the noise a stream puts on its previous frame (std {config['rollout_context_noise']}), so a clean previous
-   frame is trusted rather than hedged against; half the rows sit on the timesteps 1- to 4-step DDIM
-   visits, so that a stream's first frame, with nothing to follow, is made in
-   {config.get('new_prompt_steps_inference', 1)} steps that pick one picture instead of one step that averages them all; and
-   {config['rollout_own_share']:.0%} of the rows get as previous frame the model's own, made without gradients in 1 to
-   {config['rollout_own_frames']} one-step frames from a true frame, with the loss on the true next frame (DIAMOND's
-   recipe against exposure bias). Last 100 steps: squared error {figures.get('final_loss')}."""
+3b. Rollout fine-tuning ({c['rollout_steps']} steps, batch {c['rollout_batch']}, AdamW at {c['rollout_lr']},
+   EMA {c['ema_decay']}; `models/training/rollout.py`), so that a stream holds its picture:
+   {clean:.0%} of the rows get at most the noise of std {noise} on their previous
+   frame, so a clean previous frame is trusted rather than hedged against; half the rows sit on the
+   timesteps 1- to 4-step DDIM visits, so that a frame with nothing to follow can be made in a few steps
+   that pick one picture instead of one step that averages them all (streams use {fresh or 1}: in a side
+   run on 24 pairs, 2 and 4 steps drew layouts no nearer the world's, at up to 4x the cost); and
+   {c['rollout_own_share']:.0%} of the rows get as previous frame the model's own, made without gradients in 1 to
+   {c['rollout_own_frames']} one-step frames from a true frame, with the loss on the true next frame (DIAMOND's
+   recipe against exposure bias). Last 100 steps: squared error {figures.get('final_loss')}. It starts from
+   the sharpened denoiser of step 3."""
+
+
+def _streaming_line(config: dict[str, Any]) -> str:
+    """How streams sample the model (the pipeline's inference settings, from the recipe's config)."""
+    rollout = bool(config.get("rollout_steps"))
+    noise = config.get("stream_context_noise", 0.0) if rollout else config["context_noise_inference"]
+    drift = config.get("noise_drift_inference", 1.0)
+    fresh = config.get("new_prompt_steps_inference", 0)
+    lines = ["Streaming: each frame in one DDIM step"]
+    if fresh:
+        lines.append(
+            f"  (a frame that cannot go on from its previous one, a stream's first or a new prompt's, in {fresh});"
+        )
+    lines.append(f"  {'no noise' if not noise else f'noise of std {noise}'} on the previous frame;")
+    if drift == 0:
+        lines.append("  each stream keeps its starting noise (moving it, or noising the previous frame, only made the")
+        lines.append("  rolled-out frames jitter).")
+    else:
+        lines.append(f"  each stream's starting noise moves {drift} of a quarter turn per frame.")
+    return "\n".join(lines) + "\n"
+
+
+def _picture_limits(report: dict[str, Any] | None) -> str:
+    """The Limits bullets on what the frames look like, from the evaluation's fidelity section."""
+    fidelity = (report or {}).get("fidelity")
+    if not fidelity:
+        return "- 128x128 at 24 fps; fidelity against the world not measured yet (`pixelcast eval model`).\n"
+    last = list(fidelity["overall"])[-1]
+    row = fidelity["overall"][last]
+    trip = fidelity["autoencoder_round_trip"]["layout_psnr_db"]
+    forced = fidelity["teacher_forced"]["layout_psnr_db"]
+    return f"""- 128x128 at 24 fps, and far from the world's own pictures. From text alone a stream's layout scores
+  {row['layout_psnr_db']} dB against the nearest world frame after {last} (the target is 27; the autoencoder's round
+  trip of world frames scores {trip}, one frame made from a true previous frame {forced}). The first
+  frame, made in a few steps from nothing, gets the scene's colours and rough shape (horizon, peaks, a
+  tower row) but not one of the world's layouts, and later frames keep what it drew. Towers' lit
+  windows, stars and the sun's glitter on water are not drawn; the decoder draws edges (sharpness
+  x{row['sharpness_ratio']} of the world's), some of them where the world has none.
+- Streams are nearly still pictures. After the rollout stage a stream keeps its previous frame
+  (frame-to-frame change x{row['change_ratio']} of the world's on calm, static scenes) but draws no motion of its
+  own: clouds, water, pans and zooms stand still (in a side run on lively panning scenes, 0.09 grey
+  levels of change per frame against the world's 3.4). With noise on the previous frame (std
+  0.01-0.02) or a drifting starting noise, frames jitter instead (x4 to x22 of the world's change)
+  without moving either; both are off.
+- Tried for fidelity and not kept, in side runs on 12 to 24 of the pairs: an annealed noise on the
+  previous frame over a stream's first second (0.3 down to 0.02), meant to pull a blurred first frame
+  towards a world layout frame by frame (layout unchanged); and learning each frame's difference from
+  the previous frame instead of the frame (a residual parametrisation), meant to pass a still picture
+  through unchanged: its errors added up from frame to frame, and after 800 fine-tuning steps streams
+  that started from a world frame had fallen to 9 dB within three seconds. More context frames, a
+  level embedding for the previous frame's noise and a finer latent were not tried: each needs a
+  denoiser trained from scratch, more than the CPU time this session had.
+"""
 
 
 def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
@@ -410,14 +469,13 @@ held-out lists and then filtered by these rules.
    decay, EMA {config['ema_decay']}, v-prediction on a zero-terminal-SNR schedule, half the batch at the
    timesteps 1-2-step DDIM visits. The previous frame is noised (std up to {config['context_noise_max']}),
    swapped for another scene's ({config['context_swap']:.0%}) and dropped ({config['context_drop']:.0%}); at
-   inference it gets noise of std {config['context_noise_inference']}. Text is augmented so that new
+   inference (before step 3b) it got noise of std {config['context_noise_inference']}. Text is augmented so that new
    wordings land where known ones did: the sentence embedding is a random blend of two captions of the
    same clip plus noise of std {config.get('text_noise', 0)}, and the token states are dropped
    ({config.get('text_drop', 0):.0%}) so the sentence embedding alone must carry the scene. No
-   classifier-free guidance. At inference each stream's starting noise drifts by
-   {config.get('noise_drift_inference', 1.0)} of a quarter turn per frame instead of being drawn fresh,
-   which keeps fine detail in place from frame to frame.
+   classifier-free guidance.
 {_sharpen_step(config, training)}{_rollout_step(config, training)}{_grounder_step(config, training)}
+{_streaming_line(config)}
 Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
 {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
 (a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).
@@ -427,17 +485,7 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
 
 - Only the procedural world: it has never seen a photograph; words outside the world's vocabulary
   steer it only as far as MiniLM relates them to words it knows.
-- 128x128 at 24 fps. The sharpening stage gives frames edges, but not always the world's shapes:
-  dark, tree-like streaks show up in scenes other than forests, towers and stars are rarely drawn
-  crisply, and detail moves more from frame to frame than the world's does (see flicker).
-- A stream does not keep its picture. Even when it starts from a frame of the world, each one-step
-  frame is a little blurred towards the average of its text (the denoiser, trained with noisy and
-  swapped previous frames, trusts its previous frame too little), and within about half a second the
-  scene has dissolved into streaks of its colours (see Hold). Not only detail goes: the layout alone
-  (cell means) is as far from the world's as the full frames are, while a still picture keeps it,
-  and the streaks carry half as many edges again as the world's frames. The probe still reads such
-  frames as the right scene, so adherence, drift and flicker do not show it.
-- Remarks that name no scene pass unchanged ("hello", "surprise me", "next": none of a test list of
+{_picture_limits(report)}- Remarks that name no scene pass unchanged ("hello", "surprise me", "next": none of a test list of
   24 gets canonical words); before the grounder had an "unnamed" outcome about one in five did
   ("at dawn: hello"). A phrasing it cannot read is often taken for a remark too, and then the
   denoiser has only the viewer's words.
@@ -451,11 +499,7 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
   whatever the rest says. Kept out of training, "concrete jungle" is read as waterfall ("jungle
   waterfall") and "as the sun peeks over the horizon" as sunset (most of the phrases with "horizon"
   are sunset's), each in all of its fold captions.
-- Pace and camera motion are weaker than subject, palette and weather (they are not measured by the
-  single-frame probe).
-- It is at its best with one denoising step, the default (the sharpening stage trains that step only):
-  in a side run on the 2026-11-29 weights with two steps (192 streams), held-out adherence fell from
-  0.67 to 0.58 of the ceiling and flicker rose from x0.85 to x1.06 of the world's.
+- Pace and camera motion are not drawn (see above); the single-frame probe does not measure them.
 {misses}"""
     path = folder / "README.md"
     path.write_text(card)

@@ -238,8 +238,6 @@ class StreamingEngine:
         # gives their blurred average.
         fresh = int(pipeline.config.get("new_prompt_steps", 0)) if self.kind == PIXELCAST else 0
         self.new_prompt_steps = min(fresh, MAX_STEPS)
-        # The shipped UNet may denoise a frame's difference from its previous frame (`residual_context`).
-        self._residual = self.kind == PIXELCAST and bool(pipeline.config.get("residual_context", False))
         if noise_drift is None:
             noise_drift = float(pipeline.config.get("noise_drift", 1.0)) if self.kind == PIXELCAST else 0.05
         self._noise_drift = 0.0
@@ -473,8 +471,6 @@ class StreamingEngine:
                 eps = (x - a * clean) / max(s, 1e-4)
             # 2. step to the previous timestep (after the last step alpha_bar_prev is the final alpha, 1 when shipped)
             x = schedule.sqrt_alpha_prev[i] * clean + schedule.sqrt_one_minus_alpha_prev[i] * eps
-        if self._residual and previous is not None:
-            x = previous + x  # what was denoised is the difference from the previous frame the UNet saw
         if self._latent_clamp is None:
             return x
         return x.clamp(-self._latent_clamp, self._latent_clamp)

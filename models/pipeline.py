@@ -66,9 +66,6 @@ class PixelcastPipeline(DiffusionPipeline):
             on from its previous one: a stream's first, and those whose prompt differs from the previous
             frame's (0: the engine's own step count). Where nothing pins the picture down, one step gives
             the average of every picture the text allows; a few steps pick one of them.
-        residual_context: the UNet denoises the frame's difference from the (noised) previous frame it is
-            given, which is added back at the end, so a still picture passes through unchanged instead of
-            being drawn anew every frame.
     """
 
     model_cpu_offload_seq = "unet->vae"
@@ -83,7 +80,6 @@ class PixelcastPipeline(DiffusionPipeline):
         context_noise: float = 0.0,
         noise_drift: float = 1.0,
         new_prompt_steps: int = 0,
-        residual_context: bool = False,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler, grounder=grounder)
@@ -93,8 +89,6 @@ class PixelcastPipeline(DiffusionPipeline):
         # correlated noise keeps a frame's fine detail where the previous frame had it, so less flicker
         self.register_to_config(noise_drift=float(noise_drift))
         self.register_to_config(new_prompt_steps=int(new_prompt_steps))
-        # the UNet diffuses the frame's difference from the previous frame it sees, which passes through as is
-        self.register_to_config(residual_context=bool(residual_context))
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Save in diffusers layout, without the decoder setting diffusers would warn about on every load.
@@ -180,8 +174,6 @@ class PixelcastPipeline(DiffusionPipeline):
             model_input = torch.cat([model_input, previous_latents], dim=1)
             model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled).sample
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
-        if self.config.get("residual_context", False):
-            latents = previous_latents + latents
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
 
         # 4. decode

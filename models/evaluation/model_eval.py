@@ -199,12 +199,13 @@ def summary(report: dict[str, Any]) -> str:
     fid = report["fidelity"]
     for when, row in fid["overall"].items():
         lines.append(
-            f"  fidelity at {when} from text alone: layout {row['layout_psnr_db']} dB, sharpness x{row['sharpness_ratio']},"
-            f" frame change x{row['change_ratio']} of the world's"
+            f"  fidelity at {when} from text alone: layout {row['layout_psnr_db']} dB,"
+            f" sharpness x{row['sharpness_ratio']}, frame change x{row['change_ratio']} of the world's"
         )
+    trip = fid["autoencoder_round_trip"]
     lines.append(
         f"  fidelity baselines: world {fid['world']['layout_psnr_db']} dB; autoencoder round trip"
-        f" {fid['autoencoder_round_trip']['layout_psnr_db']} dB, sharpness x{fid['autoencoder_round_trip']['sharpness_ratio']};"
+        f" {trip['layout_psnr_db']} dB, sharpness x{trip['sharpness_ratio']};"
         f" teacher-forced one frame {fid['teacher_forced']['layout_psnr_db']} dB"
     )
     if "contact_sheet" in fid:

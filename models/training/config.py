@@ -55,14 +55,13 @@ class TrainConfig:
     sharpen_own_context: float = 0.5  # share of critic rows whose previous frame is the denoiser's own first frame
     # 5. rollout fine-tuning (models/training/rollout.py): a previous frame given clean is trusted, 1-4 sampling
     #    steps, and the model's own frames as previous frames, with the loss on the true next frame
-    rollout_steps: int = 1500
+    rollout_steps: int = 1000
     rollout_batch: int = 32
-    rollout_lr: float = 2e-4
+    rollout_lr: float = 1e-4
     rollout_context_noise: float = 0.02  # also what streams add to the previous frame
     rollout_clean_share: float = 0.5  # rows whose previous frame gets at most that noise
     rollout_own_share: float = 0.25  # rows whose previous frame is the model's own
     rollout_own_frames: int = 4  # own frames made in turn before it, 1 to this many
-    rollout_residual: bool = True  # diffuse the difference from the previous frame (models/training/rollout.py)
     # 6. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
@@ -75,9 +74,11 @@ class TrainConfig:
     grounder_own_match_only: bool = True  # a value's logit weighs its own phrase match alone (models/grounding.py)
     grounder_lexicon_senses: int = 3  # WordNet senses per rare word in the grounder's dictionary table
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
-    noise_drift_inference: float = 0.2
+    noise_drift_inference: float = 0.0  # frozen: with the rollout stage, drifting noise only made frames jitter
+    # inference: noise on the previous frame after the rollout stage (it trusts a clean one; noise only jitters)
+    stream_context_noise: float = 0.0
     # inference: denoising steps of a stream's first frame, which has no previous frame to follow
-    new_prompt_steps_inference: int = 4
+    new_prompt_steps_inference: int = 0  # 0: as many as the rest; 2 and 4 drew the same layouts at 4x the cost
     # bookkeeping
     checkpoint_every: int = 200
 
@@ -106,7 +107,13 @@ class TrainConfig:
 
     def denoiser_recipe(self) -> dict[str, Any]:
         """Everything but bookkeeping and inference-time settings, which do not change the trained weights."""
-        unused = {"checkpoint_every", "context_noise_inference", "noise_drift_inference", "new_prompt_steps_inference"}
+        unused = {
+            "checkpoint_every",
+            "context_noise_inference",
+            "noise_drift_inference",
+            "new_prompt_steps_inference",
+            "stream_context_noise",
+        }
         recipe = {
             name: value
             for name, value in self.to_dict().items()

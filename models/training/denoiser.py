@@ -101,27 +101,28 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def v_prediction_loss(
-    unet: UNet2DConditionModel,
-    batch: Batch,
-    t: torch.Tensor,
-    noise: torch.Tensor,
-    alphas: torch.Tensor,
-    *,
-    residual: bool = False,
+    unet: UNet2DConditionModel, batch: Batch, t: torch.Tensor, noise: torch.Tensor, alphas: torch.Tensor
 ) -> torch.Tensor:
-    """Squared error of the UNet's velocity for `batch.target` noised to timesteps `t` with `noise`.
-
-    `residual`: what is diffused is the target's difference from the previous frame the model sees.
-    """
-    target = batch.target - batch.context if residual else batch.target
+    """Squared error of the UNet's velocity for `batch.target` noised to timesteps `t` with `noise`."""
     a = alphas[t].sqrt().view(-1, 1, 1, 1)
     s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-    noisy = a * target + s * noise
-    velocity = a * noise - s * target
+    noisy = a * batch.target + s * noise
+    velocity = a * noise - s * batch.target
     prediction = unet(
         torch.cat([noisy, batch.context], dim=1), t, encoder_hidden_states=batch.tokens, class_labels=batch.pooled
     ).sample
     return F.mse_loss(prediction, velocity)
+
+
+def descend(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, ema: torch.nn.Module, decay: float
+) -> None:
+    """One optimizer step on `loss` (gradient norm clipped to 1), then the EMA weights follow by `1 - decay`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    update_ema(ema, model, decay)
 
 
 @torch.no_grad()
@@ -160,11 +161,7 @@ def train_denoiser(
             loss = v_prediction_loss(unet, batch, t, noise, alphas)
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(config, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            optimizer.step()
-            update_ema(ema, unet, config.ema_decay if step > config.warmup_steps else 0.0)
+            descend(unet, optimizer, loss, ema, config.ema_decay if step > config.warmup_steps else 0.0)
             step += 1
             losses.append(round(loss.item(), 5))
             bar.update(1)

@@ -94,10 +94,9 @@ def train(
         vae=vae,
         scheduler=scheduler,
         grounder=grounder,
-        context_noise=config.rollout_context_noise if config.rollout_steps else config.context_noise_inference,
+        context_noise=config.stream_context_noise if config.rollout_steps else config.context_noise_inference,
         noise_drift=config.noise_drift_inference,
         new_prompt_steps=config.new_prompt_steps_inference,
-        residual_context=bool(config.rollout_steps and config.rollout_residual),
     )
     for part in ("unet", "vae", "scheduler", "grounder"):  # replace the pipeline, keep anything else (the probe)
         shutil.rmtree(out_dir / part, ignore_errors=True)

@@ -10,12 +10,7 @@ model` measures them):
 2. It was fitted to one sampling step, which returns the average of what the text allows; a stream's
    first frame, with no previous frame, needs a few steps to pick one picture. Here half the rows sit
    on the timesteps 1- to 4-step sampling visits.
-3. It drew every frame anew from its previous one, and each one-step frame lost some of the picture
-   (towers' lit windows, stars, the sun's glitter went within a frame, the layout within a second). Here
-   it learns the difference from its previous frame instead (`residual_context`): the previous frame
-   passes through as it is, and what the model adds is the motion, the noise it removes, and on a new
-   prompt the new scene. A stream's first frame has zeros as previous frame, so there it draws the frame.
-4. It only ever saw true previous frames, never its own (exposure bias). As DIAMOND trains on CS:GO,
+3. It only ever saw true previous frames, never its own (exposure bias). As DIAMOND trains on CS:GO,
    a quarter of the rows get as previous frame the model's own, made without gradients in 1-4
    one-step frames from a true frame, and the loss is on the true next frame: the model learns to come
    back from where its own rollouts drift.
@@ -35,7 +30,7 @@ from models.pipeline import LATENT_CLAMP
 
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
-from .denoiser import Batch, _timesteps, update_ema, v_prediction_loss
+from .denoiser import Batch, _timesteps, descend, v_prediction_loss
 from .world_data import ClipBank
 
 VISITED_TIMESTEPS = (999, 749, 666, 499, 333, 249)
@@ -50,15 +45,13 @@ def one_step_frame(
     pooled: torch.Tensor,
     noise: torch.Tensor,
     alphas: torch.Tensor,
-    residual: bool,
 ) -> torch.Tensor:
     """The latent a stream makes in one step from pure `noise` after `context`, as the engine samples it."""
     last = len(alphas) - 1
     t = torch.full((len(context),), last, dtype=torch.long, device=context.device)
     velocity = unet(torch.cat([noise, context], dim=1), t, encoder_hidden_states=tokens, class_labels=pooled).sample
     a, s = float(alphas[last].sqrt()), float((1 - alphas[last]).sqrt())
-    clean = a * noise - s * velocity
-    return (context + clean if residual else clean).clamp(-LATENT_CLAMP, LATENT_CLAMP)
+    return (a * noise - s * velocity).clamp(-LATENT_CLAMP, LATENT_CLAMP)
 
 
 def give_own_context(
@@ -70,7 +63,6 @@ def give_own_context(
     noise_std: float,
     rng: np.random.Generator,
     alphas: torch.Tensor,
-    residual: bool,
 ) -> None:
     """Give `rows` of `batch` the model's own frame as previous frame: from the true frame `frames + 1` before
     the target, the model makes `frames` frames in turn with `noise_std` on each previous frame, as a stream does."""
@@ -83,8 +75,7 @@ def give_own_context(
     tokens, pooled = batch.tokens[rows], batch.pooled[rows]
     unet.eval()
     for _ in range(frames):
-        seen = context + noise_std * draw(context)
-        context = one_step_frame(unet, seen, tokens, pooled, draw(context), alphas, residual)
+        context = one_step_frame(unet, context + noise_std * draw(context), tokens, pooled, draw(context), alphas)
     unet.train()
     batch.context[rows] = context + noise_std * draw(context)
 
@@ -118,16 +109,11 @@ def train_rollout(
             frames = int(rng.integers(1, config.rollout_own_frames + 1))
             rows = np.flatnonzero((rng.random(size) < config.rollout_own_share) & (batch.t > frames))
             if len(rows):
-                noise_std, residual = config.rollout_context_noise, config.rollout_residual
-                give_own_context(unet, batch, bank, rows, frames, noise_std, rng, alphas, residual)
+                give_own_context(unet, batch, bank, rows, frames, config.rollout_context_noise, rng, alphas)
             t = _timesteps(rng, size, train_steps, VISITED_TIMESTEPS).to(device)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
-            loss = v_prediction_loss(unet, batch, t, noise, alphas, residual=config.rollout_residual)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            optimizer.step()
-            update_ema(ema, unet, config.ema_decay)
+            loss = v_prediction_loss(unet, batch, t, noise, alphas)
+            descend(unet, optimizer, loss, ema, config.ema_decay)
             step += 1
             losses.append(round(loss.item(), 5))
             bar.update(1)

@@ -34,15 +34,21 @@ def test_shipped_folder_is_a_diffusers_pipeline() -> None:
     assert size <= 25 * 2**20, "all shipped weights together stay within 25 MB"
 
 
-def test_frames_are_textured_and_change(engine: StreamingEngine) -> None:
+def test_frames_are_textured_and_hold_steady(engine: StreamingEngine) -> None:
+    """A calm scene's frames are pictures, not flat colour, and do not jitter from frame to frame: the world's
+    own calm scenes change by about a tenth of a grey level per frame; the model that streamed streaks, by two."""
     assert (engine.height, engine.width) == (128, 128)
-    frames = rollout(engine, seed=0, prompt=OCEAN, frames=8)
+    saved, engine.steps = engine.steps, 1  # as the server streams
+    try:
+        frames = rollout(engine, seed=0, prompt=OCEAN, frames=30)
+    finally:
+        engine.steps = saved
     for frame in frames:
         assert frame.shape == (128, 128, 3)
         assert frame.dtype == np.uint8
         assert frame.astype(float).std() > 10.0  # not a flat colour
-    diffs = [np.abs(a.astype(float) - b).mean() for a, b in zip(frames, frames[1:])]
-    assert min(diffs) > 1.0
+    diffs = [np.abs(a.astype(float) - b).mean() for a, b in zip(frames[24:], frames[25:])]
+    assert max(diffs) < 1.0
 
 
 def test_long_rollout_stays_bounded(engine: StreamingEngine) -> None:
