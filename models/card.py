@@ -32,9 +32,10 @@ def _evaluation_section(report: dict[str, Any]) -> str:
         f"- {name}: {target['value']} (target {target['target']}): {'pass' if target['pass'] else 'FAIL'}"
         for name, target in report["targets"].items()
     )
+    fresh = _fresh_steps(report)
     return f"""## Evaluation
 
-`pixelcast eval model` ({report['machine']['date']}, {report['settings']['steps']} step(s) per frame;
+`pixelcast eval model` ({report['machine']['date']}, {report['settings']['steps']} step(s) per frame{fresh};
 full report in `{EVALUATION_FILE}`). Prompt adherence is read by the attribute probe (trained on real
 renders) from frames streamed for new, held-out phrasings and for training phrasings:
 
@@ -58,6 +59,20 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 Targets:
 {targets}
 """
+
+
+def _fresh_steps(report: dict[str, Any]) -> str:
+    """', a new prompt's first frames in N' where the evaluation made them in more steps than the others, and
+    what the folder does now where that differs."""
+    fresh = report.get("new_prompt_steps", 0)
+    if fresh <= report["settings"]["steps"]:
+        return ""
+    now = report.get("folder_new_prompt_steps", fresh)
+    changed = "" if now == fresh else (
+        f"; the folder now makes them in {max(now, 1)}, which drew the same layouts in a side run, but its"
+        " adherence was not measured again"
+    )
+    return f", a stream's first frames and a new prompt's in {fresh}{changed}"
 
 
 def _fidelity_lines(fidelity: dict[str, Any] | None) -> str:
@@ -432,6 +447,9 @@ def write_model_card(folder: Path) -> Path:
     params = training["parameters"]
     evaluation_path = folder / EVALUATION_FILE
     report = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else None
+    index_path = folder / "model_index.json"
+    if report is not None and index_path.is_file():
+        report["folder_new_prompt_steps"] = json.loads(index_path.read_text()).get("new_prompt_steps", 0)
     evaluation = (
         _evaluation_section(report)
         if report

@@ -145,6 +145,7 @@ def evaluate(
         "quick": quick,
         "settings": cfg.__dict__,
         "precision": engine.precision,
+        "new_prompt_steps": engine.new_prompt_steps,
         "probe": {"config": probe.config.__dict__, **probe.info},
         "adherence": adherence,
         "flicker": flicker,
