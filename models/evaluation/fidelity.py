@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.engine import StreamingEngine
-from models.evaluation.metrics import cell_means, edge_energy, rnd
+from models.evaluation.metrics import cell_means, edge_energy, psnr, rnd
 from models.evaluation.rollout import rollout
 from models.world import FPS, PALETTES, SUBJECTS, SceneSpec, describe, render_clip, render_frame
 from models.world.static import LAYOUT_VARIANTS
@@ -158,7 +159,7 @@ def fidelity(
         world_edges = edge_energy(world_now)
         world_change = mean_change(world_now, world_next)
         through = _autoencode(engine, world_now)
-        forced = _teacher_forced(engine, world_now, spec, cfg.seed + p)
+        forced = _teacher_forced(engine, world_now, conditions[p * cfg.streams_per_pair], cfg.seed + p)
         world_rows.append(
             {"layout": float(reference.psnr(world_now).mean()), "edges": world_edges, "change": world_change}
         )
@@ -166,7 +167,7 @@ def fidelity(
         forced_rows.append(
             {
                 "layout": float(reference.psnr(forced).mean()),
-                "psnr_vs_next": _full_psnr(forced, _autoencode(engine, world_next)),
+                "psnr_vs_next": psnr(forced, _autoencode(engine, world_next)),
             }
         )
         streams = clips[p * cfg.streams_per_pair : (p + 1) * cfg.streams_per_pair]
@@ -235,16 +236,10 @@ def fidelity(
     return report
 
 
-def _full_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b) ** 2).reshape(len(a), -1).mean(axis=1)
-    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
-
-
-def _teacher_forced(engine: StreamingEngine, frames: np.ndarray, spec: SceneSpec, seed: int) -> np.ndarray:
+def _teacher_forced(engine: StreamingEngine, frames: np.ndarray, condition: torch.Tensor, seed: int) -> np.ndarray:
     """One frame per world frame, made with that frame (through the autoencoder) as the previous one."""
     from models.evaluation.sections import _encode
 
-    condition = engine.encode_prompts([describe(spec)])[0]
     starts = _encode(engine, frames)
     out = rollout(engine, [condition] * len(frames), [seed * 1000 + i for i in range(len(frames))], 1,
                   batch=len(frames), progress=False, starts=starts)  # fmt: skip
