@@ -35,6 +35,8 @@ STEER_FROM, STEER_TO = "a desert at noon", "a neon city at night"
 CHANGE_FRACTION = 0.5  # a steer is visible once the picture moved half way to its new look
 HOLD_FRAMES = 5  # and stays there this many frames in a row (a passing flicker is not the steer)
 ADMISSION_PATIENCE_S = 20.0  # a refused viewer retries after Retry-After, as a player would, this long
+STEADY_LEVELS = 5.0  # the steer waits for a second in which the picture's mean colour stayed this close
+STEER_WINDOW_S = 5.0  # ... for at most this long after the middle of the run (and 3.5 s before its end)
 
 
 class ViewerProbe:
@@ -84,6 +86,19 @@ class ViewerProbe:
             self.times.append(now)
             self.means.append(frame.reshape(-1, 3).mean(axis=0))
 
+    def steady(self, seconds: float = 1.0) -> bool:
+        """Whether the picture's mean colour stayed within `STEADY_LEVELS` of its mean over the last `seconds`.
+
+        The planner changes scenes on its own every few seconds; a steer sent during such a change could
+        not be told from it.
+        """
+        now = time.perf_counter()
+        recent = [m for t, m in zip(self.times, self.means) if now - seconds < t <= now]
+        if len(recent) < 2:
+            return False
+        stacked = np.stack(recent)
+        return bool(np.linalg.norm(stacked - stacked.mean(axis=0), axis=1).max() < STEADY_LEVELS)
+
     def summary(self, fps: int, after: float) -> dict[str, Any]:
         times = [t for t in self.times if t >= after]
         gaps = np.diff(times) if len(times) > 1 else np.array([])
@@ -113,7 +128,8 @@ def steer_visible_seconds(probe: ViewerProbe, steered_at: float) -> float | None
     times = np.asarray(probe.times)
     means = np.asarray(probe.means)
     window = (times < steered_at) & (times > steered_at - 1.0)
-    after = means[times > steered_at + 2.0]
+    # the steered scene's look, before the planner may move on from it (it holds a scene for a few seconds)
+    after = means[(times > steered_at + 2.0) & (times < steered_at + 3.0)]
     if not window.any() or not len(after):
         return None
     start, end = means[window].mean(axis=0), after.mean(axis=0)
@@ -170,10 +186,15 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
     cpu_start, wall_start = _cpu_seconds(pid), time.perf_counter()
     with tqdm(total=round(end - time.perf_counter()), desc=f"bench stream x{viewers}", unit="s") as bar:
         steered_at = None
+        middle, patience = warm + seconds / 2, max(0.0, min(STEER_WINDOW_S, seconds / 2 - 3.5))
+        ticked = time.perf_counter()
         while time.perf_counter() < end:
-            await asyncio.sleep(1.0)
-            bar.update(1)
-            if steered_at is None and time.perf_counter() > warm + seconds / 2:
+            await asyncio.sleep(0.1)
+            if time.perf_counter() - ticked >= 1.0:
+                ticked += 1.0
+                bar.update(1)
+            now = time.perf_counter()
+            if steered_at is None and now > middle and (probes[0].steady() or now > middle + patience):
                 client = probes[0].client
                 if client.channel.readyState != "open":
                     await _stop(probes, receivers)

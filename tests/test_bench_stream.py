@@ -11,7 +11,7 @@ FPS = 24
 
 def _probe(colour_at) -> ViewerProbe:  # noqa: ANN001 - seconds -> mean RGB
     probe = ViewerProbe("http://127.0.0.1:1", "a desert at noon")
-    probe.times = [i / FPS for i in range(5 * FPS)]
+    probe.times = [i / FPS for i in range(8 * FPS)]
     probe.means = [np.array(colour_at(t), dtype=float) for t in probe.times]
     return probe
 
@@ -57,3 +57,28 @@ def test_a_stream_that_already_looked_steered_gives_no_latency() -> None:
         return (200.0, 200.0, 200.0) if t < 2.3 else (20.0, 20.0, 20.0)
 
     assert steer_visible_seconds(_probe(colour), 2.0) is None
+
+
+def test_the_planners_next_scene_after_the_steered_one_does_not_move_the_target() -> None:
+    steered_at, change = 2.0, 2 * FPS + 7
+
+    def colour(t: float) -> tuple[float, float, float]:
+        frame = round(t * FPS)
+        if frame < change:
+            return (200.0, 180.0, 120.0)
+        # the steered look, then 4 s later the planner's next scene, far back towards the old look
+        return (20.0, 20.0, 60.0) if t < steered_at + 4.0 else (220.0, 200.0, 140.0)
+
+    probe = _probe(colour)
+    assert steer_visible_seconds(probe, steered_at) == probe.times[change] - steered_at
+
+
+def test_a_picture_is_steady_only_after_a_second_without_change(monkeypatch) -> None:  # noqa: ANN001
+    probe = _probe(lambda t: (100.0, 100.0, 100.0) if t < 3.0 else (160.0, 100.0, 100.0))
+    clock = {"now": 2.5}
+    monkeypatch.setattr("benchmarks.stream.time.perf_counter", lambda: clock["now"])
+    assert probe.steady()
+    clock["now"] = 3.5  # the last second holds the scene change at 3 s
+    assert not probe.steady()
+    clock["now"] = 4.2
+    assert probe.steady()
