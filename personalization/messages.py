@@ -43,23 +43,31 @@ class Feedback:
 ControlMessage = Steer | Feedback
 
 
+@dataclass(frozen=True)
+class MessageLimits:
+    """How large a control message and a steer's text may be (`pixelcast serve --max-message-bytes`, ...)."""
+
+    max_bytes: int = MAX_MESSAGE_BYTES
+    max_steer_chars: int = MAX_STEER_CHARS
+
+
 def _reject_constant(name: str) -> Any:
     raise InvalidMessage(f"message is not valid JSON: {name} is not allowed")
 
 
-def parse_control_message(raw: str | bytes | dict[str, Any]) -> ControlMessage:
+def parse_control_message(raw: str | bytes | dict[str, Any], limits: MessageLimits = MessageLimits()) -> ControlMessage:
     """Parse and validate one client message; raise ``InvalidMessage`` naming the problem."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise InvalidMessage(f"message is too large ({len(raw)} bytes; at most {MAX_MESSAGE_BYTES})")
+        if len(raw) > limits.max_bytes:
+            raise InvalidMessage(f"message is too large ({len(raw)} bytes; at most {limits.max_bytes})")
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidMessage("message is not valid UTF-8") from None
     if isinstance(raw, str):
         size = len(raw.encode("utf-8", errors="surrogatepass"))
-        if size > MAX_MESSAGE_BYTES:
-            raise InvalidMessage(f"message is too large ({size} bytes; at most {MAX_MESSAGE_BYTES})")
+        if size > limits.max_bytes:
+            raise InvalidMessage(f"message is too large ({size} bytes; at most {limits.max_bytes})")
         try:
             obj = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
@@ -74,13 +82,13 @@ def parse_control_message(raw: str | bytes | dict[str, Any]) -> ControlMessage:
         raise InvalidMessage('message has no "type" (expected "steer" or "feedback")')
     kind = obj["type"]
     if kind == "steer":
-        return _parse_steer(obj)
+        return _parse_steer(obj, limits.max_steer_chars)
     if kind == "feedback":
         return _parse_feedback(obj)
     raise InvalidMessage(f'unknown message type {_show(kind)} (expected "steer" or "feedback")')
 
 
-def _parse_steer(obj: dict[str, Any]) -> Steer:
+def _parse_steer(obj: dict[str, Any], max_chars: int) -> Steer:
     if "text" not in obj:
         raise InvalidMessage('steer message has no "text"')
     text = obj["text"]
@@ -89,8 +97,8 @@ def _parse_steer(obj: dict[str, Any]) -> Steer:
     text = text.strip()
     if not text:
         raise InvalidMessage('steer "text" is empty')
-    if len(text) > MAX_STEER_CHARS:
-        raise InvalidMessage(f'steer "text" is too long ({len(text)} characters; at most {MAX_STEER_CHARS})')
+    if len(text) > max_chars:
+        raise InvalidMessage(f'steer "text" is too long ({len(text)} characters; at most {max_chars})')
     return Steer(text=text)
 
 

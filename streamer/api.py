@@ -60,7 +60,8 @@ async def post_event(request: Request) -> JSONResponse:
     if not await services.viewers.exists(viewer_id):
         raise HTTPException(404, "no profile is stored for this viewer")
     try:
-        message = parse_control_message(await read_json_object(request))
+        body = await read_json_object(request, services.config.max_body_bytes)
+        message = parse_control_message(body, services.config.message_limits)
     except InvalidMessage as error:
         raise HTTPException(400, str(error)) from error
     sessions: SessionManager = request.app.state.sessions

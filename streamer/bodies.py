@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 MAX_JSON_BYTES = 16 * 1024
+MAX_SDP_BYTES = 64 * 1024
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

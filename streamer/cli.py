@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from personalization.messages import MAX_MESSAGE_BYTES, MAX_STEER_CHARS
+
+from .bodies import MAX_JSON_BYTES, MAX_SDP_BYTES
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -45,6 +49,10 @@ def _serve(args: argparse.Namespace) -> int:
         sessions_per_address=args.sessions_per_address,
         messages_per_second=args.messages_per_second,
         ice_timeout=args.ice_timeout,
+        max_body_bytes=args.max_body_bytes,
+        max_sdp_bytes=args.max_sdp_bytes,
+        max_message_bytes=args.max_message_bytes,
+        max_steer_chars=args.max_steer_chars,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -120,6 +128,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--ice-timeout", type=float, default=15.0, help="seconds a peer has to complete ICE (default 15)"
+    )
+    sizes = serve.add_argument_group("sizes (larger ones get 413, or an error message on the data channel)")
+    sizes.add_argument(
+        "--max-body-bytes", type=int, default=MAX_JSON_BYTES, help=f"JSON request bodies (default {MAX_JSON_BYTES})"
+    )
+    sizes.add_argument("--max-sdp-bytes", type=int, default=MAX_SDP_BYTES, help=f"SDP offers (default {MAX_SDP_BYTES})")
+    sizes.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=MAX_MESSAGE_BYTES,
+        help=f"one data channel control message (default {MAX_MESSAGE_BYTES})",
+    )
+    sizes.add_argument(
+        "--max-steer-chars", type=int, default=MAX_STEER_CHARS, help=f"a steer's text (default {MAX_STEER_CHARS})"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import default_model_path
+from personalization.messages import MAX_MESSAGE_BYTES, MAX_STEER_CHARS, MessageLimits
 from personalization.redis_server import RESTART_DELAY
 from personalization.spool import MAX_SPOOLED_EVENTS
 from personalization.store import default_data_dir
 
+from .bodies import MAX_JSON_BYTES, MAX_SDP_BYTES
 from .faults import FaultInjector
 from .generation import StreamSettings
 
@@ -40,7 +42,16 @@ class ServerConfig:
     sessions_per_address: int = 4  # live sessions of one client address
     messages_per_second: float = 30.0  # data channel messages per session (bursts of twice as many)
     ice_timeout: float = 15.0  # seconds a peer has to complete ICE before its session is freed
+    max_body_bytes: int = MAX_JSON_BYTES  # JSON request bodies
+    max_sdp_bytes: int = MAX_SDP_BYTES  # SDP offers (WHEP and /offer)
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # one data channel control message
+    max_steer_chars: int = MAX_STEER_CHARS  # a steer's text, over the data channel or HTTP
     faults: FaultInjector = field(default_factory=FaultInjector.from_environment)  # inert unless a test sets it
+
+    @property
+    def message_limits(self) -> MessageLimits:
+        """The size limits of control messages."""
+        return MessageLimits(max_bytes=self.max_message_bytes, max_steer_chars=self.max_steer_chars)
 
     @property
     def ice_addresses(self) -> list[str] | None:

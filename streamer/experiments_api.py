@@ -27,7 +27,7 @@ def _experiments(request: Request) -> Experiments:
 async def create_experiment(request: Request) -> JSONResponse:
     """201 with the stored definition; 400 naming the field of a bad one (or a duplicate key)."""
     experiments = _experiments(request)
-    body = await read_json_object(request)
+    body = await read_json_object(request, services_of(request).config.max_body_bytes)
     try:
         experiment = await experiments.create(body)
     except ExperimentError as error:

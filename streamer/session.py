@@ -260,7 +260,7 @@ class ViewerSession:
 
     async def _handle_message(self, raw: str | bytes) -> None:
         try:
-            message = parse_control_message(raw)
+            message = parse_control_message(raw, self._services.config.message_limits)
         except InvalidMessage as error:
             self._send({"type": "error", "message": str(error)})
             return

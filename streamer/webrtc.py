@@ -16,7 +16,6 @@ logger = logging.getLogger(__name__)
 
 # H.264 first: every browser decodes it in hardware; VP8 is the fallback for offers without it.
 _CODEC_ORDER = ("video/h264", "video/vp8")
-MAX_SDP_BYTES = 64 * 1024
 
 
 class OfferError(ValueError):

@@ -18,7 +18,7 @@ from .bodies import read_json_object, read_limited
 from .limits import client_address, enforce
 from .services import services_of
 from .session import SessionManager, ViewerSession
-from .webrtc import MAX_SDP_BYTES, OfferError, validate_offer
+from .webrtc import OfferError, validate_offer
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ async def whep_post(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
         raise HTTPException(415, "WHEP needs Content-Type: application/sdp with the SDP offer as body")
-    body = await read_limited(request, MAX_SDP_BYTES)
+    body = await read_limited(request, services_of(request).config.max_sdp_bytes)
     try:
         offer_sdp = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -127,7 +127,7 @@ async def whep_delete(request: Request) -> Response:
 async def offer_post(request: Request) -> JSONResponse:
     """JSON signalling for simple clients: `{"sdp", "type": "offer"}` in, the answer out."""
     enforce(services_of(request).offer_limiter, request, "session offers")
-    payload = await read_json_object(request, MAX_SDP_BYTES)
+    payload = await read_json_object(request, services_of(request).config.max_sdp_bytes)
     if payload.get("type") != "offer" or not isinstance(payload.get("sdp"), str):
         raise HTTPException(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
     session, answer = await _open_session(request, payload["sdp"])

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from personalization.experimenting import Experiments
 from personalization.tokens import TokenSigner, load_or_create_admin_token
 from streamer import experiments_api
+from streamer.config import ServerConfig
 from streamer.server import _http_error
 from tests.personalization.conftest import redis_client  # noqa: F401  (a real Redis)
 
@@ -33,7 +34,10 @@ async def client(redis_client: Any) -> Any:
     app = Starlette(routes=experiments_api.routes, exception_handlers={HTTPException: _http_error})
     signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
     app.state.services = SimpleNamespace(
-        signer=signer, experiments=Experiments(redis_client), admin_token=ADMIN["Authorization"].split()[1]
+        signer=signer,
+        experiments=Experiments(redis_client),
+        admin_token=ADMIN["Authorization"].split()[1],
+        config=ServerConfig(),
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
