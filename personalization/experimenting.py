@@ -116,8 +116,15 @@ class Experiments:
         """Count a feedback event (its event-stream id makes a retry harmless) in the viewer's experiment."""
         if assignment is None:
             return
+        await self.count_feedback(assignment.experiment, viewer_id, feedback, event_id, ts=ts)
+
+    async def count_feedback(
+        self, experiment: str, viewer_id: str, feedback: Feedback, event_id: str, *, ts: float | None = None
+    ) -> None:
+        """Count a feedback event in the metrics of the experiment `experiment` (by key); `event_id` makes
+        a retry harmless."""
         value = float(feedback.seconds or 0.0) if feedback.kind == "dwell" else 0.0
-        await self.metrics.record(assignment.experiment, viewer_id, feedback.kind, event_id, value=value, ts=ts)
+        await self.metrics.record(experiment, viewer_id, feedback.kind, event_id, value=value, ts=ts)
 
     async def record_steer(
         self, assignment: Assignment | None, viewer_id: str, steer_id: str | None = None, *, ts: float | None = None

@@ -87,13 +87,20 @@ class Personalizer:
         return self.policy(policy).choose(profile.state, profile.wishes, context, self.rng)
 
     async def record_feedback(
-        self, viewer_id: str, feedback: Feedback, scene: Mapping[str, str] | None, *, context: Context | None = None
+        self,
+        viewer_id: str,
+        feedback: Feedback,
+        scene: Mapping[str, str] | None,
+        *,
+        context: Context | None = None,
+        experiment: str | None = None,
     ) -> str:
         """Append feedback about a segment's scene and apply it at once (one round trip); return the event id.
 
         With Redis away and a spool attached, the event is spooled (fsynced) instead and the id returned
         is ``spooled:<eid>`` (see ``is_spooled``); it reaches the profile once Redis is back. Raises
-        ``spool.SpoolFull`` when the spool is full, the Redis error when there is no spool.
+        ``spool.SpoolFull`` when the spool is full, the Redis error when there is no spool. `experiment`: the
+        experiment the viewer's session runs; a spooled event is counted in it when it is replayed.
         """
         eid = new_event_id()
         try:
@@ -101,7 +108,7 @@ class Personalizer:
         except UNAVAILABLE:
             if self.spool is None:
                 raise
-        await self.spool.add(SpooledEvent.of(viewer_id, feedback, scene, context, eid))
+        await self.spool.add(SpooledEvent.of(viewer_id, feedback, scene, context, eid, experiment))
         return SPOOLED_PREFIX + eid
 
     async def steer(self, viewer_id: str, text: str) -> Wishes:

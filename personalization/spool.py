@@ -22,12 +22,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personalization.context import Context
 from personalization.errors import PixelcastError, UnknownViewer
 from personalization.events import EventLog
 from personalization.messages import Feedback
+
+if TYPE_CHECKING:
+    from personalization.experimenting import Experiments
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +59,24 @@ class SpooledEvent:
     time_of_day: str | None
     device: str | None
     ms: int  # when it was first sent (unix milliseconds)
+    experiment: str | None = None  # the experiment the viewer's session ran, whose metrics count the event
+
+    @property
+    def metric_id(self) -> str:
+        """What makes counting the event in its experiment's metrics a second time harmless."""
+        return f"spooled:{self.eid}"
 
     @classmethod
     def of(
-        cls, viewer_id: str, feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None, eid: str
+        cls,
+        viewer_id: str,
+        feedback: Feedback,
+        scene: Mapping[str, str] | None,
+        context: Context | None,
+        eid: str,
+        experiment: str | None = None,
     ) -> SpooledEvent:
-        """The record of one event."""
+        """The record of one event (`experiment`: the one the viewer's session runs, if any)."""
         return cls(
             eid=eid,
             viewer=viewer_id,
@@ -72,6 +87,7 @@ class SpooledEvent:
             time_of_day=context.time_of_day if context is not None else None,
             device=context.device if context is not None else None,
             ms=int(time.time() * 1000),
+            experiment=experiment,
         )
 
     def feedback(self) -> tuple[Feedback, dict[str, str] | None, Context | None]:
@@ -91,6 +107,7 @@ class EventSpool:
         self.max_events = max_events
         self.replayed = 0  # events this spool sent to Redis
         self.duplicates = 0  # events found already in Redis when replayed (their first reply was lost)
+        self.experiments: Experiments | None = None  # counts replayed events in their experiments (set by the server)
         self._count = 0
         self._lock = asyncio.Lock()
 
@@ -137,21 +154,33 @@ class EventSpool:
                 landed = await self.events.landed(viewer_id, [e.eid for e in events], since)
                 todo = [e for e in events if e.eid not in landed]
                 self.duplicates += len(events) - len(todo)
-                if not todo:
-                    continue
                 try:
-                    await self.events.append_many(
-                        viewer_id, [e.feedback() for e in todo], apply=True, eids=[e.eid for e in todo]
-                    )
+                    if todo:
+                        await self.events.append_many(
+                            viewer_id, [e.feedback() for e in todo], apply=True, eids=[e.eid for e in todo]
+                        )
                 except UnknownViewer:
                     logger.warning("event spool: viewer %s was erased; %d of its events dropped", viewer_id, len(todo))
                     continue
                 sent += len(todo)
+                # landed or not, no event here was counted in its experiment yet: the session skips that
+                # while Redis is away, and each count is keyed by the event, so a replay cut short repeats none
+                await self._count_in_experiments(events)
             await asyncio.to_thread(self._clear)
             self._count = 0
             self.replayed += sent
             logger.info("event spool: %d events sent to Redis (%d had landed before)", sent, len(records) - sent)
             return sent
+
+    async def _count_in_experiments(self, events: list[SpooledEvent]) -> None:
+        if self.experiments is None:
+            return
+        for event in events:
+            if event.experiment is not None:
+                feedback = event.feedback()[0]
+                await self.experiments.count_feedback(
+                    event.experiment, event.viewer, feedback, event.metric_id, ts=event.ms / 1000
+                )
 
     async def run(self, interval: float = REPLAY_INTERVAL) -> None:
         """Replay whenever the spool holds events, until cancelled (a background task of the server)."""

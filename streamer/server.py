@@ -146,7 +146,9 @@ def create_app(config: ServerConfig) -> Starlette:
             }
             signer, rotating = load_signer(config.data_dir, **key_ages)
             personalizer = Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser)
+            experiments = Experiments(store.redis)
             spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
+            spool.experiments = experiments
             personalizer.spool = spool
             with contextlib.suppress(*UNAVAILABLE):  # what a previous run spooled (the replayer retries)
                 await spool.replay()
@@ -163,7 +165,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 signer=signer,
                 batcher=batcher,
                 capacity=capacity,
-                experiments=Experiments(store.redis),
+                experiments=experiments,
                 admin_token=admin_token,
             )
             app.state.services = services

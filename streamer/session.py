@@ -287,10 +287,11 @@ class ViewerSession:
     async def record_feedback(self, feedback: Feedback) -> str:
         """Store feedback about one of this session's segments, applied to the profile at once.
 
-        With Redis away it is spooled and applied when Redis is back (the experiment metric is not).
+        With Redis away it is spooled, and applied and counted in the session's experiment when Redis is back.
         """
+        experiment = self.assignment.experiment if self.assignment is not None else None
         event_id = await self._services.personalizer.record_feedback(
-            self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context
+            self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context, experiment=experiment
         )
         if feedback.kind == "skip":
             self.skip()

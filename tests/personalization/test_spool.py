@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from personalization.context import Context
+from personalization.experimenting import Experiments
 from personalization.messages import Feedback
 from personalization.personalizer import Personalizer, is_spooled
 from personalization.redis_server import EmbeddedRedis
@@ -118,6 +120,47 @@ async def test_spool_is_bounded(data_dir: Path) -> None:
                 await spool.add(SpooledEvent.of("someone", Feedback("like", 3), None, None, "e3"))
             assert spool.pending == 2
             assert (data_dir / "events.spool").read_text().count("\n") == 2
+        finally:
+            await personalizer.events.aclose()
+            await client.aclose()
+
+
+async def test_replayed_events_count_once_in_their_experiment(data_dir: Path) -> None:
+    async with EmbeddedRedis(data_dir / "redis") as url:
+        client = connect(url)
+        personalizer = Personalizer(client, VOCABULARY)
+        experiments = Experiments(client)
+        try:
+            await experiments.create(
+                {
+                    "key": "spooled",
+                    "variations": [
+                        {"id": "a", "policy": "static", "weight": 0.5},
+                        {"id": "b", "policy": "random", "weight": 0.5},
+                    ],
+                }
+            )
+            viewer_id = await ViewerRegistry(client).create()
+            assert await experiments.start_session(viewer_id, Context(), "s1") is not None
+            spool = await EventSpool.open(data_dir, personalizer.events)
+            spool.experiments = experiments
+            kinds = ["like", "like", "skip", "dwell"]
+            events = [
+                SpooledEvent.of(viewer_id, Feedback(kind, i, 4.0 if kind == "dwell" else None), SCENE, None,
+                                f"e{i:04d}", "spooled")
+                for i, kind in enumerate(kinds)
+            ]
+            for event in events:
+                await spool.add(event)
+            assert await spool.replay() == 4
+            row = (await experiments.metrics.rows("spooled"))[viewer_id]
+            assert (row["l"], row["s"]) == (2, 1)
+            # the same events spooled again (a replay cut short after counting) count nothing twice
+            for event in events:
+                await spool.add(event)
+            assert await spool.replay() == 0 and spool.duplicates == 4
+            again = (await experiments.metrics.rows("spooled"))[viewer_id]
+            assert again == row
         finally:
             await personalizer.events.aclose()
             await client.aclose()
