@@ -4,6 +4,8 @@ Every third viewer goes away without DELETE (it closes its peer connection, as a
 and after, it reads the server's asyncio tasks (`/metrics`), threads, open file descriptors and RSS
 (`/proc`), and the census of anonymous viewers' Redis keys; the report says whether each stayed within
 `BOUNDS`. "Before" is taken after `WARMUP_CYCLES`, whose first sessions start the server's lazy pools.
+RSS is also sampled along the way (`RSS_SAMPLES` times), so a report shows whether memory levels off or
+keeps growing: its growth per 100 cycles over the second half of the run is reported beside the total.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .server_process import ServerProcess
 
 WARMUP_CYCLES = 2
 FRAMES_PER_CYCLE = 3
+RSS_SAMPLES = 10
 DRAIN_SECONDS = 30.0  # how long sessions of viewers that left without DELETE may take to be noticed
 # What N cycles may leave behind, after warm-up. Anonymous viewers keep their profile (it expires a week after
 # their last visit), so their keys grow with N; every one of those keys must carry that TTL.
@@ -91,10 +94,15 @@ async def _run(url: str, pid: int, redis_url: str, cycles: int) -> dict[str, Any
             await _cycle(url, http, delete=i % 2 == 0)
         await _drained(http)
         before = await _snapshot(http, pid, redis_url)
+        every = max(1, cycles // RSS_SAMPLES)
+        samples = [(0, before["rss_mib"])]
         for i in range(cycles):
             await _cycle(url, http, delete=i % 3 != 2)
+            if (i + 1) % every == 0 and i + 1 < cycles:
+                samples.append((i + 1, _proc(pid)["rss_mib"]))
         await _drained(http)
         after = await _snapshot(http, pid, redis_url)
+        samples.append((cycles, after["rss_mib"]))
     growth = {key: round(after[key] - before[key], 1) for key in ("asyncio_tasks", "threads", "open_fds", "rss_mib")}
     growth["anonymous_keys_without_ttl"] = after["redis"]["anonymous_keys_without_ttl"]
     growth["sessions"] = after["sessions"]
@@ -105,7 +113,21 @@ async def _run(url: str, pid: int, redis_url: str, cycles: int) -> dict[str, Any
         "bounds": BOUNDS,
         "within_bounds": all(growth[key] <= bound for key, bound in BOUNDS.items()),
         "anonymous_viewers_added": after["redis"]["anonymous_viewers"] - before["redis"]["anonymous_viewers"],
+        "rss_mib_by_cycle": samples,
+        "rss_mib_per_100_cycles_second_half": late_growth(samples),
     }
+
+
+def late_growth(samples: list[tuple[int, float]]) -> float | None:
+    """RSS growth per 100 cycles between the sample nearest the run's middle and the last one (None for
+    fewer than two samples): a leak keeps it up, an allocator that settles brings it towards 0."""
+    if len(samples) < 2:
+        return None
+    last_cycle, last_rss = samples[-1]
+    middle_cycle, middle_rss = min(samples[:-1], key=lambda s: abs(s[0] - last_cycle / 2))
+    if last_cycle == middle_cycle:
+        return None
+    return round((last_rss - middle_rss) / (last_cycle - middle_cycle) * 100, 1)
 
 
 def _redis_url(server: ServerProcess) -> str:
@@ -134,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
     write_json(report, args.json)
     print(
         f"{args.cycles} cycles ({args.cycles // 3} without DELETE): growth {measured['growth']}; "
-        f"{'within' if measured['within_bounds'] else 'PAST'} the bounds {BOUNDS}"
+        f"{'within' if measured['within_bounds'] else 'PAST'} the bounds {BOUNDS}; RSS over the second half "
+        f"{measured['rss_mib_per_100_cycles_second_half']} MiB per 100 cycles"
     )
     return 0 if measured["within_bounds"] else 1

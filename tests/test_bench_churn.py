@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.churn import late_growth
+
 CYCLES = 20
 
 
@@ -22,3 +24,11 @@ def test_churn_leaves_no_tasks_threads_fds_or_immortal_keys(tmp_path: Path) -> N
     assert growth["sessions"] == 0, "a viewer that left without DELETE kept its session"
     assert growth["anonymous_keys_without_ttl"] == 0
     assert report["anonymous_viewers_added"] == CYCLES, "each cycle was a new anonymous viewer, kept (with a TTL)"
+
+
+def test_late_growth_tells_a_leak_from_memory_that_levels_off() -> None:
+    leveling = [(0, 1000.0), (50, 1060.0), (100, 1080.0), (150, 1082.0), (200, 1083.0)]
+    leaking = [(0, 1000.0), (50, 1030.0), (100, 1060.0), (150, 1090.0), (200, 1120.0)]
+    assert late_growth(leveling) == 3.0
+    assert late_growth(leaking) == 60.0
+    assert late_growth([(0, 1000.0)]) is None
