@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixelcast-installed
 ARGS ?=
 
-.PHONY: run test bench train eval simulate install browser clean
+.PHONY: run test bench report train eval simulate install browser clean
 
 run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
@@ -20,6 +20,10 @@ bench: $(STAMP)
 	$(VENV)/bin/pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json
 	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
 	$(VENV)/bin/pixelcast bench grounding --json bench-results/grounding.json
+
+# docs/performance.md, generated from the latest reports in bench-results/*.json.
+report: $(STAMP)
+	$(VENV)/bin/pixelcast report $(ARGS)
 
 train: $(STAMP)
 	$(VENV)/bin/pixelcast train $(ARGS)

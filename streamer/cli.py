@@ -216,6 +216,7 @@ _COMMANDS = (
         "models.evaluation.grounder_fold",
         "the grounder's reading of new phrasings, on a validation fold",
     ),
+    _Command(("report",), "benchmarks.summary", "write docs/performance.md from the reports in bench-results/*.json"),
     _Command(
         ("simulate",),
         "personalization.simulator",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-COMMANDS = ("serve", "bench", "eval", "train", "simulate")
+COMMANDS = ("serve", "bench", "eval", "train", "simulate", "report")
 
 
 def _run(*code_lines: str) -> str:
