@@ -5,13 +5,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixelcast-installed
 ARGS ?=
 
-.PHONY: run test bench report train eval simulate install browser clean
+.PHONY: run test lint bench report train eval simulate install browser clean
 
 run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
 
-test: $(STAMP) browser
+test: lint browser
 	$(PY) -m pytest $(ARGS)
+
+# ruff with the rules pyproject.toml selects; part of `make test`
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # Speed, measured side by side and written as JSON under bench-results/ (see README, Performance).
 bench: $(STAMP)

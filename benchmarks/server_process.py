@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 
-
 # Every test and benchmark client comes from 127.0.0.1, many times a minute: the per-address limits would
 # refuse them. A test of the limits passes its own values, which come later on the command line and win.
 HARNESS_LIMITS = (

@@ -46,8 +46,8 @@ renders) from frames streamed for new, held-out phrasings and for training phras
 - Held-out subject+palette adherence / ceiling: {a['heldout_joint_vs_ceiling']}
   (± {a.get('heldout_joint_vs_ceiling_stderr', 'n/a')} standard error over {a['specs']} streams; training phrasings:
   {a['train_joint_vs_ceiling']} ± {a.get('train_joint_vs_ceiling_stderr', 'n/a')}).
-{_grounding_lines(a)}{_detail_line(a)}- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels against the world's own
-  {f['world_mean_abs_change']} (ratio {f['ratio']}).
+{_grounding_lines(a)}{_detail_line(a)}- Flicker: mean frame-to-frame change {f['generated_mean_abs_change']} grey levels
+  against the world's own {f['world_mean_abs_change']} (ratio {f['ratio']}).
 - Drift over a {d['rollout_minutes']}-minute rollout ({d.get('streams', 'n/a')} streams): subject+palette adherence
   {_pct(d['first']['accuracy']['subject+palette'])} in the first window,
   {_pct(d['last']['accuracy']['subject+palette'])} in the last ({d['drift_points']} points).
@@ -204,17 +204,17 @@ def _sharpen_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     if not config.get("sharpen_steps"):
         return "3. No sharpening stage: one-step frames are the denoiser's average of what the text allows."
     figures = training.get("sharpen", {})
-    return f"""3. Sharpening ({config['sharpen_steps']} steps, batch {config['unet_batch']}, AdamW at {config['sharpen_lr']}): in one step from
-   pure noise, a denoiser trained on squared error alone draws the average of every frame the text
-   allows, a soft colour field, and a stream carries its first frame on. A small patch critic on
-   latents (logistic loss, R1 penalty {config.get('sharpen_r1')}, projection of the sentence embedding) learns to
-   tell real frames of a text from the frames a stream starts with (no previous frame, or the model's
-   own first frame as previous frame, {config.get('sharpen_own_context', 0):.0%}); the denoiser keeps its
+    return f"""3. Sharpening ({config['sharpen_steps']} steps, batch {config['unet_batch']}, AdamW at
+   {config['sharpen_lr']}): in one step from pure noise, a denoiser trained on squared error alone draws the
+   average of every frame the text allows, a soft colour field, and a stream carries its first frame on. A small
+   patch critic on latents (logistic loss, R1 penalty {config.get('sharpen_r1')}, projection of the sentence
+   embedding) learns to tell real frames of a text from the frames a stream starts with (no previous frame, or the
+   model's own first frame as previous frame, {config.get('sharpen_own_context', 0):.0%}); the denoiser keeps its
    v-prediction loss (spread evenly over timesteps) and adds {config['sharpen_weight']} x the critic's verdict, as
-   adversarial diffusion distillation does, plus {config.get('sharpen_anchor', 0)} x the squared difference of
-   its frames' 4x4-cell averages from the trained denoiser's, so that layout and colours stay those the
-   text asked for. Last 100 steps: squared error {figures.get('mse')}, critic loss {figures.get('critic')}
-   (1.39 = cannot tell them apart)."""
+   adversarial diffusion distillation does, plus {config.get('sharpen_anchor', 0)} x the squared difference of its
+   frames' 4x4-cell averages from the trained denoiser's, so that layout and colours stay those the text asked
+   for. Last 100 steps: squared error {figures.get('mse')}, critic loss {figures.get('critic')} (1.39 = cannot
+   tell them apart)."""
 
 
 def _decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
@@ -362,7 +362,7 @@ def _fit_size(config: dict[str, Any]) -> str:
     if any(config.get(key) != value for key, value in FOLD_CHOSEN_FIT.items()):
         return ""
     return f"""
-   The grounder's {config['grounder_captions']:,} captions and {config['grounder_steps']:,} steps (were 3,000 and 500) were chosen
+   The grounder's {config['grounder_captions']:,} captions and {config['grounder_steps']:,} steps were chosen
    in a side run on a validation fold: a fifth of each subject's and palette's training phrases were
    kept out of the grounder's training (phrase table and captions), and 1,500 captions used them in
    half their slots. Subject and palette both read right and sure in fold captions that use one:
@@ -503,10 +503,10 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
 
 - Only the procedural world: it has never seen a photograph; words outside the world's vocabulary
   steer it only as far as MiniLM relates them to words it knows.
-{_picture_limits(report)}- Remarks that name no scene pass unchanged ("hello", "surprise me", "next": none of a test list of
-  24 gets canonical words); before the grounder had an "unnamed" outcome about one in five did
-  ("at dawn: hello"). A phrasing it cannot read is often taken for a remark too, and then the
-  denoiser has only the viewer's words.
+{_picture_limits(report)}- Remarks that name no scene pass unchanged ("hello", "surprise me", "next":
+  none of a test list of 24 gets canonical words), where a grounder without an "unnamed" outcome
+  put scene words in front of about one in five ("at dawn: hello"). A phrasing it cannot read is
+  often taken for a remark too, and then the denoiser has only the viewer's words.
 - Held-out words neither MiniLM nor the grounder's WordNet table relate to the world's stay unread,
   grounded or not: "taiga" and "torrent off a cliff" (subjects), "blue hour", "outrun" and "cyberpunk
   hues" (palettes); the table now reads "cataract", "sierra" and "gloaming". Some MiniLM

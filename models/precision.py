@@ -95,11 +95,11 @@ class MixedPrecision:
         dtype = next(self.full.parameters()).dtype
         chosen: dict[int, str] = {}
         for batch in batches:
-            full = _best_seconds(lambda: run(self.full, dtype, batch), calls)
+            full = _best_seconds(lambda batch=batch: run(self.full, dtype, batch), calls)
             seconds = {}
             for name, module in list(variants.items()):
                 try:
-                    seconds[name] = _best_seconds(lambda m=module: run(m, FAST_DTYPE, batch), calls)
+                    seconds[name] = _best_seconds(lambda m=module, batch=batch: run(m, FAST_DTYPE, batch), calls)
                 except TraceMismatch as error:  # this model does not freeze faithfully: stay eager
                     log.warning("not using frozen graphs: %s", error)
                     del variants[name]

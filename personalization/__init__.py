@@ -15,7 +15,7 @@ from personalization.redis_server import EmbeddedRedis
 from personalization.store import Store, default_data_dir, open_store
 from personalization.tokens import TokenSigner, load_or_create_secret
 from personalization.viewers import ViewerRegistry
-from personalization.wishes import WishParser, Wishes
+from personalization.wishes import Wishes, WishParser
 
 __all__ = [
     "POLICIES",

@@ -35,7 +35,6 @@ import numpy as np
 import redis.asyncio as aioredis
 from scipy.stats import binomtest
 
-from personalization.context import Context
 from personalization.experimenting import Experiments
 from personalization.experiments import Experiment, ExperimentError, parse_definition
 from personalization.messages import Feedback

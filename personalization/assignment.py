@@ -18,9 +18,11 @@ import redis.asyncio as aioredis
 from growthbook import GrowthBookClient
 from growthbook.common_types import (
     AbstractAsyncStickyBucketService,
-    Experiment as GBExperiment,
     Options,
     UserContext,
+)
+from growthbook.common_types import (
+    Experiment as GBExperiment,
 )
 
 from personalization.context import Context

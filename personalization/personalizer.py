@@ -26,8 +26,7 @@ from personalization.profiles import Profile, ProfileState, ProfileStore
 from personalization.spool import EventSpool, SpooledEvent
 from personalization.store import UNAVAILABLE
 from personalization.viewers import ViewerRegistry
-from personalization.wishes import WishParser, Wishes
-
+from personalization.wishes import Wishes, WishParser
 
 SPOOLED_PREFIX = "spooled:"
 

@@ -161,7 +161,7 @@ class EmbeddedRedis:
         conf_path = self.data_dir / "redis.conf"
         conf_path.write_text(self._config(), encoding="utf-8")
         try:
-            with open(self.log_path, "ab") as log:
+            with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - a local file, opened in microseconds
                 self._proc = await asyncio.create_subprocess_exec(
                     redis_server_executable(),
                     str(conf_path),

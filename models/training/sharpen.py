@@ -27,7 +27,6 @@ from .config import TrainConfig
 from .denoiser import Batch, update_ema, v_prediction_loss
 from .world_data import ClipBank
 
-
 ANCHOR_POOL = 4
 """The sharpened frame's latent, averaged over 4x4 cells (32x32 pixels), stays the trained denoiser's."""
 

@@ -7,7 +7,7 @@ import json
 import re
 import string
 from collections.abc import Collection
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def _slots(template: str) -> tuple[str, ...]:
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def templates(split: str, mention: frozenset[str] = frozenset(), vocabulary: Vocabulary = WORLD) -> tuple[str, ...]:
     """The templates of `split` that name every attribute in `mention`."""
     if split not in SPLITS:

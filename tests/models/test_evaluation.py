@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models import default_model_path
+from models.card import EVALUATION_FILE, TRAINING_FILE, missed_phrases, write_model_card
 from models.evaluation.probe import (
     PROBE_ATTRIBUTES,
     AttributeProbe,
@@ -18,8 +20,6 @@ from models.evaluation.probe import (
     render_examples,
     shipped_probe_path,
 )
-from models import default_model_path
-from models.card import EVALUATION_FILE, TRAINING_FILE, missed_phrases, write_model_card
 from models.world import ATTRIBUTES
 from models.world.captions import synonyms
 from streamer.cli import main as cli_main

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 import torch
 from safetensors.numpy import load_file
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalization.wishes import WishParser, Wishes, scoped, split_clauses
+from personalization.wishes import Wishes, WishParser, scoped, split_clauses
 
 VOCABULARY = {
     "subject": ("ocean", "city", "mountains", "forest"),

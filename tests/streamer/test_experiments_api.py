@@ -30,7 +30,7 @@ DEFINITION = {
 
 
 @pytest.fixture
-async def client(redis_client: Any) -> Any:
+async def client(redis_client: Any) -> Any:  # noqa: F811 - the fixture imported above
     app = Starlette(routes=experiments_api.routes, exception_handlers={HTTPException: _http_error})
     signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
     app.state.services = SimpleNamespace(

@@ -6,7 +6,6 @@ import httpx
 from aiortc import RTCPeerConnection
 
 
-
 async def _real_offer() -> str:
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
