@@ -22,6 +22,8 @@ bench: $(STAMP)
 	$(VENV)/bin/pixelcast bench engine --seconds 20 --steps 1 --batches 1 4 8 --json bench-results/engine.json
 	$(VENV)/bin/pixelcast bench stream --viewers 1 --seconds 30 --json bench-results/stream-1.json
 	$(VENV)/bin/pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json
+	$(VENV)/bin/pixelcast bench stream --viewers 10 --seconds 30 --json bench-results/stream-10.json
+	$(VENV)/bin/pixelcast bench churn --cycles 200 --json bench-results/churn-200.json
 	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
 	$(VENV)/bin/pixelcast bench grounding --json bench-results/grounding.json
 

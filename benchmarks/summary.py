@@ -233,6 +233,7 @@ SECTIONS = (
     Section("stream", "Streams to real viewers", stream_section, (
         "pixelcast bench stream --viewers 1 --seconds 30 --json bench-results/stream-1.json",
         "pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json",
+        "pixelcast bench stream --viewers 10 --seconds 30 --json bench-results/stream-10.json",
     )),
     Section("engine", "Engine against the plain pipeline", engine_section, (
         "pixelcast bench engine --seconds 20 --steps 1 --batches 1 4 8 --json bench-results/engine.json",
