@@ -39,6 +39,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(_num(cell) for cell in row) + " |" for row in rows]
 
 
+def _block(intro: str, header: list[str], rows: list[list[Any]], name: str, report: Report) -> list[str]:
+    """A section's lines: its introduction, its table, and the machine the figures came from."""
+    return [intro, "", *_table(header, rows), "", machine_line(name, report)]
+
+
 def _when(date: str | None) -> str:
     try:
         moment = datetime.datetime.fromisoformat(str(date)).astimezone(datetime.timezone.utc)
@@ -141,13 +146,8 @@ def redis_section(loaded: Loaded) -> list[str]:
         "writers", "events", "events/s", "p50 ms", "p99 ms", "exact counts", "replay changed profiles", "target",
         "met",
     ]
-    return [
-        f"Redis {r.get('redis', {}).get('url')} {r.get('redis', {}).get('version')} (`pixelcast bench redis`).",
-        "",
-        *_table(header, [row]),
-        "",
-        machine_line(name, r),
-    ]
+    intro = f"Redis {r.get('redis', {}).get('url')} {r.get('redis', {}).get('version')} (`pixelcast bench redis`)."
+    return _block(intro, header, [row], name, r)
 
 
 def grounding_section(loaded: Loaded) -> list[str]:
@@ -159,14 +159,11 @@ def grounding_section(loaded: Loaded) -> list[str]:
         [contender, t.get("p50_ms"), t.get("p95_ms"), f"x{_num(t['p50_ms'] / base, 2)}" if base else "-"]
         for contender, t in results.items()
     ]
-    return [
+    intro = (
         f"{r.get('steers')} steers, {r.get('rounds')} rounds each (`pixelcast bench grounding`); "
-        f"every contender read the same prompts: {_num(r.get('same_prompts'))}.",
-        "",
-        *_table(["contender", "p50 ms", "p95 ms", "p50 vs small batches"], rows),
-        "",
-        machine_line(name, r),
-    ]
+        f"every contender read the same prompts: {_num(r.get('same_prompts'))}."
+    )
+    return _block(intro, ["contender", "p50 ms", "p95 ms", "p50 vs small batches"], rows, name, r)
 
 
 def churn_section(loaded: Loaded) -> list[str]:
@@ -177,27 +174,23 @@ def churn_section(loaded: Loaded) -> list[str]:
         [key, growth.get(key), bound, _met(growth.get(key, float("inf")) <= bound)]
         for key, bound in bounds.items()
     ]
-    return [
+    intro = (
         f"{r.get('cycles')} cycles, every third viewer leaving without DELETE (`pixelcast bench churn`); "
         f"within all bounds: {_num(r.get('within_bounds'))}; anonymous viewers added (kept, with a TTL): "
         f"{_num(r.get('anonymous_viewers_added'))}. Growth is measured from after the warm-up cycles; keys "
-        "without a TTL and sessions are counts at the end.",
-        "",
-        *_table(["measure", f"growth after {r.get('cycles')} cycles", "bound", "within"], rows),
-        "",
-        *_rss_settling(r),
-        machine_line(name, r),
-    ]
+        f"without a TTL and sessions are counts at the end.{_rss_settling(r)}"
+    )
+    return _block(intro, ["measure", f"growth after {r.get('cycles')} cycles", "bound", "within"], rows, name, r)
 
 
-def _rss_settling(report: Report) -> list[str]:
+def _rss_settling(report: Report) -> str:
     """How RSS grew along the run, where the report sampled it."""
     samples = report.get("rss_mib_by_cycle")
     if not samples:
-        return []
+        return ""
     path = ", ".join(f"{_num(mib)} after {cycle}" for cycle, mib in samples)
     late = _num(report.get("rss_mib_per_100_cycles_second_half"))
-    return [f"RSS along the run (MiB after N cycles): {path}; over the second half {late} MiB per 100 cycles.", ""]
+    return f" RSS along the run (MiB after N cycles): {path}; over the second half {late} MiB per 100 cycles."
 
 
 def eval_model_section(loaded: Loaded) -> list[str]:
@@ -211,13 +204,8 @@ def eval_model_section(loaded: Loaded) -> list[str]:
         for target, check in checks.items()
     ]
     quick = " (quick settings: a smoke run, not the full evaluation)" if r.get("quick") else ""
-    return [
-        f"Model `{r.get('model')}`{quick}; all targets pass: {_num(r.get('all_targets_pass'))}.",
-        "",
-        *_table(["target", "value", "bound", "pass"] + (["note"] if notes else []), rows),
-        "",
-        machine_line(name, r),
-    ]
+    intro = f"Model `{r.get('model')}`{quick}; all targets pass: {_num(r.get('all_targets_pass'))}."
+    return _block(intro, ["target", "value", "bound", "pass"] + (["note"] if notes else []), rows, name, r)
 
 
 class Section(NamedTuple):
