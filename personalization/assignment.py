@@ -28,6 +28,7 @@ from growthbook.common_types import (
 from personalization.context import Context
 from personalization.experiments import Experiment
 from personalization.keys import TTL_FIELD, _tag, is_valid_viewer_id, profile_key
+from personalization.lua import source
 
 HASH_ATTRIBUTE = "id"
 
@@ -37,25 +38,12 @@ def assignments_key(viewer_id: str) -> str:
     return f"{_tag(viewer_id)}:assignments"
 
 
-# KEYS[1] the viewer's assignments hash, KEYS[2] the viewer's profile hash (for an anonymous viewer's TTL)
-# ARGV field, variation, field, variation, ... of the sticky-bucket document
-# Returns the number of fields written. A field already set is kept: two servers assigning the same viewer
-# at once agree on the first answer, and a stored assignment is never rewritten.
-LUA_SAVE_ASSIGNMENTS = f"""
-local written = 0
-for i = 1, #ARGV, 2 do written = written + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local ttl = tonumber(redis.call('HGET', KEYS[2], '{TTL_FIELD}') or '0')
-if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-return written
-"""
-
-
 class RedisStickyBucketService(AbstractAsyncStickyBucketService):
     """GrowthBook's async sticky-bucket service on Redis, keyed by the viewer id (the hash attribute)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._save = redis.register_script(LUA_SAVE_ASSIGNMENTS)
+        self._save = redis.register_script(source("save_assignments.lua", {"TTL_FIELD": TTL_FIELD}))
 
     async def get_assignments(self, attributeName: str, attributeValue: str) -> dict[str, Any] | None:
         """The stored document for a viewer id, or None (other attributes are not sticky here)."""

@@ -1,7 +1,7 @@
 """The event consumer: a Redis Stream consumer group that applies feedback events to profiles.
 
 It reads the pointers of ``keys.POINTERS_KEY`` (one ``{"viewer": <id>}`` per viewer per append round trip) with
-``XREADGROUP``, applies each named viewer's pending events with ``profiles.LUA_APPLY`` (pipelined,
+``XREADGROUP``, applies each named viewer's pending events with ``lua/apply.lua`` (pipelined,
 one call per distinct viewer of a batch), then ``XACK``s and ``XDEL``s the pointers. Pointers left
 pending by a consumer that died are taken over with ``XAUTOCLAIM`` after ``claim_idle_ms``.
 

@@ -2,9 +2,9 @@
 
 Each event records which scene it was about (``scene``: compact JSON attr -> value, written by the
 streamer from the segment's ``SceneSpec``) and the viewing context bucket (``context``), so that
-``profiles.LUA_EVIDENCE`` can turn it into posterior evidence. Appends are group-committed
+``lua/evidence.lua`` can turn it into posterior evidence. Appends are group-committed
 (``group_commit.GroupCommit``): the appends of every viewer that arrive while one round trip is in
-flight share the next one, and one ``LUA_APPEND`` call serves up to 64 viewers (one viewer per call on a
+flight share the next one, and one ``lua/append.lua`` call serves up to 64 viewers (one viewer per call on a
 Redis Cluster, where a script stays in one hash slot): per-call and per-reply costs dominate small
 events on both ends. A viewer whose events are left for ``consumer.EventConsumer`` gets a pointer
 ``{"viewer": <id>}`` on the global stream ``keys.POINTERS_KEY``; events applied live need none.
@@ -25,17 +25,14 @@ from personalization.errors import UnknownViewer
 from personalization.group_commit import GroupCommit
 from personalization.keys import (
     EVENTS_MAXLEN,
-    KEYS_PER_VIEWER,
-    LUA_REFRESH_TTL,
     POINTERS_KEY,
     POINTERS_MAXLEN,
-    TTL_REFRESH_FRACTION,
-    TTL_REFRESHED_FIELD,
     events_key,
     viewer_keys,
 )
+from personalization.lua import source
 from personalization.messages import FEEDBACK_KINDS, Feedback
-from personalization.profiles import APPLY_LIMIT, LUA_EVIDENCE, ProfileStore, scene_field
+from personalization.profiles import APPLY_LIMIT, LUA_CONSTANTS, ProfileStore, scene_field
 from personalization.scripts import ScriptCall, run_scripts
 
 _NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -43,113 +40,6 @@ _SCENE_JSON_RE = re.compile(r'\{"[a-z0-9_]{1,32}":"[a-z0-9_]{1,32}"(?:,"[a-z0-9_
 _MAX_SCENE_ATTRIBUTES = 16
 _ARGS_PER_EVENT = 6
 _VIEWERS_PER_CALL = 64  # bounds how long one script holds Redis
-
-# KEYS: keys.viewer_keys of each viewer of the call, KEYS_PER_VIEWER keys each, in this order per
-# viewer: [1] profile hash, [2] events stream, [4] affinity hash (all of them for the TTL).
-# ARGV[1] ts (unix seconds), ARGV[2] approximate MAXLEN of the streams, ARGV[3] most events the call
-# may apply in all, then per viewer: "1" to apply its pending events after appending ("0": leave them
-# to the consumer), the number of events n, and 6 values per event: kind ("like" | "skip" | "dwell"),
-# segment_id or "", seconds or "", scene (compact JSON attr -> value) or "", context bucket or "", and
-# the event's own id (``eid``, chosen by the caller, so that a replay can tell whether it already landed).
-# Returns three values per viewer: events applied (-1: the viewer has no profile, nothing written),
-# 1 if some of its events are left unapplied (0 if none), and its new stream ids joined by spaces.
-# XADD and the counters run in one script, so the counters always equal what the stream received;
-# the apply in the same script makes the events count before the caller hears back.
-# ``last_appended_id`` lets the apply skip re-reading the stream: when every event appended before
-# was applied already, the pending events are exactly the ones in ARGV.
-LUA_APPEND = (
-    LUA_REFRESH_TTL
-    + LUA_EVIDENCE
-    + f"""
-local KEYS_PER_VIEWER, TTL_REFRESH_FRACTION = {KEYS_PER_VIEWER}, {TTL_REFRESH_FRACTION}
-local TTL_REFRESHED = '{TTL_REFRESHED_FIELD}'
-"""
-    + """
-local function append_viewer(k, first, n, limit)
-  local profile, stream, affinity = KEYS[k + 1], KEYS[k + 2], KEYS[k + 4]
-  local p = redis.call('HMGET', profile, 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds',
-    'last_appended_id', 'n_like', 'n_skip', 'n_dwell', 'dwell_seconds', TTL_REFRESHED)
-  if not p[1] then return -1, 0, {} end
-  local counts = {like = tonumber(p[6]) or 0, skip = tonumber(p[7]) or 0, dwell = tonumber(p[8]) or 0}
-  local dwell_seconds = tonumber(p[9]) or 0
-  local last = p[2] or '0-0'
-  local caught_up = limit > 0 and p[5] and p[5] == last and n <= limit
-  local upgraded = limit > 0 and upgrade(profile, affinity, p[1])
-  local ids = {}
-  for i = first, first + 6 * (n - 1), 6 do
-    local kind, seconds = ARGV[i], ARGV[i + 2]
-    ids[#ids + 1] = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*',
-      'kind', kind, 'segment_id', ARGV[i + 1], 'seconds', seconds, 'ts', ARGV[1],
-      'scene', ARGV[i + 3], 'context', ARGV[i + 4], 'eid', ARGV[i + 5])
-    counts[kind] = counts[kind] + 1
-    if kind == 'dwell' then dwell_seconds = dwell_seconds + tonumber(seconds) end
-    if caught_up then add_evidence(affinity, kind, seconds, ARGV[i + 3], ARGV[i + 4]) end
-  end
-  local applied, newest = 0, last
-  if caught_up then
-    applied, newest = #ids, ids[#ids]
-  elseif limit > 0 then
-    local entries = pending(stream, last, '+', limit, affinity)
-    applied = #entries
-    if applied > 0 then newest = entries[applied][1] end
-  end
-  redis.call('HSET', profile, 'n_like', counts.like, 'n_skip', counts.skip, 'n_dwell', counts.dwell,
-    'dwell_seconds', fmt(dwell_seconds), 'last_appended_id', ids[#ids], 'last_event_id', newest,
-    'n_applied', (tonumber(p[3]) or 0) + applied)
-  local ttl, now = tonumber(p[4]) or 0, tonumber(ARGV[1])
-  if ttl > 0 then
-    -- a key this call may have created (the stream, the affinity hash, rewritten on upgrade) gets
-    -- the TTL at once; otherwise the expiry restarts once per TTL_REFRESH_FRACTION of the TTL
-    local created = not p[5] or upgraded or (applied > 0 and (tonumber(p[3]) or 0) == 0)
-    if created or now - (tonumber(p[10]) or 0) >= ttl * TTL_REFRESH_FRACTION then
-      refresh_ttl(ttl, k + 1, k + KEYS_PER_VIEWER)
-      redis.call('HSET', profile, TTL_REFRESHED, ARGV[1])
-    end
-  end
-  return applied, newest ~= ids[#ids] and 1 or 0, ids
-end
-
-local out = {}
-local budget = tonumber(ARGV[3])
-local a = 4
-for k = 0, #KEYS - 1, KEYS_PER_VIEWER do
-  local n = tonumber(ARGV[a + 1])
-  local limit = 0
-  if ARGV[a] == '1' then limit = budget end
-  local applied, left, ids = append_viewer(k, a + 2, n, limit)
-  if applied > 0 then budget = budget - applied end
-  out[#out + 1] = applied
-  out[#out + 1] = left
-  out[#out + 1] = table.concat(ids, ' ')
-  a = a + 2 + 6 * n
-end
-return out
-"""
-)
-
-# KEYS[1] a viewer's events stream. ARGV[1] the stream id to search from, ARGV[2..] event ids (``eid``).
-# Returns the eids of ARGV that some entry from ARGV[1] on carries: events that already landed. Reads
-# the stream in pages, so a long stream never builds one huge reply.
-LUA_LANDED = """
-local wanted, found = {}, {}
-for i = 2, #ARGV do wanted[ARGV[i]] = true end
-local start = ARGV[1]
-while true do
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1000)
-  for _, entry in ipairs(entries) do
-    local raw = entry[2]
-    for i = 1, #raw, 2 do
-      if raw[i] == 'eid' and wanted[raw[i + 1]] then
-        found[#found + 1] = raw[i + 1]
-        wanted[raw[i + 1]] = nil
-      end
-    end
-  end
-  if #entries < 1000 then return found end
-  start = '(' .. entries[#entries][1]
-end
-"""
-
 
 def new_event_id() -> str:
     """A fresh ``eid``: 16 random hex digits, unique enough among one viewer's events."""
@@ -198,8 +88,9 @@ class EventLog:
     def __init__(self, redis: aioredis.Redis, profiles: ProfileStore | None = None, *, max_batch: int = 256) -> None:
         self.redis = redis
         self.profiles = profiles or ProfileStore(redis)
-        self._append = redis.register_script(LUA_APPEND)  # EVALSHA, loading the script on NOSCRIPT
-        self._landed = redis.register_script(LUA_LANDED)
+        # EVALSHA, loading the script on NOSCRIPT
+        self._append = redis.register_script(source("append.lua", LUA_CONSTANTS))
+        self._landed = redis.register_script(source("landed.lua", {}))
         self._commit: GroupCommit[_Append, list[str]] = GroupCommit(self._flush, max_batch=max_batch)
 
     async def append(
@@ -250,7 +141,7 @@ class EventLog:
         return await self._commit.submit(_Append(viewer_id, args, apply))
 
     async def _flush(self, appends: Sequence[_Append]) -> list[list[str] | BaseException]:
-        """One round trip for a batch: ``LUA_APPEND`` for every viewer (its appends in order), then pointers.
+        """One round trip for a batch: ``lua/append.lua`` for every viewer (its appends in order), then pointers.
 
         A viewer gets a pointer on ``pc:events`` when events of it are left for the consumer: at once
         for appends without ``apply``, after the script for the rare apply that hit ``APPLY_LIMIT``.
@@ -318,7 +209,7 @@ class EventLog:
     def _args(
         feedback: Feedback, scene: Mapping[str, str] | None, context: Context | None, eid: str
     ) -> list[str | int]:
-        """The six ARGV values of ``LUA_APPEND`` for one event (validated)."""
+        """The six ARGV values of ``lua/append.lua`` for one event (validated)."""
         if feedback.kind not in FEEDBACK_KINDS:
             raise ValueError(f"unknown feedback kind {feedback.kind!r}")
         if feedback.kind == "dwell" and feedback.seconds is None:

@@ -102,17 +102,10 @@ TTL_REFRESHED_FIELD = "ttl_refreshed_at"
 #: week is 1.7 hours), besides whenever it creates a key: per event it would be most of the script's work.
 TTL_REFRESH_FRACTION = 0.01
 
-#: Lua fragment shared by the scripts that write a viewer's keys. ``refresh_ttl(ttl, first, last)``
-#: restarts the expiry of ``KEYS[first..last]`` (default: all of KEYS, ``KEYS[first]`` being the
-#: profile) when the viewer is anonymous: anonymous data lives for TTL seconds after the viewer's last
-#: activity. A script that already read the profile's ``ttl_seconds`` passes it (``"0"`` when absent)
-#: to save a call; a script serving several viewers passes each viewer's slice of KEYS.
-LUA_REFRESH_TTL = f"""
-local function refresh_ttl(ttl, first, last)
-  first = first or 1
-  ttl = tonumber(ttl or redis.call('HGET', KEYS[first], '{TTL_FIELD}') or '0')
-  if ttl and ttl > 0 then
-    for i = first, last or #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
-  end
-end
-"""
+LUA_CONSTANTS = {
+    "TTL_FIELD": TTL_FIELD,
+    "TTL_REFRESHED_FIELD": TTL_REFRESHED_FIELD,
+    "TTL_REFRESH_FRACTION": TTL_REFRESH_FRACTION,
+    "KEYS_PER_VIEWER": KEYS_PER_VIEWER,
+}
+"""What the Lua scripts (`personalization.lua`) read of this module."""

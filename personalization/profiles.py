@@ -19,16 +19,15 @@ Profile schema, version 4 (``SCHEMA_VERSION``), all keys hash-tagged per viewer:
   ``Beta(prior_alpha + a, prior_beta + b)``.
 - ``pc:{v:<id>}:wishes`` HASH: current wishes (``wishes.Wishes.to_fields``).
 
-Older layouts are upgraded in place the first time a script applies to the profile (``upgrade`` in
-``LUA_EVIDENCE``); until then ``from_fields`` reads them as they are. Version 3 held ``"<a> <b>"`` in
-whole millionths per cell (rounded to thousandths on upgrade). Version 2 kept ``a`` and ``b`` in fields of
-their own (``<cell>:a``, ``<cell>:b``) and stored every event twice (plain cells held totals). Version 1
-profiles (no affinity or wishes keys) read as empty evidence and no wishes.
+Pixelcast has never released another layout: a profile of an older version is read as one without
+evidence (with a logged warning), and the next script that applies events to it resets its evidence and
+writes the current version (``reset_outdated`` in ``lua/evidence.lua``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +35,11 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
+from personalization import keys, rewards
 from personalization.errors import UnknownViewer
-from personalization.keys import LUA_REFRESH_TTL, affinity_key, profile_key, viewer_keys, wishes_key
-from personalization.rewards import EVIDENCE_SCALE, LUA_INCREMENTS, evidence_units
+from personalization.keys import affinity_key, profile_key, viewer_keys, wishes_key
+from personalization.lua import source
+from personalization.rewards import EVIDENCE_SCALE, evidence_units
 from personalization.scripts import ScriptCall
 from personalization.wishes import Wishes
 
@@ -57,9 +58,6 @@ CELL_MOVE_B_AT = 2 ** (CELL_SHIFT - 1)
 OVERFLOW_SUFFIXES = ("#a", "#b")
 """Suffixes of a cell's overflow fields (``a`` and ``b`` as plain integers)."""
 
-VERSION_3_SCALE = 1_000_000
-"""Version 3 cells held whole millionths."""
-
 PRIOR: tuple[float, float] = (1.0, 1.0)
 """Beta prior of every attribute value: uniform."""
 
@@ -76,164 +74,23 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-# Lua helpers shared by ``LUA_APPLY`` and ``events.LUA_APPEND``:
-# - ``fmt(x)``: a number as the shortest of %.15g / %.17g that reads back exactly;
-# - ``add_evidence(key, kind, seconds, scene, ctx)``: adds one event's increments (thousandths, as
-#   rewards.evidence_units counts them, via LUA_INCREMENTS) to the cell of each attribute value of its
-#   scene with HINCRBY, moving a cell that grew too big to its overflow fields (``move_cell``). Inside
-#   Redis every call, argument and string costs: reading, parsing and formatting cells cost more than
-#   the HINCRBYs that replace them;
-# - ``pending(stream, last, upto, limit, key)``: the entries of ``stream`` with ids in (last, upto], at
-#   most ``limit``, added to the affinity hash ``key``; XRANGE compares ids as ms-seq pairs, so order is
-#   stream order;
-# - ``upgrade(profile, affinity, version)``: brings a version 1, 2 or 3 profile to ``SCHEMA_VERSION``
-#   (version 2 plain cells held totals; the bucket cells are taken out of them once) and tells whether
-#   it rewrote the affinity hash. It must run before ``add_evidence`` touches an older profile.
-LUA_EVIDENCE = (
-    LUA_INCREMENTS
-    + f"""
-local SCHEMA_VERSION, VERSION_3_SCALE, SCALE = {SCHEMA_VERSION}, {VERSION_3_SCALE}, {EVIDENCE_SCALE}
-local CELL_ROOM, MOVE_AT, MOVE_B_AT = {2**CELL_SHIFT}, {CELL_MOVE_AT}, {CELL_MOVE_B_AT}
-local OVERFLOW_A, OVERFLOW_B = '{OVERFLOW_SUFFIXES[0]}', '{OVERFLOW_SUFFIXES[1]}'
-"""
-    + """
-local function fmt(x)
-  local s = string.format('%.15g', x)
-  if tonumber(s) ~= x then s = string.format('%.17g', x) end
-  return s
-end
-local function move_cell(key, name, packed)
-  local b = packed % CELL_ROOM
-  redis.call('HINCRBY', key, name .. OVERFLOW_A, string.format('%d', (packed - b) / CELL_ROOM))
-  redis.call('HINCRBY', key, name .. OVERFLOW_B, string.format('%d', b))
-  redis.call('HSET', key, name, 0)
-end
-local function add_evidence(key, kind, seconds, scene, ctx)
-  if not scene or scene == '' then return end
-  local da, db = units(kind, seconds)
-  local increment = string.format('%d', da * CELL_ROOM + db)
-  local prefix = ''
-  if ctx and ctx ~= '' then prefix = ctx .. '/' end
-  for attr, value in pairs(cjson.decode(scene)) do
-    local name = prefix .. attr .. '=' .. value
-    local packed = redis.call('HINCRBY', key, name, increment)
-    if packed >= MOVE_AT or packed % CELL_ROOM >= MOVE_B_AT then move_cell(key, name, packed) end
-  end
-end
-local function pending(stream, last, upto, limit, key)
-  local entries = redis.call('XRANGE', stream, '(' .. last, upto, 'COUNT', limit)
-  for _, entry in ipairs(entries) do
-    local f = {}
-    local raw = entry[2]
-    for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-    add_evidence(key, f['kind'], f['seconds'], f['scene'], f['context'])
-  end
-  return entries
-end
-local function upgrade(profile, affinity, version)
-  version = tonumber(version) or SCHEMA_VERSION
-  if version >= SCHEMA_VERSION then return false end
-  local flat = redis.call('HGETALL', affinity)
-  local cells, order = {}, {}  -- cell -> {a, b} in SCALE units
-  local function cell_of(name)
-    if not cells[name] then
-      cells[name] = {0, 0}
-      order[#order + 1] = name
-    end
-    return cells[name]
-  end
-  for i = 1, #flat, 2 do
-    if version == 3 then
-      local value = flat[i + 1]
-      local space = string.find(value, ' ', 1, true)
-      local cell = cell_of(flat[i])
-      cell[1] = tonumber(string.sub(value, 1, space - 1)) * SCALE / VERSION_3_SCALE
-      cell[2] = tonumber(string.sub(value, space + 1)) * SCALE / VERSION_3_SCALE
-    else
-      local name, which = string.match(flat[i], '^(.*):([ab])$')
-      if name then cell_of(name)[which == 'a' and 1 or 2] = tonumber(flat[i + 1]) * SCALE end
-    end
-  end
-  if version == 2 then  -- version 2 plain cells held totals: take each bucket's share out
-    for i = 1, #order do
-      local name = order[i]
-      local slash = string.find(name, '/', 1, true)
-      if slash then
-        local total = cell_of(string.sub(name, slash + 1))
-        total[1], total[2] = total[1] - cells[name][1], total[2] - cells[name][2]
-      end
-    end
-  end
-  if #flat > 0 then redis.call('DEL', affinity) end
-  local fields = {}
-  for _, name in ipairs(order) do
-    local a, b = math.floor(cells[name][1] + 0.5), math.floor(cells[name][2] + 0.5)
-    local n = #fields
-    if a * CELL_ROOM + b < MOVE_AT and b < MOVE_B_AT then
-      fields[n + 1] = name
-      fields[n + 2] = string.format('%d', a * CELL_ROOM + b)
-    else
-      fields[n + 1] = name .. OVERFLOW_A
-      fields[n + 2] = string.format('%d', a)
-      fields[n + 3] = name .. OVERFLOW_B
-      fields[n + 4] = string.format('%d', b)
-    end
-  end
-  if #fields > 0 then redis.call('HSET', affinity, unpack(fields)) end
-  redis.call('HSET', profile, 'schema_version', SCHEMA_VERSION)
-  return #flat > 0
-end
-"""
-)
+LUA_CONSTANTS = {
+    **keys.LUA_CONSTANTS,
+    **rewards.LUA_CONSTANTS,
+    "SCHEMA_VERSION": SCHEMA_VERSION,
+    "CELL_ROOM": 2**CELL_SHIFT,
+    "CELL_MOVE_AT": CELL_MOVE_AT,
+    "CELL_MOVE_B_AT": CELL_MOVE_B_AT,
+    "OVERFLOW_A": OVERFLOW_SUFFIXES[0],
+    "OVERFLOW_B": OVERFLOW_SUFFIXES[1],
+}
+"""What the profile scripts (``lua/apply.lua``, ``lua/append.lua`` and the files they use) read."""
 
-# KEYS: keys.viewer_keys (every key of the viewer, for the TTL): [1] profile hash, [2] events stream, [4] affinity hash
-# ARGV[1] newest event id to apply ("+" for all), ARGV[2] most events to apply in this call
-# Returns the number of events applied (0 when all of them were applied before), or -1 when the
-# viewer has no profile.
-# Idempotent: only events with ids in (last_event_id, ARGV[1]] are applied, in stream order, and
-# last_event_id moves to the newest applied one in the same atomic script, so a retry, a replay, or
-# the consumer seeing an event the live session already applied changes nothing.
-LUA_APPLY = (
-    LUA_REFRESH_TTL
-    + LUA_EVIDENCE
-    + """
-local p = redis.call('HMGET', KEYS[1], 'schema_version', 'last_event_id', 'n_applied', 'ttl_seconds')
-if not p[1] then return -1 end
-local upgraded = upgrade(KEYS[1], KEYS[4], p[1])
-local entries = pending(KEYS[2], p[2] or '0-0', ARGV[1], tonumber(ARGV[2]), KEYS[4])
-if #entries > 0 then
-  redis.call('HSET', KEYS[1], 'last_event_id', entries[#entries][1], 'n_applied', (tonumber(p[3]) or 0) + #entries)
-end
-if #entries > 0 or upgraded then refresh_ttl(p[4] or '0') end  -- keys it created or rewrote get the TTL
-return #entries
-"""
-)
-
-# KEYS[1] profile hash, KEYS[2] wishes hash, KEYS[3..] every key of the viewer (TTL)
-# ARGV field, value, field, value, ... of the new wishes (none: no wishes)
-# Returns 1, or 0 when the viewer has no profile (nothing is written).
-LUA_SET_WISHES = (
-    LUA_REFRESH_TTL
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2])
-if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
-refresh_ttl()
-return 1
-"""
-)
+logger = logging.getLogger(__name__)
 
 
-def _read_cell(name: str, raw: str, version: int) -> tuple[str, tuple[float, float]] | None:
-    """One affinity field as ``(cell, (a, b))`` in the layout of ``version``; None for a field that is no cell."""
-    if version == 2:
-        name, _, which = name.rpartition(":")
-        if which not in ("a", "b"):
-            return None
-        return name, ((float(raw), 0.0) if which == "a" else (0.0, float(raw)))
-    if version == 3:
-        a, _, b = raw.partition(" ")
-        return name, (float(a) / VERSION_3_SCALE, float(b or 0.0) / VERSION_3_SCALE)
+def _read_cell(name: str, raw: str) -> tuple[str, tuple[float, float]]:
+    """One affinity field as ``(cell, (a, b))``."""
     for which, suffix in enumerate(OVERFLOW_SUFFIXES):
         if name.endswith(suffix):
             amount = int(raw) / EVIDENCE_SCALE
@@ -246,7 +103,7 @@ def _read_cell(name: str, raw: str, version: int) -> tuple[str, tuple[float, flo
 class ProfileState:
     """A viewer's posteriors in memory: evidence per ``(bucket, attr, value)``, bucket ``""`` = global.
 
-    ``apply`` is the in-memory twin of ``LUA_APPLY`` (the simulator learns with it); ``from_fields``
+    ``apply`` is the in-memory twin of ``lua/apply.lua`` (the simulator learns with it); ``from_fields``
     reads what the script wrote.
     """
 
@@ -302,21 +159,21 @@ class ProfileState:
     ) -> ProfileState:
         """Read the affinity HASH (and the profile HASH's apply state) as Redis returns them.
 
-        A bucket's cell also counts towards the global posterior; a profile of an older version that no
-        script has upgraded yet is read in its own layout.
+        A bucket's cell also counts towards the global posterior; a profile of an older version has no
+        evidence (the next apply resets it).
         """
         state = cls(prior=prior)
         version = int(profile.get("schema_version") or SCHEMA_VERSION) if profile else SCHEMA_VERSION
+        if version < SCHEMA_VERSION:
+            logger.warning("a profile of layout version %d is read without evidence (reset on its next apply)", version)
+            affinity = {}
         for name, raw in affinity.items():
-            cell = _read_cell(name, raw, version)
-            if cell is None:
-                continue
-            name, amounts = cell
+            name, amounts = _read_cell(name, raw)
             bucket, _, attr_value = name.rpartition("/")
             attr, _, value = attr_value.partition("=")
             if not attr or not value:
                 continue
-            for where in (bucket,) if bucket == GLOBAL or version == 2 else (bucket, GLOBAL):
+            for where in (bucket,) if bucket == GLOBAL else (bucket, GLOBAL):
                 evidence = state.evidence.setdefault((where, attr, value), [0.0, 0.0])
                 evidence[0] += amounts[0]
                 evidence[1] += amounts[1]
@@ -349,16 +206,16 @@ def scene_field(scene: Mapping[str, str]) -> str:
 
 
 class ProfileStore:
-    """Read profiles, apply events to them (``LUA_APPLY``) and keep wishes, in Redis."""
+    """Read profiles, apply events to them (``lua/apply.lua``) and keep wishes, in Redis."""
 
     def __init__(self, redis: aioredis.Redis, *, prior: tuple[float, float] = PRIOR) -> None:
         self.redis = redis
         self.prior = prior
-        self.lua_apply = redis.register_script(LUA_APPLY)
-        self.lua_set_wishes = redis.register_script(LUA_SET_WISHES)
+        self.lua_apply = redis.register_script(source("apply.lua", LUA_CONSTANTS))
+        self.lua_set_wishes = redis.register_script(source("set_wishes.lua", LUA_CONSTANTS))
 
     def apply_call(self, viewer_id: str, upto: str = "+", limit: int = APPLY_LIMIT) -> ScriptCall:
-        """The ``LUA_APPLY`` call for a viewer, for use in ``scripts.run_scripts`` pipelines."""
+        """The ``lua/apply.lua`` call for a viewer, for use in ``scripts.run_scripts`` pipelines."""
         keys = viewer_keys(viewer_id)
         return ScriptCall(self.lua_apply, keys, (upto, limit))
 

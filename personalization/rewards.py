@@ -16,8 +16,8 @@ and the update is ``alpha += w * s``, ``beta += w * (1 - s)``. The scalar *rewar
 the simulator's reports and regret) is its alpha increment ``w * s``: a fully watched segment is
 worth 1, a like 2 more, a skip nothing.
 
-The Lua apply script (``personalization.profiles.LUA_APPLY``) runs the same arithmetic inside Redis;
-its constants are formatted from the ones below (``LUA_INCREMENTS``), and a test checks that Redis and
+The Lua apply script (``personalization/lua/apply.lua``) runs the same arithmetic inside Redis;
+its constants are filled in from the ones below (``LUA_CONSTANTS``), and a test checks that Redis and
 ``feedback_increments`` agree.
 """
 
@@ -54,7 +54,7 @@ EVIDENCE_SCALE = 1_000
 
 def evidence_units(kind: str, seconds: float | None = None) -> tuple[int, int]:
     """``feedback_increments`` in thousandths (``EVIDENCE_SCALE``), rounded half up; the two add up to the
-    event's rounded weight. ``LUA_INCREMENTS``' ``units`` does the same arithmetic in Redis."""
+    event's rounded weight. ``lua/increments.lua``'s ``units`` does the same arithmetic in Redis."""
     da, db = feedback_increments(kind, seconds)
     a = math.floor(da * EVIDENCE_SCALE + 0.5)
     return a, math.floor((da + db) * EVIDENCE_SCALE + 0.5) - a
@@ -65,21 +65,11 @@ def feedback_reward(kind: str, seconds: float | None = None) -> float:
     return feedback_increments(kind, seconds)[0]
 
 
-#: Lua twins of ``feedback_increments`` and ``evidence_units`` (constants formatted from this module;
-#: ``repr`` keeps them exact).
-LUA_INCREMENTS = f"""
-local function increments(kind, seconds)
-  if kind == 'like' then return {LIKE_WEIGHT!r}, 0 end
-  if kind == 'skip' then return 0, {SKIP_WEIGHT!r} end
-  if kind == 'dwell' then
-    local f = math.min(math.max(tonumber(seconds) or 0, 0) / {DWELL_FULL_SECONDS!r}, 1)
-    return {DWELL_WEIGHT!r} * f, {DWELL_WEIGHT!r} * (1 - f)
-  end
-  return 0, 0
-end
-local function units(kind, seconds)
-  local da, db = increments(kind, seconds)
-  local a = math.floor(da * {EVIDENCE_SCALE} + 0.5)
-  return a, math.floor((da + db) * {EVIDENCE_SCALE} + 0.5) - a
-end
-"""
+LUA_CONSTANTS = {
+    "LIKE_WEIGHT": LIKE_WEIGHT,
+    "SKIP_WEIGHT": SKIP_WEIGHT,
+    "DWELL_WEIGHT": DWELL_WEIGHT,
+    "DWELL_FULL_SECONDS": DWELL_FULL_SECONDS,
+    "EVIDENCE_SCALE": EVIDENCE_SCALE,
+}
+"""What the Lua twins of ``feedback_increments`` and ``evidence_units`` (``lua/increments.lua``) read."""

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from personalization.errors import UnknownViewer
 from personalization.keys import (
-    LUA_REFRESH_TTL,
+    LUA_CONSTANTS,
     STEERS_MAX,
     TTL_FIELD,
     affinity_key,
@@ -22,40 +22,12 @@ from personalization.keys import (
     viewer_keys,
     wishes_key,
 )
+from personalization.lua import source
 from personalization.profiles import SCHEMA_VERSION, ProfileState
 from personalization.wishes import Wishes
 
 ANONYMOUS_TTL = 7 * 24 * 3600  # seconds; an anonymous viewer's data lives this long after its last activity
 _CREATE_ATTEMPTS = 5
-
-# KEYS[1] profile hash, KEYS[2..] every key of the viewer (for the TTL)
-# ARGV field, value, field, value, ... of the new profile
-# Returns 1 when created, 0 when a profile with this id already exists (left untouched).
-LUA_CREATE = (
-    LUA_REFRESH_TTL
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-refresh_ttl()
-return 1
-"""
-)
-
-# KEYS[1] profile hash, KEYS[2] steers list, KEYS[3..] every key of the viewer (for the TTL)
-# ARGV[1] steer text, ARGV[2] how many steers to keep
-# Returns 1, or 0 when the viewer has no profile (nothing is written).
-LUA_RECORD_STEER = (
-    LUA_REFRESH_TTL
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-redis.call('HSET', KEYS[1], 'last_steer', ARGV[1])
-refresh_ttl()
-return 1
-"""
-)
-
 
 def new_viewer_id() -> str:
     """A fresh random viewer id: 16 URL-safe characters (96 random bits)."""
@@ -70,8 +42,8 @@ class ViewerRegistry:
             raise ValueError(f"anonymous_ttl must be a positive number of seconds, got {anonymous_ttl!r}")
         self.redis = redis
         self.anonymous_ttl = int(anonymous_ttl)
-        self._create = redis.register_script(LUA_CREATE)
-        self._record_steer = redis.register_script(LUA_RECORD_STEER)
+        self._create = redis.register_script(source("create_viewer.lua", LUA_CONSTANTS))
+        self._record_steer = redis.register_script(source("record_steer.lua", LUA_CONSTANTS))
 
     async def create(self, *, anonymous: bool = False) -> str:
         """Create a viewer with an empty profile and return its id.

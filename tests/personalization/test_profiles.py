@@ -192,63 +192,31 @@ async def test_profiles_survive_restart(tmp_path: Path) -> None:
         await server.stop()
 
 
-async def test_version_2_profile_reads_the_same_and_is_upgraded_on_write(redis_client: aioredis.Redis) -> None:
-    """Version 2 kept totals in the plain cells; it reads as before and becomes the current version on the
-    next apply."""
-    viewer_id = await ViewerRegistry(redis_client).create()
-    plan = _plan(8)
-    before = _expected(plan)
-    v2_fields = {}  # what a version 2 script wrote: every event in the plain cell, and in its bucket's cell
-    for (bucket, attr, value), (a, b) in before.evidence.items():
-        cell = f"{bucket}/{attr}={value}" if bucket else f"{attr}={value}"
-        v2_fields[f"{cell}:a"], v2_fields[f"{cell}:b"] = repr(a), repr(b)
-    await redis_client.hset(affinity_key(viewer_id), mapping=v2_fields)
-    await redis_client.hset(profile_key(viewer_id), "schema_version", 2)
-    assert (await _state(redis_client, viewer_id)).evidence == before.evidence
+@pytest.mark.parametrize("through", ["append", "consumer apply"])
+async def test_a_profile_of_an_older_layout_is_reset_with_a_warning(
+    redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture, through: str
+) -> None:
+    """Pixelcast has never released another layout: an older one loses its evidence and takes the current
+    version on its next apply, and reading it before then warns and shows no evidence."""
+    viewer_id = await ViewerRegistry(redis_client).create(anonymous=True)
+    await redis_client.hset(affinity_key(viewer_id), mapping={"subject=ocean:a": "3.0", "subject=ocean:b": "1.0"})
+    await redis_client.hset(profile_key(viewer_id), "schema_version", SCHEMA_VERSION - 1)
+    with caplog.at_level("WARNING", logger="personalization.profiles"):
+        assert (await _state(redis_client, viewer_id)).evidence == {}
+    assert "layout version" in caplog.text
 
     more = _plan(3)
     for feedback, scene, context in more:
-        await EventLog(redis_client).append(viewer_id, feedback, scene, context=context, apply=True)
+        await EventLog(redis_client).append(viewer_id, feedback, scene, context=context, apply=through == "append")
+    if through == "consumer apply":
+        assert await ProfileStore(redis_client).apply(viewer_id) == 3
     assert await redis_client.hget(profile_key(viewer_id), "schema_version") == str(SCHEMA_VERSION)
     after = await _state(redis_client, viewer_id)
-    expected = _expected(plan + more)
+    expected = _expected(more)
     assert after.evidence.keys() == expected.evidence.keys()
     for cell, (a, b) in expected.evidence.items():
         assert after.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
-    context_free = _expected([event for event in plan + more if event[2] is None])  # what the plain cell holds now
-    packed = int(await redis_client.hget(affinity_key(viewer_id), "subject=ocean"))
-    plain = [(packed >> CELL_SHIFT) / EVIDENCE_SCALE, (packed & (2**CELL_SHIFT - 1)) / EVIDENCE_SCALE]
-    assert plain == pytest.approx(context_free.evidence[("", "subject", "ocean")], abs=1e-9)
-
-
-async def test_version_3_profile_reads_the_same_and_is_upgraded_on_apply(redis_client: aioredis.Redis) -> None:
-    """Version 3 held "<a> <b>" in millionths; the consumer's apply upgrades it before adding to it."""
-    viewer_id = await ViewerRegistry(redis_client).create(anonymous=True)
-    plan = _plan(8)
-    before = _expected(plan)
-    # version 3 stored each event once: a bucketed event in its bucket's cell only, others in plain cells
-    v3_fields = {}
-    for bucketed in (True, False):
-        events = [event for event in plan if bool(event[2]) == bucketed]
-        for (bucket, attr, value), (a, b) in _expected(events).evidence.items():
-            if bool(bucket) == bucketed:
-                cell = f"{bucket}/{attr}={value}" if bucket else f"{attr}={value}"
-                v3_fields[cell] = f"{round(a * 1_000_000)} {round(b * 1_000_000)}"
-    await redis_client.hset(affinity_key(viewer_id), mapping=v3_fields)
-    await redis_client.hset(profile_key(viewer_id), "schema_version", 3)
-    read = await _state(redis_client, viewer_id)
-    for cell, (a, b) in before.evidence.items():
-        assert read.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
-
-    more = _plan(3)
-    for feedback, scene, context in more:  # left to the consumer: its apply meets the version 3 cells
-        await EventLog(redis_client).append(viewer_id, feedback, scene, context=context)
-    assert await ProfileStore(redis_client).apply(viewer_id) == 3
-    assert await redis_client.hget(profile_key(viewer_id), "schema_version") == str(SCHEMA_VERSION)
-    after = await _state(redis_client, viewer_id)
-    for cell, (a, b) in _expected(plan + more).evidence.items():
-        assert after.evidence[cell] == pytest.approx([a, b], abs=1e-9), cell
-    assert await redis_client.ttl(affinity_key(viewer_id)) > 0  # the rewritten hash keeps the viewer's TTL
+    assert await redis_client.ttl(affinity_key(viewer_id)) > 0  # the reset hash keeps the viewer's TTL
 
 
 async def test_a_full_cell_moves_to_its_overflow_fields_without_losing_evidence(redis_client: aioredis.Redis) -> None:
