@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 class PixelcastError(Exception):
-    """Root of every error that Pixelcast raises on purpose."""
+    """Root of every error that Pixelcast raises on purpose.
+
+    ``status`` is the HTTP status the server answers a request that raised it with (the server maps them
+    all in one handler); ``str(exc)`` is the message sent with it, so it must be safe to show the client.
+    """
+
+    status = 500
 
 
 class InvalidMessage(PixelcastError):
@@ -13,9 +19,13 @@ class InvalidMessage(PixelcastError):
     ``str(exc)`` is a human-readable sentence naming the problem, safe to send back to the client.
     """
 
+    status = 400
+
 
 class UnknownViewer(PixelcastError):
     """The viewer id does not name a viewer that exists (or it is not a well-formed id)."""
+
+    status = 404
 
     def __init__(self, viewer_id: str) -> None:
         super().__init__(f"unknown viewer {viewer_id!r}")
@@ -24,3 +34,5 @@ class UnknownViewer(PixelcastError):
 
 class EmbeddedRedisError(PixelcastError):
     """The embedded Redis server could not be started (the message carries the tail of its log)."""
+
+    status = 503

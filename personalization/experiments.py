@@ -68,6 +68,8 @@ ENGINE_SETTINGS: dict[str, tuple[int, int]] = {"steps": (1, 4), "fps": (1, 60)}
 class ExperimentError(PixelcastError):
     """A definition (or request about one) that cannot be accepted; ``field`` names the culprit."""
 
+    status = 400
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
@@ -75,6 +77,8 @@ class ExperimentError(PixelcastError):
 
 class UnknownExperiment(PixelcastError):
     """No experiment has this key."""
+
+    status = 404
 
     def __init__(self, key: str) -> None:
         super().__init__(f"no experiment {key!r}")

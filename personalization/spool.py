@@ -45,6 +45,8 @@ CLOCK_SKEW_MS = 10 * 60 * 1000
 class SpoolFull(PixelcastError):
     """The spool holds its maximum of events: Redis has been away too long to keep more feedback."""
 
+    status = 503
+
 
 @dataclass(frozen=True)
 class SpooledEvent:

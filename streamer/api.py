@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from personalization.errors import InvalidMessage, UnknownViewer
+from personalization.errors import UnknownViewer
 from personalization.messages import Feedback, Steer, parse_control_message
 from personalization.wishes import is_reset
 
@@ -59,11 +59,8 @@ async def post_event(request: Request) -> JSONResponse:
     require_viewer(request, services.signer, viewer_id)
     if not await services.viewers.exists(viewer_id):
         raise HTTPException(404, "no profile is stored for this viewer")
-    try:
-        body = await read_json_object(request, services.config.max_body_bytes)
-        message = parse_control_message(body, services.config.message_limits)
-    except InvalidMessage as error:
-        raise HTTPException(400, str(error)) from error
+    body = await read_json_object(request, services.config.max_body_bytes)
+    message = parse_control_message(body, services.config.message_limits)  # InvalidMessage: 400
     sessions: SessionManager = request.app.state.sessions
     live = sessions.for_viewer(viewer_id)
     if isinstance(message, Steer):

@@ -8,7 +8,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from personalization.experimenting import Experiments
-from personalization.experiments import ExperimentError, UnknownExperiment
 
 from .auth import require_admin
 from .bodies import read_json_object
@@ -28,10 +27,7 @@ async def create_experiment(request: Request) -> JSONResponse:
     """201 with the stored definition; 400 naming the field of a bad one (or a duplicate key)."""
     experiments = _experiments(request)
     body = await read_json_object(request, services_of(request).config.max_body_bytes)
-    try:
-        experiment = await experiments.create(body)
-    except ExperimentError as error:
-        raise HTTPException(400, str(error)) from error
+    experiment = await experiments.create(body)  # a bad definition is a 400 naming its field
     location = f"/api/experiments/{experiment.key}"
     return JSONResponse(experiment.to_json(), status_code=201, headers={"Location": location})
 
@@ -45,28 +41,19 @@ async def list_experiments(request: Request) -> JSONResponse:
 async def get_experiment(request: Request) -> JSONResponse:
     """One definition and its state."""
     experiments = _experiments(request)
-    try:
-        return JSONResponse((await experiments.get(request.path_params["key"])).to_json())
-    except UnknownExperiment as error:
-        raise HTTPException(404, str(error)) from error
+    return JSONResponse((await experiments.get(request.path_params["key"])).to_json())
 
 
 async def stop_experiment(request: Request) -> JSONResponse:
     """Stop assigning viewers (idempotent); the data stay readable."""
     experiments = _experiments(request)
-    try:
-        return JSONResponse((await experiments.stop(request.path_params["key"])).to_json())
-    except UnknownExperiment as error:
-        raise HTTPException(404, str(error)) from error
+    return JSONResponse((await experiments.stop(request.path_params["key"])).to_json())
 
 
 async def experiment_results(request: Request) -> JSONResponse:
     """Per-metric results (gbstats), SRM check and cumulative-lift snapshots."""
     experiments = _experiments(request)
-    try:
-        return JSONResponse(await experiments.results(request.path_params["key"]))
-    except UnknownExperiment as error:
-        raise HTTPException(404, str(error)) from error
+    return JSONResponse(await experiments.results(request.path_params["key"]))
 
 
 routes = [

@@ -23,6 +23,7 @@ from models import StreamingEngine
 from models.text import TextEncoder
 from models.world import ATTRIBUTES
 from personalization.consumer import EventConsumer
+from personalization.errors import PixelcastError
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
 from personalization.spool import EventSpool
@@ -55,6 +56,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
     if request.url.path.startswith("/api/") or request.url.path == "/offer":
         return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
+
+
+async def _pixelcast_error(request: Request, error: Exception) -> Response:
+    """An error Pixelcast raised on purpose: its own status and message (``PixelcastError.status``)."""
+    assert isinstance(error, PixelcastError)
+    if error.status >= 500:
+        logger.warning("%s %s: %s", request.method, request.url.path, error)
+    return await _http_error(request, HTTPException(error.status, str(error)))
 
 
 async def _redis_unavailable(request: Request, error: Exception) -> Response:
@@ -198,6 +207,7 @@ def create_app(config: ServerConfig) -> Starlette:
         middleware=[Middleware(WhepCORS)],
         exception_handlers={
             HTTPException: _http_error,
+            PixelcastError: _pixelcast_error,
             **{error: _redis_unavailable for error in REDIS_UNAVAILABLE},
         },
     )

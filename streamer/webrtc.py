@@ -10,6 +10,8 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessio
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription
 
+from personalization.errors import PixelcastError
+
 from .encoding import Codec
 
 logger = logging.getLogger(__name__)
@@ -18,8 +20,10 @@ logger = logging.getLogger(__name__)
 _CODEC_ORDER = ("video/h264", "video/vp8")
 
 
-class OfferError(ValueError):
+class OfferError(PixelcastError, ValueError):
     """The client's SDP offer cannot be answered; the message says why, for a 400 response."""
+
+    status = 400
 
 
 def validate_offer(sdp: str) -> None:

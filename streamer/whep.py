@@ -49,10 +49,7 @@ async def _viewer_for(request: Request, token_viewer: str | None) -> str:
 async def _open_session(request: Request, offer_sdp: str) -> tuple[ViewerSession, str]:
     services = services_of(request)
     token_viewer = viewer_from_token(request, services.signer)  # a bad token is refused before anything else
-    try:
-        validate_offer(offer_sdp)
-    except OfferError as error:
-        raise HTTPException(400, str(error)) from error
+    validate_offer(offer_sdp)  # OfferError: 400 naming what is wrong
     sessions = _sessions(request)
     address = client_address(request)
     per_address = services.config.sessions_per_address

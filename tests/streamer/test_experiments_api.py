@@ -11,11 +11,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from personalization.errors import PixelcastError
 from personalization.experimenting import Experiments
 from personalization.tokens import TokenSigner, load_or_create_admin_token
 from streamer import experiments_api
 from streamer.config import ServerConfig
-from streamer.server import _http_error
+from streamer.server import _http_error, _pixelcast_error
 from tests.personalization.conftest import redis_client  # noqa: F401  (a real Redis)
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests-0123456789"}
@@ -31,7 +32,8 @@ DEFINITION = {
 
 @pytest.fixture
 async def client(redis_client: Any) -> Any:  # noqa: F811 - the fixture imported above
-    app = Starlette(routes=experiments_api.routes, exception_handlers={HTTPException: _http_error})
+    handlers = {HTTPException: _http_error, PixelcastError: _pixelcast_error}
+    app = Starlette(routes=experiments_api.routes, exception_handlers=handlers)
     signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
     app.state.services = SimpleNamespace(
         signer=signer,
