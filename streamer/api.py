@@ -8,11 +8,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from personalization.errors import UnknownViewer
-from personalization.messages import Feedback, Steer, parse_control_message
-from personalization.wishes import is_reset
+from personalization.messages import Steer, parse_control_message
 
 from .auth import require_viewer, viewer_from_token
 from .bodies import read_json_object, read_limited
+from .commands import carry_out
 from .limits import enforce
 from .services import services_of
 from .session import SessionManager
@@ -62,19 +62,9 @@ async def post_event(request: Request) -> JSONResponse:
     body = await read_json_object(request, services.config.max_body_bytes)
     message = parse_control_message(body, services.config.message_limits)  # InvalidMessage: 400
     sessions: SessionManager = request.app.state.sessions
-    live = sessions.for_viewer(viewer_id)
+    event_id = await carry_out(message, viewer_id, services.personalizer, sessions.for_viewer(viewer_id))
     if isinstance(message, Steer):
-        await services.personalizer.steer(viewer_id, message.text)
-        for session in live:
-            session.steer("" if is_reset(message.text) else message.text)
-        if live:
-            await live[0].record_steer()
         return JSONResponse({"accepted": "steer"}, status_code=202)
-    assert isinstance(message, Feedback)
-    if live:  # credited to the scene that segment showed, and a skip changes the scene at once
-        event_id = await live[0].record_feedback(message)
-    else:
-        event_id = await services.personalizer.record_feedback(viewer_id, message, None)
     return JSONResponse({"accepted": "feedback", "event_id": event_id}, status_code=202)
 
 

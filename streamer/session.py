@@ -15,13 +15,13 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from personalization.assignment import Assignment
 from personalization.context import Context
 from personalization.errors import InvalidMessage
-from personalization.messages import Feedback, Steer, parse_control_message
+from personalization.messages import Feedback, parse_control_message
 from personalization.personalizer import is_spooled
 from personalization.spool import SpoolFull
 from personalization.store import UNAVAILABLE
-from personalization.wishes import is_reset
 
 from .adaptive import AdaptiveController, Decision
+from .commands import carry_out
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
 from .limits import RateLimiter
@@ -265,24 +265,12 @@ class ViewerSession:
             self._send({"type": "error", "message": str(error)})
             return
         try:
-            if isinstance(message, Steer):
-                await self.apply_steer(message.text)
-            elif isinstance(message, Feedback):
-                await self.record_feedback(message)
+            await carry_out(message, self.viewer_id, self._services.personalizer, [self])
         except SpoolFull:
             self._send({"type": "error", "message": "the server cannot keep feedback right now; please retry later"})
         except Exception:
             logger.exception("session %s: could not store %s", self.id[:8], type(message).__name__)
             self._send({"type": "error", "message": "the server could not store that message; please retry"})
-
-    async def apply_steer(self, text: str) -> None:
-        """Store a steer's wishes and apply it to the live stream; with Redis away only the stream changes."""
-        try:
-            await self._services.personalizer.steer(self.viewer_id, text)
-        except UNAVAILABLE as error:
-            self._log("steer not stored, Redis is away (%s); the stream follows it all the same", error)
-        self.steer("" if is_reset(text) else text)
-        await self.record_steer()
 
     async def record_feedback(self, feedback: Feedback) -> str:
         """Store feedback about one of this session's segments, applied to the profile at once.

@@ -1,0 +1,45 @@
+"""What a viewer's steer or feedback does, whether it came over the data channel or HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from personalization.messages import ControlMessage, Feedback, Steer
+from personalization.personalizer import Personalizer
+from personalization.store import UNAVAILABLE
+from personalization.wishes import is_reset
+
+if TYPE_CHECKING:
+    from .session import ViewerSession
+
+logger = logging.getLogger(__name__)
+
+
+async def carry_out(
+    message: ControlMessage, viewer_id: str, personalizer: Personalizer, live: Sequence[ViewerSession]
+) -> str | None:
+    """Store a viewer's steer or feedback and apply it to their `live` sessions; the feedback's event id.
+
+    A steer updates the viewer's wishes and every live stream's prompt; with Redis away the streams follow
+    it all the same (only with no live stream does the Redis error reach the caller). Feedback is credited
+    to the scene its segment showed in the first live session (a skip changes that stream's scene at once),
+    or stored for the viewer alone without one.
+    """
+    if isinstance(message, Steer):
+        try:
+            await personalizer.steer(viewer_id, message.text)
+        except UNAVAILABLE as error:
+            if not live:
+                raise
+            logger.warning("viewer %s: steer not stored, Redis is away (%s); the stream follows it", viewer_id, error)
+        for session in live:
+            session.steer("" if is_reset(message.text) else message.text)
+        if live:
+            await live[0].record_steer()
+        return None
+    assert isinstance(message, Feedback)
+    if live:
+        return await live[0].record_feedback(message)
+    return await personalizer.record_feedback(viewer_id, message, None)
