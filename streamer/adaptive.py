@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.interface import FrameEngine
+
 from .capacity import CapacityModel
 from .generation import GenerationLoop
 from .metrics import Metrics
@@ -56,7 +58,7 @@ class AdaptiveController:
 
     def __init__(
         self,
-        engine: Any,
+        engine: FrameEngine,
         streams: Callable[[], Sequence[GenerationLoop]],
         metrics: Metrics,
         *,

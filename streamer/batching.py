@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.interface import FrameEngine
+
 from .metrics import Metrics
 
 
@@ -40,7 +42,7 @@ class FrameBatcher:
     and form the next batch (bounded by `max_batch`); at most one batch waits in each stage.
     """
 
-    def __init__(self, engine: Any, metrics: Metrics, max_batch: int = 8) -> None:
+    def __init__(self, engine: FrameEngine, metrics: Metrics, max_batch: int = 8) -> None:
         self.engine = engine
         self._metrics = metrics
         self._max_batch = max_batch

@@ -5,7 +5,8 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable
-from typing import Any
+
+from models.interface import FrameEngine
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class CapacityModel:
         self._fps = dict(fps)
 
     @classmethod
-    def calibrate(cls, engine: Any, max_batch: int, steps: Iterable[int]) -> CapacityModel:
+    def calibrate(cls, engine: FrameEngine, max_batch: int, steps: Iterable[int]) -> CapacityModel:
         """Time the engine as `FrameBatcher` runs it (decode beside denoise) at a few batch sizes up to `max_batch`."""
         batches = [b for b in CALIBRATION_BATCHES if b < max_batch] + [max_batch]
         table: dict[tuple[int, int], float] = {}
