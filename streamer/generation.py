@@ -20,6 +20,9 @@ from .playout import EncodedFrame, PlayoutBuffer, PlayoutClock
 
 logger = logging.getLogger(__name__)
 
+REWIND_KEEP_FRAMES = 1
+"""Unsent frames a steer or skip leaves to play: those due before a replacement could be."""
+
 
 @dataclass(frozen=True)
 class _MadeFrame:
@@ -308,7 +311,9 @@ class GenerationLoop:
 
     def _rewind(self, pts: int, current: Any) -> tuple[int, Any]:
         """Drop the unsent lead; return the slot and conditioning to go on from."""
-        unsent = {frame.pts for frame in self.buffer.drain()}
+        # the frame due next still plays: a replacement could not be made, encoded and sent before its time
+        # (with a few viewers sharing the engine it came a frame late, a stall), so the steer shows one frame on
+        unsent = {frame.pts for frame in self.buffer.drain(keep=REWIND_KEEP_FRAMES)}
         if self._obsolete_pts is not None:
             unsent.add(self._obsolete_pts)
             self._obsolete_pts = None

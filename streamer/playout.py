@@ -102,12 +102,15 @@ class PlayoutBuffer:
                     return False
                 await asyncio.sleep(PUT_POLL_SECONDS)
 
-    def drain(self) -> list[EncodedFrame]:
-        """Take every frame still waiting, oldest first (a steer replaces what was made before it)."""
+    def drain(self, keep: int = 0) -> list[EncodedFrame]:
+        """Take every frame still waiting but the first `keep`, oldest first (a steer replaces what was
+        made before it)."""
         frames = []
         while not self._queue.empty():
             frames.append(self._queue.get_nowait())
-        return frames
+        for frame in frames[:keep]:
+            self._queue.put_nowait(frame)
+        return frames[keep:]
 
     async def get(self) -> EncodedFrame:
         """Take the next frame, waiting while the buffer is empty."""

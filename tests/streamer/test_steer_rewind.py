@@ -71,15 +71,16 @@ async def test_steer_replaces_unsent_frames_and_the_stream_stays_continuous(engi
         await _until(lambda: buffer.depth == buffer.capacity)
 
         loop.steer("a volcano at night")
-        await _until(lambda: loop.frames_replaced > 0 and buffer.depth > 0)
-        after = await buffer.get()
-        # the full buffer, and the frame that was waiting for room when the steer came
-        assert loop.frames_replaced == buffer.capacity + 1, "every unsent pre-steer frame is replaced"
-        assert after.pts == sent[-1].pts + INTERVAL, "the timeline goes on from the last frame sent, no gap"
+        await _until(lambda: loop.frames_replaced > 0 and buffer.depth > 1)
+        kept, after = await buffer.get(), await buffer.get()
+        # the full buffer but the frame due next, and the frame that was waiting for room when the steer came
+        assert loop.frames_replaced == buffer.capacity, "every unsent pre-steer frame but the next is replaced"
+        assert kept.pts == sent[-1].pts + INTERVAL and kept.segment_id == sent[-1].segment_id
+        assert after.pts == kept.pts + INTERVAL, "the timeline goes on from the last frame kept, no gap"
         assert after.keyframe and after.segment_id == sent[-1].segment_id + 1
         assert loop.plan is not None and loop.plan.prompt == "a volcano at night"
         await _until(lambda: buffer.depth >= 3)
-        sent += [after] + [await buffer.get() for _ in range(3)]
+        sent += [kept, after] + [await buffer.get() for _ in range(3)]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
