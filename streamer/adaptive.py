@@ -33,7 +33,7 @@ HEADROOM = 1.6  # above this for a while there is room to restore quality
 CALM_CHECKS = 3  # checks in a row with headroom before restoring
 FPS_STEP = 4  # frames per second per adjustment
 # Capacity must beat the floor by this much: encoding, WebRTC and anything else on the machine share
-# the CPU with the engine. At 1.1 a fourth viewer was let in on the 2-core machine and then ran at 10.9 fps.
+# the CPU with the engine, so the engine's own measured capacity overstates what streams get.
 ADMISSION_MARGIN = 1.25
 
 

@@ -50,8 +50,8 @@ class EvalSettings:
     flicker_frames: int = 16  # last frames of each stream used for frame-to-frame change
     seconds_short: float = 10.0  # drift: the early window
     drift_minutes: float = 5.0  # drift: rollout length
-    drift_streams: int = 32  # with 8, one stream was 12.5 points of a window: one misread caption moved drift's
-    # first window from 82.9% to 70.4%
+    drift_streams: int = 32  # each stream is 1/32 of a window's adherence, so one misread caption moves it
+    # by about 3 points rather than swamping the 5-point drift target
     drift_stride: int = 8  # drift: probe every n-th frame in each window
     transition_pairs: int = 8
     transition_frames: int = 4  # slerp length of a prompt change: the server blends over 0.15 s, 4 frames at 24 fps
