@@ -36,3 +36,13 @@ class EmbeddedRedisError(PixelcastError):
     """The embedded Redis server could not be started (the message carries the tail of its log)."""
 
     status = 503
+
+
+class NotReplicated(PixelcastError):
+    """Redis took a write but too few replicas confirmed it in time: a failover could still lose it.
+
+    Callers treat it like Redis being away (the event spool keeps the event, and its replay skips it if
+    it did survive), never as a reason to write the event twice.
+    """
+
+    status = 503

@@ -17,11 +17,12 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from personalization.context import Context
-from personalization.errors import UnknownViewer
+from personalization.errors import NotReplicated, UnknownViewer
 from personalization.group_commit import GroupCommit
 from personalization.keys import (
     EVENTS_MAXLEN,
@@ -83,10 +84,26 @@ class EventLog:
 
     Args:
         max_batch: most callers' appends that share one round trip.
+        wait_replicas: with replicas behind the masters, how many must confirm an append (Redis ``WAIT``,
+            in the same round trip) before it counts as stored; an append they do not confirm within
+            ``wait_timeout_ms`` fails with ``NotReplicated``, so the caller spools it rather than lose it
+            to a failover. 0: a master's reply is enough.
     """
 
-    def __init__(self, redis: aioredis.Redis, profiles: ProfileStore | None = None, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        profiles: ProfileStore | None = None,
+        *,
+        max_batch: int = 256,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 200,
+    ) -> None:
+        if wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be at least 0, got {wait_replicas}")
         self.redis = redis
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.profiles = profiles or ProfileStore(redis)
         # EVALSHA, loading the script on NOSCRIPT
         self._append = redis.register_script(source("append.lua", LUA_CONSTANTS))
@@ -162,13 +179,23 @@ class EventLog:
                 args += [value for item in items for value in item.args]
             calls.append(ScriptCall(self._append, keys, args))
         unapplied = [v for v in viewers if not all(item.apply for item in by_viewer[v])]
+        masters = self._masters(viewers)
 
         def pointers(pipe: aioredis.client.Pipeline) -> None:
             for viewer_id in unapplied:
                 pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
+            # WAIT covers the writes made before it on the same connection: a pipeline sends each
+            # node's commands on one connection, in order, so it follows that node's scripts
+            for node in masters:
+                extra = {} if node is None else {"target_nodes": node}
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, **extra)
 
         results = await run_scripts(self.redis, calls, then=pointers)
-        replies = iter([value for result in results for value in result])
+        confirmed = results[len(results) - len(masters) :] if masters else []
+        lagging = {
+            node: int(count) for node, count in zip(masters, confirmed) if int(count) < self.wait_replicas
+        }
+        replies = iter([value for result in results[: len(calls)] for value in result])
         ids_of: dict[int, list[str] | BaseException] = {}
         behind: list[str] = []
         for viewer_id, applied, left, joined in zip(viewers, replies, replies, replies):
@@ -176,6 +203,14 @@ class EventLog:
             if int(applied) < 0:
                 for item in items:
                     ids_of[id(item)] = UnknownViewer(viewer_id)
+                continue
+            node = masters and self._master_of(viewer_id)
+            if lagging and node in lagging:
+                for item in items:
+                    ids_of[id(item)] = NotReplicated(
+                        f"{lagging[node]} of {self.wait_replicas} replicas confirmed the append in"
+                        f" {self.wait_timeout_ms} ms"
+                    )
                 continue
             if int(left) and viewer_id not in unapplied:
                 behind.append(viewer_id)
@@ -188,6 +223,20 @@ class EventLog:
                     pipe.xadd(POINTERS_KEY, {"viewer": viewer_id}, maxlen=POINTERS_MAXLEN, approximate=True)
                 await pipe.execute()
         return [ids_of[id(item)] for item in appends]
+
+    def _masters(self, viewers: list[str]) -> list[Any]:
+        """Where the appends to ``viewers`` must be confirmed: none without ``wait_replicas``; else the one
+        server (None), or on a Redis Cluster each master that serves one of them."""
+        if not self.wait_replicas:
+            return []
+        if not isinstance(self.redis, aioredis.RedisCluster):
+            return [None]
+        return list(dict.fromkeys(self._master_of(viewer_id) for viewer_id in viewers))
+
+    def _master_of(self, viewer_id: str) -> Any:
+        if not isinstance(self.redis, aioredis.RedisCluster):
+            return None
+        return self.redis.get_node_from_key(events_key(viewer_id))
 
     def _script_groups(self, viewers: list[str]) -> list[list[str]]:
         """Viewers whose appends may share one script call: all of them, except on a Redis Cluster.

@@ -47,12 +47,13 @@ class Personalizer:
         wish_parser: WishParser | None = None,
         default_policy: str = DEFAULT_POLICY,
         seed: int | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         if default_policy not in POLICIES:
             raise ValueError(f"unknown policy {default_policy!r}; expected one of {', '.join(POLICIES)}")
         self.vocabulary = {attr: tuple(values) for attr, values in vocabulary.items()}
         self.profiles = ProfileStore(redis)
-        self.events = EventLog(redis, self.profiles)
+        self.events = EventLog(redis, self.profiles, wait_replicas=wait_replicas)
         self.viewers = ViewerRegistry(redis)
         self.wish_parser = wish_parser
         self.default_policy = default_policy

@@ -32,17 +32,20 @@ async def run_scripts(
     calls: Sequence[ScriptCall],
     then: Callable[[Any], None] | None = None,
 ) -> list[Any]:
-    """Send ``calls`` (then whatever ``then(pipe)`` queues) in one pipeline; return the scripts' results.
+    """Send ``calls`` (then whatever ``then(pipe)`` queues) in one pipeline.
 
-    Errors other than ``NOSCRIPT`` are raised; so are errors of the commands queued by ``then``.
+    Returns the scripts' results, followed by those of the commands ``then`` queued. Errors other than
+    ``NOSCRIPT`` are raised; so are errors of the commands queued by ``then``.
     """
     async with redis.pipeline(transaction=False) as pipe:
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # execute_command, not pipe.evalsha: a cluster pipeline refuses the named method, but routes
+            # the command by its keys like any other
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         if then is not None:
             then(pipe)
         results = await pipe.execute(raise_on_error=False)
-    out = list(results[: len(calls)])
+    out = list(results)
     for i, call in enumerate(calls):
         if isinstance(out[i], NoScriptError):
             out[i] = await call.script(keys=list(call.keys), args=list(call.args))

@@ -8,20 +8,34 @@ from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, DataError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from personalization.errors import NotReplicated
 from personalization.redis_server import RESTART_DELAY, EmbeddedRedis
 
 DATA_DIR_ENV = "PIXELCAST_DATA_DIR"
 #: What a call raises when Redis is away (dead, restarting, still loading, unreachable): callers catch
 #: this tuple to fall back (a snapshot, the spool, a 503) instead of failing the stream or the request.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+#: On a Redis Cluster a master that died leaves its slots down (CLUSTERDOWN, TRYAGAIN, no node for the
+#: slot) until its replica takes over: the same fallback applies.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+    NotReplicated,
+)
 UNAVAILABLE: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, OSError)
 CONNECT_TIMEOUT = 2.0  # seconds; a Redis that is away fails fast instead of holding a request
 COMMAND_TIMEOUT = 10.0  # seconds; above the consumer's 1 s blocking read
@@ -62,11 +76,57 @@ def _packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
     return type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``) with ``decode_responses=True``.
+#: URL schemes of a Redis Cluster: ``redis+cluster://host:port/?node=host:port&node=...`` (TLS: ``rediss+cluster``).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``) rather than one server."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def connect_cluster(url: str, **options: Any) -> RedisCluster:
+    """A Redis Cluster client for ``redis+cluster://[user:password@]host:port/?node=host:port...``.
+
+    The host of the URL and every ``node`` are start-up nodes: the client learns the rest of the cluster
+    from whichever answers first, so one of them being down does not stop a worker from starting.
+    """
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    addresses = [parts.netloc.rsplit("@", 1)[-1], *query.get("node", [])]
+    nodes = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad cluster node address {address!r} in {url!r} (host:port)")
+        nodes.append(ClusterNode(host, int(port)))
+    # As for one server: no retries inside redis-py (a script retried after a lost reply could run twice);
+    # a failed call marks the slot map stale, and the next call learns the new masters.
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": COMMAND_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+        **options,
+    }
+    return RedisCluster(
+        startup_nodes=nodes,
+        decode_responses=True,
+        ssl=parts.scheme == "rediss+cluster",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        **settings,
+    )
+
+
+def connect(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``url`` with ``decode_responses=True``.
+
+    ``redis://``, ``rediss://`` and ``unix://`` name one server; ``redis+cluster://`` a Redis Cluster
+    (``connect_cluster``), whose client offers the same commands for keys of one hash slot.
     ``options`` go to the connection pool (``max_connections``, timeouts, ...).
     """
+    if is_cluster_url(url):
+        return connect_cluster(url, **options)  # type: ignore[return-value]
     # No retries inside redis-py (its default for connection pools): a script retried after a lost reply
     # could run twice. Callers decide what a failed call means (the spool makes appends safe to retry).
     defaults = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}

@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         engine_threads=args.engine_threads,
         retime_precision=args.retime_precision,
         redis_restart_delay=args.redis_restart_delay,
+        redis_wait_replicas=args.redis_wait_replicas,
         spool_max_events=args.spool_max_events,
         token_rotate_days=args.token_rotate_days,
         token_verify_days=args.token_verify_days,
@@ -71,7 +72,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--model", type=Path, help="diffusers pipeline folder (default: the shipped model)")
-    serve.add_argument("--redis-url", help="a Redis server to use (default: $REDIS_URL, else an embedded one)")
+    serve.add_argument(
+        "--redis-url",
+        help="a Redis server (redis://, rediss://, unix://) or Redis Cluster (redis+cluster://host:port/?node=host:port)"
+        " to use (default: $REDIS_URL, else an embedded one)",
+    )
+    serve.add_argument(
+        "--redis-wait-replicas",
+        type=int,
+        default=0,
+        help="replicas that must confirm each feedback event (Redis WAIT) before it counts as stored; unconfirmed"
+        " events are spooled and replayed, so a failover loses none (default 0)",
+    )
     serve.add_argument("--data-dir", type=Path, help="where the embedded Redis and the token secret live")
     serve.add_argument("--fps", type=int, default=24, help="frames per second of each stream (default 24)")
     serve.add_argument(

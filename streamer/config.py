@@ -33,6 +33,7 @@ class ServerConfig:
     min_fps: int = 12  # the frame-rate floor: below it a viewer is refused rather than everyone degraded
     max_batch: int = 8
     retime_precision: bool = False  # time float32 against bfloat16 again instead of reusing the saved choice
+    redis_wait_replicas: int = 0  # replicas that must confirm a feedback event before it counts as stored
     redis_restart_delay: float = RESTART_DELAY  # seconds before an embedded Redis that died is restarted
     spool_max_events: int = MAX_SPOOLED_EVENTS  # feedback kept on disk while Redis is away
     token_rotate_days: float = 30.0  # a viewer-token signing key signs this long, then a new one takes over

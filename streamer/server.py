@@ -154,7 +154,9 @@ def create_app(config: ServerConfig) -> Starlette:
                 "verify_seconds": config.token_verify_days * 86400,
             }
             signer, rotating = load_signer(config.data_dir, **key_ages)
-            personalizer = Personalizer(store.redis, ATTRIBUTES, wish_parser=wish_parser)
+            personalizer = Personalizer(
+                store.redis, ATTRIBUTES, wish_parser=wish_parser, wait_replicas=config.redis_wait_replicas
+            )
             experiments = Experiments(store.redis)
             spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
             spool.experiments = experiments

@@ -153,6 +153,7 @@ def test_growthbook_bucket_range_cases(count: int, coverage: float, weights: Any
 async def test_published_cases_through_pixelcast_assignment(
     redis_client: Any, experiment: dict[str, Any], viewer: str, variation: str, bucket: float
 ) -> None:
+    experiment = dict(experiment)  # the parameter is shared by the one-server and the cluster run
     weights = experiment.pop("weights", None) or [1 / experiment["arms"]] * experiment["arms"]
     experiment.pop("arms", None)
     variations = [{"id": f"v{i}", "policy": "static", "weight": w} for i, w in enumerate(weights)]

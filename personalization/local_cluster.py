@@ -1,0 +1,267 @@
+"""A Redis Cluster on loopback, built from the bundled ``redis-server`` and ``redis-cli --cluster create``.
+
+For the cluster tests and ``pixelcast cluster-demo``: real server processes on TCP ports of 127.0.0.1,
+each with its own directory (append-only file, ``nodes.conf``, log), so a node can be killed and
+started again on the same port and data, the way an operator's node restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from personalization.errors import EmbeddedRedisError
+from personalization.redis_server import redis_server_executable
+
+#: How long a node may be unreachable before its replica is promoted (ms): short, so failover tests are quick.
+NODE_TIMEOUT_MS = 2000
+READY_SECONDS = 60.0
+
+
+def redis_cli_executable() -> str:
+    """``redis-cli`` beside the bundled ``redis-server``, else the one on PATH."""
+    bundled = Path(redis_server_executable()).with_name("redis-cli")
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("redis-cli")
+    if found is None:
+        raise EmbeddedRedisError("redis-cli is needed to build a Redis Cluster and was not found")
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports of 127.0.0.1 free now, whose port + 10000 (the cluster bus) is free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+@dataclass
+class ClusterNode:
+    """One ``redis-server`` of the cluster: its port, directory and process."""
+
+    port: int
+    directory: Path
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether its process is alive."""
+        return self.process is not None and self.process.returncode is None
+
+    def config(self) -> str:
+        """Its redis.conf: cluster mode, append-only persistence, loopback only."""
+        return "\n".join(
+            [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                "daemonize no",
+                "cluster-enabled yes",
+                "cluster-config-file nodes.conf",
+                f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+                "appendonly yes",
+                "appendfsync everysec",
+                f'dir "{self.directory}"',
+                'logfile "redis.log"',
+                "save 60 1000",
+            ]
+        ) + "\n"
+
+
+class LocalCluster:
+    """``masters`` primaries with ``replicas`` replicas each, on loopback ports, data under ``directory``.
+
+    ``await start()`` returns the ``redis+cluster://`` URL Pixelcast takes (``--redis-url``);
+    ``kill`` and ``restart`` take a node down and bring it back; ``stop`` ends every process.
+    """
+
+    def __init__(self, directory: Path, *, masters: int = 3, replicas: int = 0) -> None:
+        if masters < 3:
+            raise ValueError(f"a Redis Cluster needs at least 3 masters, got {masters}")
+        self.directory = Path(directory)
+        self.masters = masters
+        self.replicas = replicas
+        ports = free_ports(masters * (1 + replicas))
+        self.nodes = [ClusterNode(port, self.directory / str(port)) for port in ports]
+
+    @property
+    def url(self) -> str:
+        """The URL for ``--redis-url``: every node as a start-up node, so any one down is no matter."""
+        first, *others = self.nodes
+        extra = "".join(f"&node={node.address}" for node in others)
+        return f"redis+cluster://{first.address}/?{extra[1:]}" if extra else f"redis+cluster://{first.address}"
+
+    async def start(self) -> str:
+        """Start every node, join them with ``redis-cli --cluster create`` and wait for ``cluster_state:ok``."""
+        try:
+            for node in self.nodes:
+                await self._launch(node)
+            for node in self.nodes:
+                await self._wait_answers(node)
+            await self._create()
+            await self.wait_ok()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.url
+
+    async def _launch(self, node: ClusterNode) -> None:
+        node.directory.mkdir(parents=True, exist_ok=True)
+        conf = node.directory / "redis.conf"
+        conf.write_text(node.config(), encoding="utf-8")
+        node.process = await asyncio.create_subprocess_exec(
+            redis_server_executable(),
+            str(conf),
+            cwd=node.directory,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def _wait_answers(self, node: ClusterNode) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_SECONDS
+        while True:
+            if not node.running:
+                raise EmbeddedRedisError(f"cluster node {node.address} exited while starting: {self._log(node)}")
+            client = aioredis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1)
+            try:
+                if await client.ping():
+                    return
+            except (RedisError, OSError):
+                if loop.time() > deadline:
+                    raise EmbeddedRedisError(f"cluster node {node.address} did not answer: {self._log(node)}") from None
+                await asyncio.sleep(0.05)
+            finally:
+                await client.aclose()
+
+    async def _create(self) -> None:
+        process = await asyncio.create_subprocess_exec(
+            redis_cli_executable(),
+            "--cluster",
+            "create",
+            *(node.address for node in self.nodes),
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise EmbeddedRedisError(f"redis-cli --cluster create failed:\n{output.decode(errors='replace')[-2000:]}")
+
+    async def wait_ok(self, timeout: float = READY_SECONDS) -> None:
+        """Wait until every running node reports ``cluster_state:ok`` and all 16384 slots are served."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            states = [await self._cluster_info(node) for node in self.nodes if node.running]
+            if states and all(
+                info.get("cluster_state") == "ok" and info.get("cluster_slots_ok") == "16384" for info in states
+            ):
+                return
+            if loop.time() > deadline:
+                raise EmbeddedRedisError(f"the cluster did not become ok within {timeout:g} s: {states}")
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    async def _cluster_info(node: ClusterNode) -> dict[str, str]:
+        client = aioredis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1, decode_responses=True)
+        try:
+            text = await client.execute_command("CLUSTER INFO")
+        except (RedisError, OSError):
+            return {}
+        finally:
+            await client.aclose()
+        if isinstance(text, dict):
+            return {str(k): str(v) for k, v in text.items()}
+        return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+
+    async def master_of(self, key: str) -> ClusterNode:
+        """The node serving ``key``'s slot now, as a running node's ``CLUSTER SLOTS`` says."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            client = aioredis.Redis(host="127.0.0.1", port=node.port, decode_responses=True)
+            try:
+                slot = int(await client.execute_command("CLUSTER KEYSLOT", key))
+                ranges = await client.execute_command("CLUSTER SLOTS")
+            except (RedisError, OSError):
+                continue
+            finally:
+                await client.aclose()
+            for first, last, primary, *_ in ranges:
+                if int(first) <= slot <= int(last):
+                    return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise EmbeddedRedisError(f"no running node knows which master serves {key!r}")
+
+    async def kill(self, node: ClusterNode) -> None:
+        """End ``node``'s process at once (SIGKILL), as a crash would."""
+        if node.process is not None and node.process.returncode is None:
+            node.process.send_signal(signal.SIGKILL)
+            await node.process.wait()
+
+    async def restart(self, node: ClusterNode) -> None:
+        """Start ``node`` again on its port, from its own data and ``nodes.conf``."""
+        await self._launch(node)
+        await self._wait_answers(node)
+
+    async def stop(self) -> None:
+        """End every node (SIGTERM, then SIGKILL after 5 s)."""
+        for node in self.nodes:
+            if node.process is not None and node.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    node.process.terminate()
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            try:
+                await asyncio.wait_for(node.process.wait(), 5)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    node.process.kill()
+                await node.process.wait()
+
+    @staticmethod
+    def _log(node: ClusterNode) -> str:
+        path = node.directory / "redis.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-10:])
+
+    async def __aenter__(self) -> str:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
