@@ -176,11 +176,7 @@ def load_or_create_keys(
     try:
         keys = KeySet.from_json(json.loads(path.read_text(encoding="ascii")), verify_seconds=verify_seconds)
     except FileNotFoundError:
-        legacy = Path(data_dir) / SECRET_FILE
-        if legacy.exists():
-            keys = KeySet([TokenKey(_LEGACY, _read_secret(legacy), now)], verify_seconds=verify_seconds)
-        else:
-            keys = KeySet([TokenKey(secrets.token_hex(3), secrets.token_bytes(32), now)], verify_seconds=verify_seconds)
+        keys = first_keys(data_dir, verify_seconds=verify_seconds, now=now)
         _write_keys(path, keys)
     except (ValueError, KeyError, TypeError) as error:
         raise PixelcastError(f"token key file {path} is corrupt: {error}") from error
@@ -190,18 +186,20 @@ def load_or_create_keys(
     return keys
 
 
-def load_signer(
-    data_dir: Path, *, rotate_seconds: float = ROTATE_SECONDS, verify_seconds: float = VERIFY_SECONDS
-) -> tuple[TokenSigner, bool]:
-    """The server's token signer, and whether its keys rotate.
+def first_keys(data_dir: Path, *, verify_seconds: float = VERIFY_SECONDS, now: float | None = None) -> KeySet:
+    """A new key set: the data dir's ``secret.key`` as its key (so its tokens stay valid), else a random key."""
+    now = time.time() if now is None else now
+    legacy = Path(data_dir) / SECRET_FILE
+    if legacy.exists():
+        return KeySet([TokenKey(_LEGACY, _read_secret(legacy), now)], verify_seconds=verify_seconds)
+    return KeySet([TokenKey(secrets.token_hex(3), secrets.token_bytes(32), now)], verify_seconds=verify_seconds)
 
-    ``$PIXELCAST_SECRET`` pins one fixed secret (no rotation, for several servers without a shared data
-    dir); otherwise the key set of ``data_dir``.
-    """
+
+def pinned_secret(data_dir: Path) -> bytes | None:
+    """The one fixed secret ``$PIXELCAST_SECRET`` pins (no rotation), or None: keys come from a key set."""
     if os.environ.get(SECRET_ENV):
-        return TokenSigner(load_or_create_secret(data_dir)), False
-    keys = load_or_create_keys(data_dir, rotate_seconds=rotate_seconds, verify_seconds=verify_seconds)
-    return TokenSigner(keys), True
+        return load_or_create_secret(data_dir)
+    return None
 
 
 def _write_keys(path: Path, keys: KeySet) -> None:

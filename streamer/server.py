@@ -26,9 +26,16 @@ from personalization.consumer import EventConsumer
 from personalization.errors import PixelcastError
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
+from personalization.shared_keys import load_or_create_shared_keys
 from personalization.spool import EventSpool
-from personalization.store import REDIS_UNAVAILABLE, UNAVAILABLE, open_store
-from personalization.tokens import TokenSigner, load_or_create_admin_token, load_or_create_keys, load_signer
+from personalization.store import REDIS_UNAVAILABLE, UNAVAILABLE, Store, open_store
+from personalization.tokens import (
+    KeySet,
+    TokenSigner,
+    load_or_create_admin_token,
+    load_or_create_keys,
+    pinned_secret,
+)
 from personalization.viewers import ViewerRegistry
 
 from . import api, experiments_api, pages, whep
@@ -74,12 +81,19 @@ async def _redis_unavailable(request: Request, error: Exception) -> Response:
     return await _http_error(request, HTTPException(503, detail, headers=headers))
 
 
-async def _rotate_keys(signer: TokenSigner, data_dir: Path, key_ages: dict[str, float]) -> None:
+async def _token_keys(store: Store, data_dir: Path, key_ages: dict[str, float]) -> KeySet:
+    """The token key set: the data dir's with an embedded Redis, else the one all workers share in Redis."""
+    if store.embedded:
+        return await asyncio.to_thread(load_or_create_keys, data_dir, **key_ages)
+    return await load_or_create_shared_keys(store.redis, data_dir, **key_ages)
+
+
+async def _rotate_keys(signer: TokenSigner, store: Store, data_dir: Path, key_ages: dict[str, float]) -> None:
     """Check hourly whether the token signing key is due for rotation (and pick up another server's)."""
     while True:
         await asyncio.sleep(KEY_CHECK_SECONDS)
         try:
-            signer.keys = await asyncio.to_thread(load_or_create_keys, data_dir, **key_ages)
+            signer.keys = await _token_keys(store, data_dir, key_ages)
         except Exception:  # keep signing with the keys we have; a later check retries
             logger.exception("could not rotate the token keys")
 
@@ -153,7 +167,9 @@ def create_app(config: ServerConfig) -> Starlette:
                 "rotate_seconds": config.token_rotate_days * 86400,
                 "verify_seconds": config.token_verify_days * 86400,
             }
-            signer, rotating = load_signer(config.data_dir, **key_ages)
+            pinned = pinned_secret(config.data_dir)
+            rotating = pinned is None
+            signer = TokenSigner(pinned if pinned is not None else await _token_keys(store, config.data_dir, key_ages))
             personalizer = Personalizer(
                 store.redis, ATTRIBUTES, wish_parser=wish_parser, wait_replicas=config.redis_wait_replicas
             )
@@ -183,7 +199,9 @@ def create_app(config: ServerConfig) -> Starlette:
             app.state.sessions = SessionManager(services)
             control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
             if rotating:
-                rotation = asyncio.create_task(_rotate_keys(signer, config.data_dir, key_ages), name="pixelcast-keys")
+                rotation = asyncio.create_task(
+                    _rotate_keys(signer, store, config.data_dir, key_ages), name="pixelcast-keys"
+                )
             # Everything built so far lives as long as the server: keep it out of the collector's full
             # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
             gc.freeze()
