@@ -12,9 +12,12 @@ import contextlib
 import shutil
 import signal
 import socket
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -25,6 +28,8 @@ from personalization.redis_server import redis_server_executable
 #: How long a node may be unreachable before its replica is promoted (ms): short, so failover tests are quick.
 NODE_TIMEOUT_MS = 2000
 READY_SECONDS = 60.0
+
+T = TypeVar("T")
 
 
 def redis_cli_executable() -> str:
@@ -265,3 +270,38 @@ class LocalCluster:
     ) -> None:
         await self.stop()
 
+
+
+class BackgroundCluster:
+    """A ``LocalCluster`` for synchronous code (a test session, the demo): its own event loop on a thread.
+
+    ``with BackgroundCluster(directory) as url:`` starts it and stops it; ``call`` runs one of the
+    cluster's coroutines (``kill``, ``restart``, ``master_of``) on that loop.
+    """
+
+    def __init__(self, directory: Path, *, masters: int = 3, replicas: int = 0) -> None:
+        self.cluster = LocalCluster(directory, masters=masters, replicas=replicas)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="redis-cluster", daemon=True)
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 2 * READY_SECONDS) -> T:
+        """Run ``coroutine`` on the cluster's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        try:
+            return self.call(self.cluster.start())
+        except BaseException:
+            self._end_loop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.call(self.cluster.stop())
+        finally:
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from personalization.messages import MAX_MESSAGE_BYTES, MAX_STEER_CHARS
+from personalization.workers import check_worker_id
 
 from .bodies import MAX_JSON_BYTES, MAX_SDP_BYTES
 
@@ -20,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .config import ServerConfig
     from .generation import StreamSettings
+    from .ice import IceSettings
     from .server import create_app
 
     overrides = {
@@ -31,6 +34,16 @@ def _serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
+    try:
+        ice = IceSettings(
+            tuple(args.ice_server),
+            username=args.ice_username,
+            credential=args.ice_credential,
+            turn_secret=args.turn_secret,
+        )
+    except ValueError as error:
+        print(f"pixelcast: {error}", file=sys.stderr)
+        return 2
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -54,6 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
         max_sdp_bytes=args.max_sdp_bytes,
         max_message_bytes=args.max_message_bytes,
         max_steer_chars=args.max_steer_chars,
+        ice=ice,
+        worker_id=args.worker_id,
+        advertise_url=args.advertise_url,
         **overrides,
     )
     if not (Path(config.model_path) / "model_index.json").is_file():
@@ -61,6 +77,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level)
     return 0
+
+
+def _worker_id(text: str) -> str:
+    try:
+        return check_worker_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -76,6 +99,31 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--redis-url",
         help="a Redis server (redis://, rediss://, unix://) or Redis Cluster (redis+cluster://host:port/?node=host:port)"
         " to use (default: $REDIS_URL, else an embedded one)",
+    )
+    serve.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN or TURN server for viewers behind NAT (stun:host:port, turn:host:port?transport=udp);"
+        " repeatable. Used by the server's peer connections and sent to players in Link headers",
+    )
+    serve.add_argument("--ice-username", help="username for the TURN servers (fixed credentials)")
+    serve.add_argument("--ice-credential", help="password for the TURN servers (fixed credentials)")
+    serve.add_argument(
+        "--turn-secret",
+        default=os.environ.get("PIXELCAST_TURN_SECRET"),
+        help="secret shared with the TURN server (coturn's static-auth-secret) for short-lived credentials"
+        " (default: $PIXELCAST_TURN_SECRET)",
+    )
+    serve.add_argument(
+        "--worker-id",
+        type=_worker_id,
+        help="run as one worker of several behind nginx (deploy/): heartbeats in Redis, session paths /w/<id>/...,"
+        " and a full worker redirects new viewers to one with room",
+    )
+    serve.add_argument(
+        "--advertise-url", help="this worker's base URL for its heartbeat (default: http://<host>:<port>)"
     )
     serve.add_argument(
         "--redis-wait-replicas",

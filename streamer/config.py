@@ -15,6 +15,7 @@ from personalization.store import default_data_dir
 from .bodies import MAX_JSON_BYTES, MAX_SDP_BYTES
 from .faults import FaultInjector
 from .generation import StreamSettings
+from .ice import IceSettings
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,20 @@ class ServerConfig:
     max_sdp_bytes: int = MAX_SDP_BYTES  # SDP offers (WHEP and /offer)
     max_message_bytes: int = MAX_MESSAGE_BYTES  # one data channel control message
     max_steer_chars: int = MAX_STEER_CHARS  # a steer's text, over the data channel or HTTP
+    ice: IceSettings = field(default_factory=IceSettings)  # STUN/TURN servers for peers behind NAT
+    worker_id: str | None = None  # one worker of several behind nginx: heartbeats, /w/<id>/ session paths
+    advertise_url: str | None = None  # how peers and operators reach this worker (default: from host and port)
     faults: FaultInjector = field(default_factory=FaultInjector.from_environment)  # inert unless a test sets it
 
     @property
     def message_limits(self) -> MessageLimits:
         """The size limits of control messages."""
         return MessageLimits(max_bytes=self.max_message_bytes, max_steer_chars=self.max_steer_chars)
+
+    @property
+    def advertised_url(self) -> str:
+        """This worker's base URL as its heartbeat publishes it."""
+        return self.advertise_url or f"http://{self.host}:{self.port}"
 
     @property
     def ice_addresses(self) -> list[str] | None:

@@ -34,6 +34,8 @@ async def healthz(request: Request) -> JSONResponse:
     services = request.app.state.services
     store = services.store
     body: dict[str, Any] = {"status": "ok", "sessions": len(request.app.state.sessions)}
+    if services.config.worker_id:
+        body["worker"] = services.config.worker_id
     if store.server is not None:
         body["redis"] = {"embedded": True, "restarts": store.server.restarts}
     if services.spool is not None:

@@ -18,6 +18,8 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-refe
 
 
 def _is_whep(path: str) -> bool:
+    if path.startswith("/w/"):  # a worker's own endpoints: /w/<id>/whep, /w/<id>/whep/sessions/..., /w/<id>/offer
+        path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else path
     return path in WHEP_PATHS or path.startswith("/whep/")
 
 
@@ -36,7 +38,7 @@ class WhepCORS:
             allow_origins=["*"],
             allow_methods=["POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Location", "Retry-After", "Accept-Post"],
+            expose_headers=["Location", "Retry-After", "Accept-Post", "Link"],
             allow_credentials=False,
             max_age=600,
         )

@@ -37,8 +37,9 @@ from personalization.tokens import (
     pinned_secret,
 )
 from personalization.viewers import ViewerRegistry
+from personalization.workers import WorkerDirectory
 
-from . import api, experiments_api, pages, whep
+from . import api, experiments_api, pages, whep, workers
 from .batching import FrameBatcher
 from .capacity import CapacityModel
 from .config import ServerConfig
@@ -60,7 +61,7 @@ KEY_CHECK_SECONDS = 3600
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     headers = dict(error.headers or {})
-    if request.url.path.startswith("/api/") or request.url.path == "/offer":
+    if request.url.path.startswith("/api/") or request.url.path.endswith("/offer"):
         return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
 
@@ -194,10 +195,16 @@ def create_app(config: ServerConfig) -> Starlette:
                 capacity=capacity,
                 experiments=experiments,
                 admin_token=admin_token,
+                workers=WorkerDirectory(store.redis) if config.worker_id else None,
             )
             app.state.services = services
             app.state.sessions = SessionManager(services)
             control = asyncio.create_task(app.state.sessions.controller.run(), name="pixelcast-adaptive")
+            heartbeat = None
+            if services.workers is not None:
+                heartbeat = asyncio.create_task(
+                    workers.beat(services.workers, config, app.state.sessions), name="pixelcast-heartbeat"
+                )
             if rotating:
                 rotation = asyncio.create_task(
                     _rotate_keys(signer, store, config.data_dir, key_ages), name="pixelcast-keys"
@@ -205,11 +212,20 @@ def create_app(config: ServerConfig) -> Starlette:
             # Everything built so far lives as long as the server: keep it out of the collector's full
             # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
             gc.freeze()
-            logger.info("Pixelcast ready on http://%s:%d (Redis: %s)", config.host, config.port, store.url)
+            logger.info(
+                "Pixelcast ready on http://%s:%d%s (Redis: %s)",
+                config.host,
+                config.port,
+                f" as worker {config.worker_id}" if config.worker_id else "",
+                store.url,
+            )
             try:
                 yield
             finally:
                 control.cancel()
+                if heartbeat is not None:  # first: no viewer is sent here while the sessions close
+                    heartbeat.cancel()
+                    await asyncio.gather(heartbeat, return_exceptions=True)
                 if rotating:
                     rotation.cancel()
                 await app.state.sessions.close_all("the server is shutting down; reconnect in a moment")

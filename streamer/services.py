@@ -12,6 +12,7 @@ from personalization.spool import EventSpool
 from personalization.store import Store
 from personalization.tokens import TokenSigner
 from personalization.viewers import ViewerRegistry
+from personalization.workers import WorkerDirectory
 
 from .batching import FrameBatcher
 from .capacity import CapacityModel
@@ -37,6 +38,7 @@ class Services:
     spool: EventSpool | None = None  # feedback waiting for Redis (it is away)
     offer_limiter: RateLimiter | None = None  # POST /whep and /offer per address
     viewer_limiter: RateLimiter | None = None  # POST /api/viewers per address
+    workers: WorkerDirectory | None = None  # the live workers' heartbeats (with --worker-id)
 
 
 def services_of(request: Request) -> Services:

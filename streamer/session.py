@@ -59,7 +59,7 @@ class ViewerSession:
         self._services = services
         self._on_closed = on_closed
         self._adaptation = adaptation
-        self._pc = RTCPeerConnection()
+        self._pc = RTCPeerConnection(services.config.ice.rtc_configuration())
         self._channel: RTCDataChannel | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = asyncio.Event()

@@ -53,7 +53,8 @@ class WhepClient:
         headers = {"Content-Type": "application/sdp"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=60) as http:
+        # a full worker may answer 307 to one with room: WHEP players follow it, POST body and all
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=60, follow_redirects=True) as http:
             self.response = await http.post("/whep", content=self.pc.localDescription.sdp, headers=headers)
         if self.response.status_code == 201:
             self.location = self.response.headers["location"]

@@ -166,6 +166,36 @@
     });
   }
 
+  // ICE servers (STUN/TURN) from the WHEP endpoint's Link headers, as WHEP players read them:
+  //   <turn:host:3478?transport=udp>; rel="ice-server"; username="..."; credential="..."
+  function parseIceLinks(header) {
+    const servers = [];
+    for (const part of (header || '').split(/,\s*(?=<)/)) {
+      const url = /^<([^>]+)>/.exec(part.trim());
+      if (!url || !/;\s*rel="?ice-server"?/.test(part)) continue;
+      const server = { urls: url[1] };
+      const param = (name) => {
+        const m = new RegExp(`;\\s*${name}="((?:[^"\\\\]|\\\\.)*)"`).exec(part);
+        return m ? m[1].replace(/\\(.)/g, '$1') : null;
+      };
+      const username = param('username');
+      const credential = param('credential');
+      if (username !== null) server.username = username;
+      if (credential !== null) server.credential = credential;
+      servers.push(server);
+    }
+    return servers;
+  }
+
+  async function iceServers() {
+    try {
+      const res = await fetch('/whep', { method: 'OPTIONS' });
+      return parseIceLinks(res.headers.get('Link'));
+    } catch (err) {
+      return [];  // no ICE servers: host candidates still work on the same network
+    }
+  }
+
   function postOffer(sdp, token) {
     return fetch('/whep', {
       method: 'POST',
@@ -191,7 +221,9 @@
       await ensureViewer();
       if (c !== conn) return;
 
-      const pc = new RTCPeerConnection();
+      const servers = await iceServers();
+      if (c !== conn) return;
+      const pc = new RTCPeerConnection({ iceServers: servers });
       c.pc = pc;
       pc.addTransceiver('video', { direction: 'recvonly' });
       const channel = pc.createDataChannel('control');

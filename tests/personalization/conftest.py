@@ -6,48 +6,23 @@ and against a Redis Cluster of three masters on loopback ports, started once for
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from personalization.local_cluster import LocalCluster
+from personalization.local_cluster import BackgroundCluster
 from personalization.redis_server import EmbeddedRedis
 from personalization.store import connect
-
-
-class _ClusterThread:
-    """A LocalCluster run by an event loop of its own thread, so it outlives each test's loop."""
-
-    def __init__(self, directory: Path) -> None:
-        self.cluster = LocalCluster(directory)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="redis-cluster", daemon=True)
-        self.thread.start()
-
-    def call(self, coroutine):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=120)
-
-    def close(self) -> None:
-        try:
-            self.call(self.cluster.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
 
 
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``redis+cluster://`` URL of three masters on loopback, up for the whole session."""
-    runner = _ClusterThread(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        yield runner.call(runner.cluster.start())
-    finally:
-        runner.close()
+    with BackgroundCluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
 
 
 @pytest.fixture(params=["server", "cluster"])
