@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixelcast-installed
 ARGS ?=
 
-.PHONY: run test lint bench report train eval simulate install browser clean
+.PHONY: run test lint bench report train eval simulate install browser clean cluster-demo
 
 run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
@@ -43,6 +43,10 @@ simulate: $(STAMP)
 
 install: $(STAMP)
 
+# nginx, two workers and a three-master Redis Cluster on loopback (deploy/README.md); Ctrl-C stops them.
+cluster-demo: $(STAMP) browser
+	$(VENV)/bin/pixelcast cluster-demo $(ARGS)
+
 # torch first: on a CPU machine the exact CPU wheel; with an NVIDIA GPU, pip picks the user's own build.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,15 +55,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used); the scale-out
+# tests run Debian's nginx and coturn. Whatever is missing is installed with apt-get when possible.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx coturn:/usr/bin/turnserver
 browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+		[ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		echo "installing Debian packages for the browser and scale-out tests:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "NOTE: /usr/bin/chromium is missing and apt-get is not usable: browser tests will be skipped"; fi
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "NOTE:$$missing missing and apt-get is not usable: the tests that need them will be skipped"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts bench-results

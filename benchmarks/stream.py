@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from streamer.whep_client import WhepClient, use_loopback_only
 
+from .deployment import loopback_deployment
 from .report import machine, percentiles_ms, write_json
 from .server_process import ServerProcess
 
@@ -165,7 +168,13 @@ async def _stop(probes: list[ViewerProbe], receivers: list[asyncio.Task[None]]) 
         await probe.client.close()
 
 
-async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> dict[str, Any]:
+def _worker_of(probe: ViewerProbe) -> str:
+    """The worker a viewer landed on, from its session's path (``/w/<id>/...``); "" for a lone server."""
+    location = probe.client.location or ""
+    return location.split("/")[2] if location.startswith("/w/") else ""
+
+
+async def _run(url: str, pids: list[int], viewers: int, seconds: float, fps: int) -> dict[str, Any]:
     # The first viewer starts from STEER_FROM (it is the one that steers later); every viewer has its own prompt.
     prompts = [STEER_FROM, *(p for p in PROMPTS if p != STEER_FROM)]
     probes = [ViewerProbe(url, prompts[i % len(prompts)]) for i in range(viewers)]
@@ -183,7 +192,7 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
     end = warm + seconds
     for probe in probes:
         probe.until = end
-    cpu_start, wall_start = _cpu_seconds(pid), time.perf_counter()
+    cpu_start, wall_start = sum(map(_cpu_seconds, pids)), time.perf_counter()
     with tqdm(total=round(end - time.perf_counter()), desc=f"bench stream x{viewers}", unit="s") as bar:
         steered_at = None
         middle, patience = warm + seconds / 2, max(0.0, min(STEER_WINDOW_S, seconds / 2 - 3.5))
@@ -205,8 +214,8 @@ async def _run(url: str, pid: int, viewers: int, seconds: float, fps: int) -> di
                 client.send({"type": "steer", "text": STEER_TO})
                 steered_at = time.perf_counter()
     await asyncio.gather(*receivers)
-    cpu = (_cpu_seconds(pid) - cpu_start) / (time.perf_counter() - wall_start)
-    results = [p.summary(fps, warm) for p in probes]
+    cpu = (sum(map(_cpu_seconds, pids)) - cpu_start) / (time.perf_counter() - wall_start)
+    results = [{**p.summary(fps, warm), "worker": _worker_of(p)} for p in probes]
     await _stop(probes, receivers)
     latency = steer_visible_seconds(probes[0], steered_at) if steered_at else None
     return {
@@ -229,7 +238,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, default=24, help="target frames per second (default 24)")
     parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 3, 4))
     parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: one server (default); N: N workers on a Redis Cluster behind nginx, viewers connecting through nginx",
+    )
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+
+
+def _servers(args: argparse.Namespace, extra: list[str]) -> contextlib.AbstractContextManager[tuple[str, list[Any]]]:
+    """One server, or ``--workers`` of them behind nginx: (the URL viewers use, the server processes)."""
+    if args.workers <= 0:
+        return _single(ServerProcess(*extra))
+    return _deployment(args.workers, extra)
+
+
+@contextlib.contextmanager
+def _single(server: ServerProcess) -> Iterator[tuple[str, list[Any]]]:
+    with server:
+        yield server.url, [server]
+
+
+@contextlib.contextmanager
+def _deployment(workers: int, extra: list[str]) -> Iterator[tuple[str, list[Any]]]:
+    with loopback_deployment(workers, worker_args=extra) as (url, servers, _):
+        yield url, servers
 
 
 def main(args: argparse.Namespace) -> int:
@@ -238,19 +272,24 @@ def main(args: argparse.Namespace) -> int:
     extra = ["--fps", str(args.fps), "--steps", str(args.steps), "--max-sessions", str(max(8, args.viewers))]
     if args.model:
         extra += ["--model", args.model]
-    with ServerProcess(*extra) as server:
-        assert server.process is not None
+    with _servers(args, extra) as (url, servers):
+        pids = [server.process.pid for server in servers if server.process is not None]
         try:
-            measured = asyncio.run(_run(server.url, server.process.pid, args.viewers, args.seconds, args.fps))
+            measured = asyncio.run(_run(url, pids, args.viewers, args.seconds, args.fps))
         except ViewerLost as lost:
-            tail = "\n".join(server.log_lines("")[-30:])
+            tail = "\n".join(servers[0].log_lines("")[-30:])
             print(f"pixelcast bench stream: {lost}; the server's log ends:\n{tail}")
             return 1
-        # why viewers were turned away, and what adaptive control did, in the server's own words
-        measured["server_startup_s"] = round(server.startup_seconds or float("nan"), 1)
+        # why viewers were turned away, and what adaptive control did, in the servers' own words
+        measured["server_startup_s"] = round(max(s.startup_seconds or float("nan") for s in servers), 1)
         measured["server_decisions"] = [
-            line.split(" INFO streamer.adaptive: ", 1)[-1] for line in server.log_lines("streamer.adaptive:")
+            line.split(" INFO streamer.adaptive: ", 1)[-1]
+            for server in servers
+            for line in server.log_lines("streamer.adaptive:")
         ]
+        if args.workers > 0:
+            landed = [r["worker"] for r in measured["viewers"]]
+            measured["admitted_by_worker"] = {f"w{i}": landed.count(f"w{i}") for i in range(1, args.workers + 1)}
     report = {
         "benchmark": "stream",
         "machine": machine(),
@@ -258,6 +297,7 @@ def main(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "target_fps": args.fps,
         "steps": args.steps,
+        "workers_behind_nginx": args.workers,
         **measured,
     }
     write_json(report, args.json)

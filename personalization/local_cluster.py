@@ -89,6 +89,8 @@ class ClusterNode:
                 "cluster-enabled yes",
                 "cluster-config-file nodes.conf",
                 f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+                # the other masters keep serving their slots while one is down
+                "cluster-require-full-coverage no",
                 "appendonly yes",
                 "appendfsync everysec",
                 f'dir "{self.directory}"',

@@ -154,7 +154,10 @@ class Store:
         if self.server is not None and self.server.down_reason is not None:
             return self.server.down_reason
         try:
-            await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT)
+            if isinstance(self.redis, RedisCluster):  # every master: one down leaves its viewers without Redis
+                await asyncio.wait_for(self.redis.ping(target_nodes=RedisCluster.PRIMARIES), HEALTH_TIMEOUT)
+            else:
+                await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT)
         except asyncio.TimeoutError:
             return f"Redis did not answer PING within {HEALTH_TIMEOUT:g} s"
         except UNAVAILABLE as error:

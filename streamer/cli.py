@@ -276,6 +276,12 @@ _COMMANDS = (
         "models.evaluation.grounder_fold",
         "the grounder's reading of new phrasings, on a validation fold",
     ),
+    _Command(("nginx-config",), "streamer.nginx", "print nginx's configuration for workers behind one address"),
+    _Command(
+        ("cluster-demo",),
+        "benchmarks.cluster_demo",
+        "nginx, two workers and a three-master Redis Cluster on loopback; prints the URL to open",
+    ),
     _Command(("report",), "benchmarks.summary", "write docs/performance.md from the reports in bench-results/*.json"),
     _Command(
         ("simulate",),

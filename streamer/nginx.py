@@ -9,15 +9,19 @@ through nginx: it flows over UDP between each worker and its viewers (or through
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 
 from personalization.workers import check_worker_id
 
 
-def nginx_site(workers: Mapping[str, str], *, listen: str = "80", max_body: str = "128k") -> str:
+def nginx_site(
+    workers: Mapping[str, str], *, listen: str = "80", max_body: str = "128k", resolver: str | None = None
+) -> str:
     """The ``upstream``, ``map`` and ``server`` blocks (for nginx's ``http`` context) for ``workers``.
 
-    ``workers`` maps each worker id (``--worker-id``) to its ``host:port``.
+    ``workers`` maps each worker id (``--worker-id``) to its ``host:port``. Workers named by host name
+    (Kubernetes pods) need a ``resolver``: nginx looks up a ``proxy_pass`` with variables at request time.
     """
     if not workers:
         raise ValueError("nginx needs at least one worker")
@@ -37,7 +41,7 @@ map $pixelcast_worker $pixelcast_worker_address {{
 server {{
     listen {listen};
     client_max_body_size {max_body};
-
+{f"    resolver {resolver} valid=10s;{chr(10)}" if resolver else ""}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -83,3 +87,32 @@ http {{
 
 {site}}}
 """
+
+
+def _worker_address(text: str) -> tuple[str, str]:
+    worker_id, sep, address = text.partition("=")
+    if not sep or ":" not in address:
+        raise argparse.ArgumentTypeError(f"expected <worker id>=<host>:<port>, got {text!r}")
+    try:
+        return check_worker_id(worker_id), address
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `pixelcast nginx-config`."""
+    parser.add_argument(
+        "workers",
+        nargs="+",
+        type=_worker_address,
+        metavar="ID=HOST:PORT",
+        help="each worker: its --worker-id and where it listens, e.g. w1=10.0.0.11:8000",
+    )
+    parser.add_argument("--listen", default="80", help="what nginx listens on (default 80)")
+    parser.add_argument("--resolver", help="DNS server for workers named by host name (Kubernetes: kube-dns)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print the site configuration for the workers given (for /etc/nginx/conf.d/pixelcast.conf)."""
+    print(nginx_site(dict(args.workers), listen=args.listen, resolver=args.resolver), end="")
+    return 0

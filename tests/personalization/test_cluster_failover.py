@@ -11,7 +11,7 @@ from personalization.local_cluster import LocalCluster
 from personalization.messages import Feedback
 from personalization.personalizer import Personalizer, is_spooled
 from personalization.spool import EventSpool
-from personalization.store import UNAVAILABLE, connect
+from personalization.store import UNAVAILABLE, Store, connect
 from personalization.viewers import ViewerRegistry
 
 VOCABULARY = {"subject": ("ocean", "forest"), "palette": ("warm", "cool")}
@@ -69,6 +69,39 @@ async def test_events_are_neither_lost_nor_doubled_when_a_master_fails_over(tmp_
             profile = await client.hgetall(profile_key(viewer_id))
             assert int(profile["n_like"]) == ROUNDS, "the counters agree with the stream"
             assert int(profile["n_applied"]) == ROUNDS, "every event reached the posteriors once"
+    finally:
+        await client.aclose()
+        await cluster.stop()
+
+
+async def test_without_replicas_a_dead_master_degrades_then_its_viewers_catch_up(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "cluster", masters=3, replicas=0)
+    url = await cluster.start()
+    client = connect(url)
+    store = Store(client, url)
+    try:
+        personalizer = Personalizer(client, VOCABULARY)
+        personalizer.spool = await EventSpool.open(tmp_path, personalizer.events)
+        viewers = await _create_viewers(ViewerRegistry(client), VIEWERS)
+        assert await store.health() is None
+        victim = await cluster.master_of(profile_key(viewers[0]))
+        await cluster.kill(victim)
+
+        ids = [await personalizer.record_feedback(v, Feedback("like", 1), SCENE) for v in viewers]
+        on_victim = {v for v in viewers if (await cluster.master_of(profile_key(v))) is victim}
+        spooled = {v for v, event_id in zip(viewers, ids) if is_spooled(event_id)}
+        assert on_victim <= spooled, "feedback of the dead master's viewers waits in the spool"
+        assert await store.health() is not None, "a master down: the worker reports degraded"
+
+        await cluster.restart(victim)
+        await cluster.wait_ok()
+        deadline = asyncio.get_running_loop().time() + 30
+        while await store.health() is not None:
+            assert asyncio.get_running_loop().time() < deadline, "still degraded after the master came back"
+            await asyncio.sleep(0.2)
+        assert await personalizer.spool.replay() == len(spooled)
+        for viewer_id in viewers:
+            assert int(await client.hget(profile_key(viewer_id), "n_like") or 0) == 1
     finally:
         await client.aclose()
         await cluster.stop()
