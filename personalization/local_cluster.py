@@ -28,6 +28,8 @@ from personalization.redis_server import redis_server_executable
 #: How long a node may be unreachable before its replica is promoted (ms): short, so failover tests are quick.
 NODE_TIMEOUT_MS = 2000
 READY_SECONDS = 60.0
+SENTINEL_SERVICE = "pixelcast"
+SENTINEL_DOWN_MS = 1000  # how long the master may not answer before the sentinel fails it over
 
 T = TypeVar("T")
 
@@ -100,6 +102,74 @@ class ClusterNode:
         ) + "\n"
 
 
+
+async def launch(node: ClusterNode, config: str, *, sentinel: bool = False) -> None:
+    """Write ``config`` into the node's directory and start ``redis-server`` on it (``--sentinel`` for a sentinel)."""
+    node.directory.mkdir(parents=True, exist_ok=True)
+    path = node.directory / ("sentinel.conf" if sentinel else "redis.conf")
+    path.write_text(config, encoding="utf-8")
+    node.process = await asyncio.create_subprocess_exec(
+        redis_server_executable(),
+        str(path),
+        *(["--sentinel"] if sentinel else []),
+        cwd=node.directory,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _log(node: ClusterNode) -> str:
+    path = node.directory / "redis.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-10:])
+
+
+async def wait_answers(node: ClusterNode) -> None:
+    """Wait until the node answers PING (EmbeddedRedisError if it exits or stays silent)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_SECONDS
+    while True:
+        if not node.running:
+            raise EmbeddedRedisError(f"redis node {node.address} exited while starting: {_log(node)}")
+        client = aioredis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1)
+        try:
+            if await client.ping():
+                return
+        except (RedisError, OSError):
+            if loop.time() > deadline:
+                raise EmbeddedRedisError(f"redis node {node.address} did not answer: {_log(node)}") from None
+            await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+
+async def kill_node(node: ClusterNode) -> None:
+    """End ``node``'s process at once (SIGKILL), as a crash would."""
+    if node.process is not None and node.process.returncode is None:
+        node.process.send_signal(signal.SIGKILL)
+        await node.process.wait()
+
+
+async def stop_nodes(nodes: list[ClusterNode]) -> None:
+    """End every node (SIGTERM, then SIGKILL after 5 s)."""
+    for node in nodes:
+        if node.process is not None and node.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                node.process.terminate()
+    for node in nodes:
+        if node.process is None:
+            continue
+        try:
+            await asyncio.wait_for(node.process.wait(), 5)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                node.process.kill()
+            await node.process.wait()
+
+
 class LocalCluster:
     """``masters`` primaries with ``replicas`` replicas each, on loopback ports, data under ``directory``.
 
@@ -129,7 +199,7 @@ class LocalCluster:
             for node in self.nodes:
                 await self._launch(node)
             for node in self.nodes:
-                await self._wait_answers(node)
+                await wait_answers(node)
             await self._create()
             await self.wait_ok()
         except BaseException:
@@ -138,35 +208,7 @@ class LocalCluster:
         return self.url
 
     async def _launch(self, node: ClusterNode) -> None:
-        node.directory.mkdir(parents=True, exist_ok=True)
-        conf = node.directory / "redis.conf"
-        conf.write_text(node.config(), encoding="utf-8")
-        node.process = await asyncio.create_subprocess_exec(
-            redis_server_executable(),
-            str(conf),
-            cwd=node.directory,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    async def _wait_answers(self, node: ClusterNode) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + READY_SECONDS
-        while True:
-            if not node.running:
-                raise EmbeddedRedisError(f"cluster node {node.address} exited while starting: {self._log(node)}")
-            client = aioredis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1)
-            try:
-                if await client.ping():
-                    return
-            except (RedisError, OSError):
-                if loop.time() > deadline:
-                    raise EmbeddedRedisError(f"cluster node {node.address} did not answer: {self._log(node)}") from None
-                await asyncio.sleep(0.05)
-            finally:
-                await client.aclose()
+        await launch(node, node.config())
 
     async def _create(self) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -232,37 +274,16 @@ class LocalCluster:
 
     async def kill(self, node: ClusterNode) -> None:
         """End ``node``'s process at once (SIGKILL), as a crash would."""
-        if node.process is not None and node.process.returncode is None:
-            node.process.send_signal(signal.SIGKILL)
-            await node.process.wait()
+        await kill_node(node)
 
     async def restart(self, node: ClusterNode) -> None:
         """Start ``node`` again on its port, from its own data and ``nodes.conf``."""
         await self._launch(node)
-        await self._wait_answers(node)
+        await wait_answers(node)
 
     async def stop(self) -> None:
         """End every node (SIGTERM, then SIGKILL after 5 s)."""
-        for node in self.nodes:
-            if node.process is not None and node.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    node.process.terminate()
-        for node in self.nodes:
-            if node.process is None:
-                continue
-            try:
-                await asyncio.wait_for(node.process.wait(), 5)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    node.process.kill()
-                await node.process.wait()
-
-    @staticmethod
-    def _log(node: ClusterNode) -> str:
-        path = node.directory / "redis.log"
-        if not path.exists():
-            return "(no log)"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-10:])
+        await stop_nodes(self.nodes)
 
     async def __aenter__(self) -> str:
         return await self.start()
@@ -307,3 +328,81 @@ class BackgroundCluster:
     def _end_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class LocalSentinel:
+    """A master, one replica and one Redis Sentinel watching them (quorum 1), on loopback ports.
+
+    ``await start()`` returns the ``redis+sentinel://`` URL of service ``SENTINEL_SERVICE``; killing the
+    master makes the sentinel promote the replica after ``SENTINEL_DOWN_MS``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        master, replica, sentinel = free_ports(3)
+        self.master = ClusterNode(master, self.directory / str(master))
+        self.replica = ClusterNode(replica, self.directory / str(replica))
+        self.sentinel = ClusterNode(sentinel, self.directory / str(sentinel))
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://<sentinel>/<service>``."""
+        return f"redis+sentinel://{self.sentinel.address}/{SENTINEL_SERVICE}"
+
+    def _conf(self, node: ClusterNode, extra: list[str]) -> str:
+        lines = [f"port {node.port}", "bind 127.0.0.1", "daemonize no", f'dir "{node.directory}"',
+                 'logfile "redis.log"', "appendonly yes", *extra]
+        return "\n".join(lines) + "\n"
+
+    async def start(self) -> str:
+        """Start master and replica, then the sentinel; wait until the sentinel knows the replica."""
+        try:
+            await self._start(self.master, self._conf(self.master, []))
+            await self._start(self.replica, self._conf(self.replica, [f"replicaof 127.0.0.1 {self.master.port}"]))
+            await self._start(
+                self.sentinel,
+                self._conf(self.sentinel, [
+                    f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.master.port} 1",
+                    f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_MS}",
+                    f"sentinel failover-timeout {SENTINEL_SERVICE} 5000",
+                ]).replace("appendonly yes\n", ""),
+                sentinel=True,
+            )
+            await self._wait_replica_known()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.url
+
+    async def _start(self, node: ClusterNode, conf: str, *, sentinel: bool = False) -> None:
+        await launch(node, conf, sentinel=sentinel)
+        await wait_answers(node)
+
+    async def _wait_replica_known(self) -> None:
+        client = aioredis.Redis(host="127.0.0.1", port=self.sentinel.port, decode_responses=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_SECONDS
+        try:
+            while not await client.execute_command("SENTINEL", "REPLICAS", SENTINEL_SERVICE):
+                if loop.time() > deadline:
+                    raise EmbeddedRedisError("the sentinel never saw the replica")
+                await asyncio.sleep(0.2)
+        finally:
+            await client.aclose()
+
+    async def master_port(self) -> int:
+        """The port of the master the sentinel names now."""
+        client = aioredis.Redis(host="127.0.0.1", port=self.sentinel.port, decode_responses=True)
+        try:
+            _, port = await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
+        finally:
+            await client.aclose()
+        return int(port)
+
+    async def kill_master(self) -> None:
+        """SIGKILL the master, as a crash would."""
+        await kill_node(self.master)
+
+    async def stop(self) -> None:
+        """End all three processes."""
+        await stop_nodes([self.sentinel, self.replica, self.master])

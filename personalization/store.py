@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, DataError, RedisClusterException, TryAgainError
+from redis.exceptions import ClusterDownError, DataError, ReadOnlyError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,6 +35,7 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     ClusterDownError,
     TryAgainError,
     RedisClusterException,
+    ReadOnlyError,  # a failover under way: this connection still reaches the old master, now a replica
     NotReplicated,
 )
 UNAVAILABLE: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, OSError)
@@ -92,14 +94,7 @@ def connect_cluster(url: str, **options: Any) -> RedisCluster:
     from whichever answers first, so one of them being down does not stop a worker from starting.
     """
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    addresses = [parts.netloc.rsplit("@", 1)[-1], *query.get("node", [])]
-    nodes = []
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"bad cluster node address {address!r} in {url!r} (host:port)")
-        nodes.append(ClusterNode(host, int(port)))
+    nodes = [ClusterNode(host, port) for host, port in _addresses(url)]
     # As for one server: no retries inside redis-py (a script retried after a lost reply could run twice);
     # a failed call marks the slot map stale, and the next call learns the new masters.
     settings: dict[str, Any] = {
@@ -118,15 +113,57 @@ def connect_cluster(url: str, **options: Any) -> RedisCluster:
     )
 
 
+#: URL scheme of Redis Sentinel: ``redis+sentinel://host:port/<service>?node=host:port`` (sentinels, not servers).
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+def _addresses(url: str) -> list[tuple[str, int]]:
+    """The host:port of ``url`` and of each ``node=`` in its query."""
+    parts = urlsplit(url)
+    out = []
+    for address in [parts.netloc.rsplit("@", 1)[-1], *parse_qs(parts.query).get("node", [])]:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad node address {address!r} in {url!r} (host:port)")
+        out.append((host, int(port)))
+    return out
+
+
+def connect_sentinel(url: str, **options: Any) -> aioredis.Redis:
+    """A client of the master that Redis Sentinel names for ``redis+sentinel://host:port/<service>?node=...``.
+
+    The host of the URL and every ``node`` are sentinels; the client asks them for the service's master
+    on each new connection, so after a failover it reconnects to the promoted replica.
+    """
+    parts = urlsplit(url)
+    service = parts.path.strip("/")
+    if not service:
+        raise ValueError(f"{url!r} names no service: redis+sentinel://host:port/<service>")
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": COMMAND_TIMEOUT,
+        **options,
+    }
+    auth = {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+    sentinel = Sentinel(_addresses(url), sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT}, **settings)
+    return sentinel.master_for(service, decode_responses=True, **auth)  # type: ignore[no-any-return]
+
+
 def connect(url: str, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``url`` with ``decode_responses=True``.
 
     ``redis://``, ``rediss://`` and ``unix://`` name one server; ``redis+cluster://`` a Redis Cluster
-    (``connect_cluster``), whose client offers the same commands for keys of one hash slot.
+    (``connect_cluster``), whose client offers the same commands for keys of one hash slot;
+    ``redis+sentinel://`` the master that Redis Sentinel names (``connect_sentinel``).
     ``options`` go to the connection pool (``max_connections``, timeouts, ...).
     """
     if is_cluster_url(url):
         return connect_cluster(url, **options)  # type: ignore[return-value]
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        return connect_sentinel(url, **options)
     # No retries inside redis-py (its default for connection pools): a script retried after a lost reply
     # could run twice. Callers decide what a failed call means (the spool makes appends safe to retry).
     defaults = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}
