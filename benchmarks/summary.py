@@ -88,10 +88,19 @@ def _stream_target(report: Report) -> tuple[str, str]:
     return "none (past the design's 4 viewers)", ""
 
 
+def _workers(report: Report) -> int:
+    """Workers behind nginx in a stream run (0: one server, viewers straight to it)."""
+    return int(report.get("workers_behind_nginx") or 0)
+
+
 def stream_section(loaded: Loaded) -> list[str]:
-    """One row per `bench stream` report, by viewer count."""
+    """One row per `bench stream` report of one server, by viewer count."""
     rows = []
-    ordered = sorted(loaded, key=lambda item: (stream_viewers(item[1]), item[0]))
+    ordered = sorted(
+        [item for item in loaded if not _workers(item[1])], key=lambda item: (stream_viewers(item[1]), item[0])
+    )
+    if not ordered:
+        return []
     for name, r in ordered:
         target, met = _stream_target(r)
         rows.append([
@@ -105,6 +114,32 @@ def stream_section(loaded: Loaded) -> list[str]:
     ]
     seconds = sorted({_num(r.get("seconds")) for _, r in ordered})
     intro = f"Real WebRTC viewers over loopback, {', '.join(seconds)} s measured per run (`pixelcast bench stream`)."
+    return [intro, "", *_table(header, rows), "", *(machine_line(name, r) for name, r in ordered)]
+
+
+def scale_out_section(loaded: Loaded) -> list[str]:
+    """One row per `bench stream --workers N` report: viewers through nginx to N workers on a Redis Cluster."""
+    ordered = sorted([item for item in loaded if _workers(item[1])], key=lambda item: (_workers(item[1]), item[0]))
+    if not ordered:
+        return []
+    rows = []
+    for name, r in ordered:
+        by_worker = ", ".join(f"{w} {n}" for w, n in sorted((r.get("admitted_by_worker") or {}).items()))
+        rows.append([
+            _workers(r), stream_viewers(r), r.get("admitted"), by_worker, r.get("refusals_503_before_admission"),
+            r.get("min_fps"), r.get("total_stalls"), r.get("max_time_to_first_frame_s"), r.get("server_cpu_cores"),
+            f"`{name}`",
+        ])
+    header = [
+        "workers", "viewers", "admitted", "by worker", "503s on the way", "min fps", "stalls", "max first frame (s)",
+        "workers' CPU (cores)", "report",
+    ]
+    intro = (
+        "Real WebRTC viewers through nginx to workers on a three-master Redis Cluster, all on this one machine "
+        "(`pixelcast bench stream --workers N`). The workers share its cores, so two admit no more than one: "
+        "what these runs show is that routing spreads viewers and keeps them in real time; capacity multiplies "
+        "with machines."
+    )
     return [intro, "", *_table(header, rows), "", *(machine_line(name, r) for name, r in ordered)]
 
 
@@ -223,6 +258,10 @@ SECTIONS = (
         "pixelcast bench stream --viewers 4 --seconds 30 --json bench-results/stream-4.json",
         "pixelcast bench stream --viewers 10 --seconds 30 --json bench-results/stream-10.json",
     )),
+    Section("stream", "Workers behind nginx", scale_out_section, (
+        "pixelcast bench stream --viewers 10 --seconds 20 --workers 1 --json bench-results/stream-nginx-1.json",
+        "pixelcast bench stream --viewers 10 --seconds 20 --workers 2 --json bench-results/stream-nginx-2.json",
+    )),
     Section("engine", "Engine against the plain pipeline", engine_section, (
         "pixelcast bench engine --seconds 20 --steps 1 --batches 1 4 8 --json bench-results/engine.json",
     )),
@@ -290,6 +329,9 @@ def render(reports: dict[str, Loaded], results: str = "bench-results") -> str:
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
             names = ", ".join(name for name, _ in loaded)
             print(f"pixelcast report: warning: cannot summarise {names}: {error!r}", file=sys.stderr)
+            missing.append(section)
+            continue
+        if not body:  # reports of this kind, but none that this section shows
             missing.append(section)
             continue
         lines += ["", f"## {section.title}", "", *body]

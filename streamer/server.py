@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,6 +55,8 @@ from .wishes import build_wish_parser
 
 logger = logging.getLogger(__name__)
 
+_OFFER_PATH = re.compile(r"(/w/[^/]+)?/offer")  # JSON signalling, also under a worker's prefix
+
 REDIS_RETRY_AFTER_SECONDS = 5
 KEY_CHECK_SECONDS = 3600
 
@@ -61,7 +64,7 @@ KEY_CHECK_SECONDS = 3600
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     headers = dict(error.headers or {})
-    if request.url.path.startswith("/api/") or request.url.path.endswith("/offer"):
+    if request.url.path.startswith("/api/") or _OFFER_PATH.fullmatch(request.url.path):
         return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=headers)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=headers)
 

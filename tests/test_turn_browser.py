@@ -37,7 +37,9 @@ JS_SELECTED_PAIR = """
 async () => {
   const report = await window.pixelcast.pc.getStats();
   let pair = null;
-  report.forEach((r) => { if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated) pair = r; });
+  report.forEach((r) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId);
+  });
   if (!pair) return null;
   const local = report.get(pair.localCandidateId);
   return { local: local && local.candidateType, received: pair.bytesReceived };

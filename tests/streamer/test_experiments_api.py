@@ -17,7 +17,7 @@ from personalization.tokens import TokenSigner, load_or_create_admin_token
 from streamer import experiments_api
 from streamer.config import ServerConfig
 from streamer.server import _http_error, _pixelcast_error
-from tests.personalization.conftest import redis_client  # noqa: F401  (a real Redis)
+from tests.personalization.conftest import redis_client, redis_cluster_url  # noqa: F401  (a real Redis)
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests-0123456789"}
 DEFINITION = {
