@@ -5,13 +5,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixelcast-installed
 ARGS ?=
 
-.PHONY: run test lint bench report train eval simulate install browser clean cluster-demo
+.PHONY: run test test-fast lint bench report train eval simulate install browser clean cluster-demo
 
 run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
 
 test: lint browser
 	$(PY) -m pytest $(ARGS)
+
+# the unit tier: everything not marked slow (no server process, browser, cluster or shipped model)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
 
 # ruff with the rules pyproject.toml selects; part of `make test`
 lint: $(STAMP)

@@ -29,3 +29,18 @@ def server_url(artifacts_dir: Path) -> Iterator[str]:
     """
     with ServerProcess(start_seconds=SERVER_START_SECONDS, log_path=artifacts_dir / "server.log") as server:
         yield server.url
+
+
+#: Fixtures that start a Pixelcast server, nginx, coturn or a Redis Cluster: a test using one is slow.
+SLOW_FIXTURES = frozenset({"server_url", "deployment", "server_with_turn", "turn_server", "redis_cluster_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark as `slow` what starts servers, browsers, clusters or the shipped model: `make test-fast` leaves
+    them out (marked by module with `pytestmark`, or here by the fixtures a test uses)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cluster = callspec is not None and callspec.params.get("redis_client") == "cluster"
+        uses = set(getattr(item, "fixturenames", ()))
+        if on_cluster or "browser" in item.keywords or SLOW_FIXTURES & uses:
+            item.add_marker(pytest.mark.slow)
