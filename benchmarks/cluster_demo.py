@@ -7,6 +7,8 @@ it, and Debian's nginx in front, all on loopback. Ctrl-C stops everything.
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import time
 
@@ -27,11 +29,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"starting a Redis Cluster (3 masters), {args.workers} workers and nginx; each worker loads and times "
           "the model, about a minute apiece ...", flush=True)
+    # one admin token for every worker, so the dashboard works whichever worker nginx picks
+    os.environ.setdefault("PIXELCAST_ADMIN_TOKEN", secrets.token_urlsafe(24))
     worker_args = ["--max-sessions", str(args.max_sessions)]
     with loopback_deployment(args.workers, worker_args=worker_args, nginx_port=args.port) as (url, workers, _):
         for i, worker in enumerate(workers, 1):
             print(f"  worker w{i}: {worker.url} (log {worker.log_path})")
-        print(f"\nOpen {url}/ (the dashboard: {url}/dashboard). Ctrl-C stops the demo.", flush=True)
+        print(f"\nOpen {url}/ (the dashboard: {url}/dashboard, admin token {os.environ['PIXELCAST_ADMIN_TOKEN']}).")
+        print("Ctrl-C stops the demo.", flush=True)
         try:
             while all(worker.process is not None and worker.process.poll() is None for worker in workers):
                 time.sleep(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from benchmarks.deployment import find_program, loopback_deployment
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient
+from tests.test_browser import CHROMIUM, DESKTOP, chromium, open_viewer
 
 pytestmark = pytest.mark.skipif(
     find_program("nginx") is None, reason="nginx not installed; `make test` installs it with apt-get"
@@ -110,3 +112,25 @@ async def test_a_session_path_of_an_unknown_worker_is_a_clear_404(deployment: tu
         response = await http.delete("/w/w2/whep/sessions/nothing")
         assert response.status_code == 404
         assert "no worker 'w2' here" in response.text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed; `make test` installs it")
+async def test_the_viewer_page_plays_through_nginx_and_its_session_ends_on_its_worker(
+    deployment: tuple[str, list[ServerProcess]],
+) -> None:
+    url, workers = deployment
+    async with chromium() as browser:
+        viewer = await open_viewer(browser, url, DESKTOP)
+        await viewer.wait_playing()
+        await viewer.assert_frames_advance("page through nginx")
+        session = await viewer.page.evaluate("() => window.pixelcast.sessionUrl")
+        assert session.startswith(f"{url}/w/"), f"the page's session resource names no worker: {session}"
+        worker = workers[int(session.split("/w/")[1].split("/")[0][1:]) - 1]
+        assert await _sessions_on(worker) == 1
+        viewer.assert_no_errors()
+        await viewer.page.close()  # pagehide: the page DELETEs its session through nginx
+    deadline = asyncio.get_running_loop().time() + 10
+    while await _sessions_on(worker):
+        assert asyncio.get_running_loop().time() < deadline, "the page's DELETE never reached its worker"
+        await asyncio.sleep(0.2)
