@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.churn import late_growth
+
+pytestmark = pytest.mark.slow  # runs the churn benchmark against a server
 
 CYCLES = 20
 

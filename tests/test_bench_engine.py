@@ -10,6 +10,8 @@ import pytest
 from models.loading import TEXT_TO_IMAGE, check_pipeline_folder
 from streamer.cli import main as cli_main
 
+pytestmark = pytest.mark.slow  # times engines
+
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -9,6 +9,8 @@ import pytest
 
 from streamer.cli import main as cli_main
 
+pytestmark = pytest.mark.slow  # runs benchmarks against a server
+
 
 def test_bench_stream_reports_every_viewer(tmp_path: Path) -> None:
     out = tmp_path / "stream.json"

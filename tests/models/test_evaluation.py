@@ -24,6 +24,8 @@ from models.world import ATTRIBUTES
 from models.world.captions import synonyms
 from streamer.cli import main as cli_main
 
+pytestmark = pytest.mark.slow  # evaluates the shipped model
+
 
 @pytest.fixture(scope="module")
 def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:

@@ -15,6 +15,8 @@ from models.training.grounder import _captions
 from models.training.lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
 from models.world import SceneSpec, caption
 
+pytestmark = pytest.mark.slow  # builds the grounder's table from WordNet
+
 LICENCE = "  1 This software and database is being provided to you, the LICENSEE, by Princeton.\n"
 # A WordNet in miniature, in the database files' own format: offset, lexicographer file, part of
 # speech, word count (hex), words with lex ids, pointer count, pointers (symbol offset pos source/target).

@@ -14,6 +14,8 @@ from models.frozen import FrozenDecoder, FrozenUNet, TraceMismatch
 from models.precision import BFLOAT16, FAST_DTYPE, FROZEN_BFLOAT16, MixedPrecision
 from tests.models.streaming import rollout
 
+pytestmark = pytest.mark.slow  # times and traces the shipped model
+
 
 def test_bfloat16_is_kept_only_where_it_is_clearly_faster() -> None:
     precision = MixedPrecision(torch.nn.Linear(4, 4))

@@ -11,6 +11,8 @@ from models.evaluation.probe import AttributeProbe
 from models.evaluation.sections import EvalSettings, eval_specs, hold
 from models.world import SceneSpec, describe
 
+pytestmark = pytest.mark.slow  # streams the shipped model
+
 SETTLE_FRAMES = 24  # one second of stream before looking
 HOLD_PSNR_DB = 16.0  # the shipped model: 17.9 dB on the evaluation's 32 streams (the card's "Hold" line)
 LOOK_FRAMES = 6

@@ -14,6 +14,8 @@ from models import StreamingEngine
 from models.training.config import TrainConfig
 from models.training.recipe import train
 
+pytestmark = pytest.mark.slow  # trains a tiny recipe end to end
+
 
 def _weights(folder: Path, part: str = "unet") -> dict[str, np.ndarray]:
     return load_file(next((folder / part).glob("*.safetensors")))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from personalization.ab_simulation import run_aa, run_ab
+
+pytestmark = pytest.mark.slow  # simulates thousands of viewers
 
 # the world's vocabulary, as models.world.spec defines it (personalization never imports models)
 VOCABULARY = {

@@ -6,6 +6,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from personalization.keys import events_key, profile_key
 from personalization.local_cluster import LocalCluster
 from personalization.messages import Feedback
@@ -13,6 +15,8 @@ from personalization.personalizer import Personalizer, is_spooled
 from personalization.spool import EventSpool
 from personalization.store import UNAVAILABLE, Store, connect
 from personalization.viewers import ViewerRegistry
+
+pytestmark = pytest.mark.slow  # starts Redis Clusters
 
 VOCABULARY = {"subject": ("ocean", "forest"), "palette": ("warm", "cool")}
 SCENE = {"subject": "ocean", "palette": "warm"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from personalization.keys import events_key, profile_key
 from personalization.local_cluster import LocalSentinel
 from personalization.messages import Feedback
@@ -12,6 +14,8 @@ from personalization.personalizer import Personalizer
 from personalization.spool import EventSpool
 from personalization.store import connect
 from personalization.viewers import ViewerRegistry
+
+pytestmark = pytest.mark.slow  # starts Redis with a sentinel
 
 VOCABULARY = {"subject": ("ocean", "forest"), "palette": ("warm", "cool")}
 SCENE = {"subject": "ocean", "palette": "warm"}

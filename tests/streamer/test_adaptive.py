@@ -13,6 +13,8 @@ from streamer.capacity import CapacityModel
 from streamer.metrics import Metrics
 from streamer.whep_client import WhepClient
 
+pytestmark = pytest.mark.slow  # starts servers
+
 
 @dataclass
 class _Engine:

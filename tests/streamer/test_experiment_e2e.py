@@ -15,6 +15,8 @@ import pytest
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient, use_loopback_only
 
+pytestmark = pytest.mark.slow  # starts a server
+
 ADMIN_TOKEN = "admin-token-for-the-experiment-e2e-test-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SETTINGS = {"steps": 2, "fps": 12}  # the server runs 1 step at 24 fps: both differ

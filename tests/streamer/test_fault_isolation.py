@@ -21,6 +21,8 @@ from streamer.encoding import VIDEO_CLOCK_RATE
 from streamer.faults import FAULT_MARKER_ENV
 from streamer.whep_client import WhepClient, use_loopback_only
 
+pytestmark = pytest.mark.slow  # starts a server
+
 MARKER = "zz-test-fault"
 FPS = 12
 INTERVAL = VIDEO_CLOCK_RATE // FPS

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from aiortc import RTCPeerConnection
 
 from benchmarks.server_process import ServerProcess
 from streamer.limits import RateLimiter
 from streamer.whep_client import WhepClient, use_loopback_only
+
+pytestmark = pytest.mark.slow  # starts a server
 
 ICE_TIMEOUT = 5  # seconds; the default is 15
 

@@ -11,6 +11,8 @@ import pytest
 from models import StreamingEngine, default_model_path
 from streamer.precision_store import PRECISION_FILE, load_or_choose_precision, machine_key
 
+pytestmark = pytest.mark.slow  # times the shipped model
+
 BATCHES = [1]
 
 

@@ -48,7 +48,10 @@ MESSAGES = st.fixed_dictionaries(
     },
 )
 # the viewer's aiortc thread draws from `random` while hypothesis generates: not the strategies' doing
-pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+pytestmark = [  # slow: starts a server
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
+]
 HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=300)
 
 

@@ -13,10 +13,13 @@ import signal
 from typing import Any
 
 import httpx
+import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient, use_loopback_only
+
+pytestmark = pytest.mark.slow  # starts a server and kills its Redis
 
 RESTART_DELAY = "3"  # seconds Redis stays away, so the outage is long enough to look at
 SEND_EVERY = 0.05  # seconds between feedback events

@@ -8,9 +8,12 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient, use_loopback_only
+
+pytestmark = pytest.mark.slow  # starts and signals server processes
 
 
 def _alive(pid: int) -> bool:
