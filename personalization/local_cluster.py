@@ -16,7 +16,6 @@ import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -285,13 +284,6 @@ class LocalCluster:
         """End every node (SIGTERM, then SIGKILL after 5 s)."""
         await stop_nodes(self.nodes)
 
-    async def __aenter__(self) -> str:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
 
 
