@@ -247,23 +247,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")
 
 
-def _servers(args: argparse.Namespace, extra: list[str]) -> contextlib.AbstractContextManager[tuple[str, list[Any]]]:
+@contextlib.contextmanager
+def _servers(args: argparse.Namespace, extra: list[str]) -> Iterator[tuple[str, list[ServerProcess]]]:
     """One server, or ``--workers`` of them behind nginx: (the URL viewers use, the server processes)."""
     if args.workers <= 0:
-        return _single(ServerProcess(*extra))
-    return _deployment(args.workers, extra)
-
-
-@contextlib.contextmanager
-def _single(server: ServerProcess) -> Iterator[tuple[str, list[Any]]]:
-    with server:
-        yield server.url, [server]
-
-
-@contextlib.contextmanager
-def _deployment(workers: int, extra: list[str]) -> Iterator[tuple[str, list[Any]]]:
-    with loopback_deployment(workers, worker_args=extra) as (url, servers, _):
-        yield url, servers
+        with ServerProcess(*extra) as server:
+            yield server.url, [server]
+    else:
+        with loopback_deployment(args.workers, worker_args=extra) as (url, servers, _):
+            yield url, servers
 
 
 def main(args: argparse.Namespace) -> int:

@@ -179,7 +179,8 @@ class EventLog:
                 args += [value for item in items for value in item.args]
             calls.append(ScriptCall(self._append, keys, args))
         unapplied = [v for v in viewers if not all(item.apply for item in by_viewer[v])]
-        masters = self._masters(viewers)
+        master_of = self._masters_of(viewers)
+        masters = list(dict.fromkeys(master_of.values()))
 
         def pointers(pipe: aioredis.client.Pipeline) -> None:
             for viewer_id in unapplied:
@@ -204,8 +205,8 @@ class EventLog:
                 for item in items:
                     ids_of[id(item)] = UnknownViewer(viewer_id)
                 continue
-            node = masters and self._master_of(viewer_id)
-            if lagging and node in lagging:
+            node = master_of.get(viewer_id)
+            if node in lagging:
                 for item in items:
                     ids_of[id(item)] = NotReplicated(
                         f"{lagging[node]} of {self.wait_replicas} replicas confirmed the append in"
@@ -224,19 +225,14 @@ class EventLog:
                 await pipe.execute()
         return [ids_of[id(item)] for item in appends]
 
-    def _masters(self, viewers: list[str]) -> list[Any]:
-        """Where the appends to ``viewers`` must be confirmed: none without ``wait_replicas``; else the one
-        server (None), or on a Redis Cluster each master that serves one of them."""
+    def _masters_of(self, viewers: list[str]) -> dict[str, Any]:
+        """Where each viewer's appends must be confirmed: nowhere without ``wait_replicas`` (empty); else the
+        one server (None), or on a Redis Cluster the master that serves the viewer's slot."""
         if not self.wait_replicas:
-            return []
+            return {}
         if not isinstance(self.redis, aioredis.RedisCluster):
-            return [None]
-        return list(dict.fromkeys(self._master_of(viewer_id) for viewer_id in viewers))
-
-    def _master_of(self, viewer_id: str) -> Any:
-        if not isinstance(self.redis, aioredis.RedisCluster):
-            return None
-        return self.redis.get_node_from_key(events_key(viewer_id))
+            return dict.fromkeys(viewers)
+        return {viewer_id: self.redis.get_node_from_key(events_key(viewer_id)) for viewer_id in viewers}
 
     def _script_groups(self, viewers: list[str]) -> list[list[str]]:
         """Viewers whose appends may share one script call: all of them, except on a Redis Cluster.

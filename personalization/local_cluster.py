@@ -80,25 +80,24 @@ class ClusterNode:
         """Whether its process is alive."""
         return self.process is not None and self.process.returncode is None
 
-    def config(self) -> str:
-        """Its redis.conf: cluster mode, append-only persistence, loopback only."""
-        return "\n".join(
-            [
-                f"port {self.port}",
-                "bind 127.0.0.1",
-                "daemonize no",
-                "cluster-enabled yes",
-                "cluster-config-file nodes.conf",
-                f"cluster-node-timeout {NODE_TIMEOUT_MS}",
-                # the other masters keep serving their slots while one is down
-                "cluster-require-full-coverage no",
-                "appendonly yes",
-                "appendfsync everysec",
-                f'dir "{self.directory}"',
-                'logfile "redis.log"',
-                "save 60 1000",
-            ]
-        ) + "\n"
+    def config(self, *extra: str, persist: bool = True) -> str:
+        """Its redis.conf on loopback, append-only unless ``persist`` is off, with the ``extra`` lines."""
+        lines = [f"port {self.port}", "bind 127.0.0.1", "daemonize no", f'dir "{self.directory}"']
+        lines.append('logfile "redis.log"')
+        if persist:
+            lines += ["appendonly yes", "appendfsync everysec"]
+        return "\n".join([*lines, *extra]) + "\n"
+
+    def cluster_config(self) -> str:
+        """Its redis.conf as a cluster node."""
+        return self.config(
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+            # the other masters keep serving their slots while one is down
+            "cluster-require-full-coverage no",
+            "save 60 1000",
+        )
 
 
 
@@ -207,7 +206,7 @@ class LocalCluster:
         return self.url
 
     async def _launch(self, node: ClusterNode) -> None:
-        await launch(node, node.config())
+        await launch(node, node.cluster_config())
 
     async def _create(self) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -341,23 +340,19 @@ class LocalSentinel:
         """``redis+sentinel://<sentinel>/<service>``."""
         return f"redis+sentinel://{self.sentinel.address}/{SENTINEL_SERVICE}"
 
-    def _conf(self, node: ClusterNode, extra: list[str]) -> str:
-        lines = [f"port {node.port}", "bind 127.0.0.1", "daemonize no", f'dir "{node.directory}"',
-                 'logfile "redis.log"', "appendonly yes", *extra]
-        return "\n".join(lines) + "\n"
-
     async def start(self) -> str:
         """Start master and replica, then the sentinel; wait until the sentinel knows the replica."""
         try:
-            await self._start(self.master, self._conf(self.master, []))
-            await self._start(self.replica, self._conf(self.replica, [f"replicaof 127.0.0.1 {self.master.port}"]))
+            await self._start(self.master, self.master.config())
+            await self._start(self.replica, self.replica.config(f"replicaof 127.0.0.1 {self.master.port}"))
             await self._start(
                 self.sentinel,
-                self._conf(self.sentinel, [
+                self.sentinel.config(
                     f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.master.port} 1",
                     f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_MS}",
                     f"sentinel failover-timeout {SENTINEL_SERVICE} 5000",
-                ]).replace("appendonly yes\n", ""),
+                    persist=False,
+                ),
                 sentinel=True,
             )
             await self._wait_replica_known()

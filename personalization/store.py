@@ -93,24 +93,30 @@ def connect_cluster(url: str, **options: Any) -> RedisCluster:
     The host of the URL and every ``node`` are start-up nodes: the client learns the rest of the cluster
     from whichever answers first, so one of them being down does not stop a worker from starting.
     """
-    parts = urlsplit(url)
     nodes = [ClusterNode(host, port) for host, port in _addresses(url)]
     # As for one server: no retries inside redis-py (a script retried after a lost reply could run twice);
     # a failed call marks the slot map stale, and the next call learns the new masters.
-    settings: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": COMMAND_TIMEOUT,
-        "retry": Retry(NoBackoff(), 0),
-        **options,
-    }
     return RedisCluster(
         startup_nodes=nodes,
         decode_responses=True,
-        ssl=parts.scheme == "rediss+cluster",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        **settings,
+        ssl=urlsplit(url).scheme == "rediss+cluster",
+        **_credentials(url),
+        **{"retry": Retry(NoBackoff(), 0), **_timeouts(options)},
     )
+
+
+def _timeouts(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` over the default connect and command timeouts."""
+    return {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT, **options}
+
+
+def _credentials(url: str) -> dict[str, str | None]:
+    """The username and password in ``url``'s user info (None where absent)."""
+    parts = urlsplit(url)
+    return {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
 
 
 #: URL scheme of Redis Sentinel: ``redis+sentinel://host:port/<service>?node=host:port`` (sentinels, not servers).
@@ -135,21 +141,13 @@ def connect_sentinel(url: str, **options: Any) -> aioredis.Redis:
     The host of the URL and every ``node`` are sentinels; the client asks them for the service's master
     on each new connection, so after a failover it reconnects to the promoted replica.
     """
-    parts = urlsplit(url)
-    service = parts.path.strip("/")
+    service = urlsplit(url).path.strip("/")
     if not service:
         raise ValueError(f"{url!r} names no service: redis+sentinel://host:port/<service>")
-    settings: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": COMMAND_TIMEOUT,
-        **options,
-    }
-    auth = {
-        "username": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
-    }
-    sentinel = Sentinel(_addresses(url), sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT}, **settings)
-    return sentinel.master_for(service, decode_responses=True, **auth)  # type: ignore[no-any-return]
+    sentinel = Sentinel(
+        _addresses(url), sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT}, **_timeouts(options)
+    )
+    return sentinel.master_for(service, decode_responses=True, **_credentials(url))  # type: ignore[no-any-return]
 
 
 def connect(url: str, **options: Any) -> aioredis.Redis:
@@ -166,8 +164,7 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
         return connect_sentinel(url, **options)
     # No retries inside redis-py (its default for connection pools): a script retried after a lost reply
     # could run twice. Callers decide what a failed call means (the spool makes appends safe to retry).
-    defaults = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}
-    settings = {**defaults, **options, **parse_url(url)}
+    settings = {**_timeouts(options), **parse_url(url)}
     base = settings.pop("connection_class", aioredis.Connection)
     pool = aioredis.ConnectionPool(connection_class=_packing(base), decode_responses=True, **settings)
     return aioredis.Redis(connection_pool=pool)

@@ -187,16 +187,14 @@ async def offer_post(request: Request) -> JSONResponse:
     )
 
 
+_ENDPOINTS = (
+    ("/whep", whep_post, "POST"),
+    ("/whep", whep_options, "OPTIONS"),
+    (SESSION_PATH, whep_delete, "DELETE"),
+    ("/offer", offer_post, "POST"),
+)
 routes = [
-    Route(f"{prefix}/whep", whep_post, methods=["POST"])
+    Route(prefix + path, endpoint, methods=[method])
     for prefix in ("", WORKER_PREFIX)
-] + [
-    Route(f"{prefix}/whep", whep_options, methods=["OPTIONS"])
-    for prefix in ("", WORKER_PREFIX)
-] + [
-    Route(f"{prefix}{SESSION_PATH}", whep_delete, methods=["DELETE"])
-    for prefix in ("", WORKER_PREFIX)
-] + [
-    Route(f"{prefix}/offer", offer_post, methods=["POST"])
-    for prefix in ("", WORKER_PREFIX)
+    for path, endpoint, method in _ENDPOINTS
 ]
