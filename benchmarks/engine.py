@@ -87,7 +87,10 @@ def _naive_call(model: Path, steps: int, device: str, dtype: Any, embeds: Any) -
 
         def text_to_image() -> None:
             pipeline(
-                prompt_embeds=prompt, num_inference_steps=steps, guidance_scale=0.0, generator=generator,
+                prompt_embeds=prompt,
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                generator=generator,
                 output_type="np",
             )
 
@@ -101,16 +104,16 @@ def _naive_call(model: Path, steps: int, device: str, dtype: Any, embeds: Any) -
     return next_frame
 
 
-def _contenders(
-    model: Path, steps: int, batches: list[int], device: str, dtype: Any
-) -> tuple[list[_Contender], Any]:
+def _contenders(model: Path, steps: int, batches: list[int], device: str, dtype: Any) -> tuple[list[_Contender], Any]:
     from models import StreamingEngine
+    from models.tuning.choice import choose_precision
+    from models.tuning.speed import warm_up
     from streamer.encoding import VideoEncoder
 
     engine = StreamingEngine.from_pretrained(model, steps=steps, device=device, dtype=dtype)
-    engine.warmup()
+    warm_up(engine)
     if device == "cpu":
-        engine.choose_precision(range(1, max(batches) + 1))  # as the server does at start-up
+        choose_precision(engine, range(1, max(batches) + 1))  # as the server does at start-up
     embeds = [engine.encode_prompt(p) for p in PROMPTS]
     contenders = [_Contender("naive_pipeline_per_frame", 1, _naive_call(model, steps, device, dtype, embeds))]
     for batch in batches:
@@ -133,15 +136,19 @@ def _contenders(
 
 
 def _pipelined(engine: Any, batch: int, embeds: list[Any]) -> _Contender:
-    """The engine as the server runs it: each batch decodes on a second thread while the next one
-    denoises, one torch thread per stage."""
-    from models.engine import OverlappedDecode
+    """The engine as the server runs it, on a `TwoStageRunner`: each batch decodes on a second thread
+    while the next one denoises, one torch thread per stage."""
+    from models.runner import TwoStageRunner
 
-    overlapped = OverlappedDecode(engine)  # its thread ends with the process
+    runner = TwoStageRunner(engine)  # its threads end with the process
     states = [engine.new_stream(100 + seed) for seed in range(batch)]
     requests = [(state, embeds[i % len(embeds)]) for i, state in enumerate(states)]
     return _Contender(
-        f"engine_pipelined_batch_{batch}", batch, lambda: overlapped.step(requests), finish=overlapped.finish, threads=1
+        f"engine_pipelined_batch_{batch}",
+        batch,
+        lambda: runner.step(requests).denoised.result(),
+        finish=runner.drain,
+        threads=1,
     )
 
 
@@ -150,12 +157,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from models import default_model_path
+    from models.tuning.choice import precision_summary
 
     model = Path(args.model) if args.model else default_model_path()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device == "cuda" else torch.float32
     contenders, engine = _contenders(model, args.steps, args.batches, device, dtype)
-    precision, kind, resolution = engine.precision, engine.kind, f"{engine.width}x{engine.height}"
+    precision, kind, resolution = precision_summary(engine), engine.kind, f"{engine.width}x{engine.height}"
     rounds = max(1, round(args.seconds / (ROUND_SECONDS * len(contenders))))
     for _ in tqdm(range(rounds), desc="bench engine", unit="round"):
         for contender in contenders:

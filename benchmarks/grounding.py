@@ -6,7 +6,7 @@ prompt and every run of up to five of its words with MiniLM: about a hundred sho
 steer. MiniLM pads each batch to its longest text, so the word runs are embedded in small batches of
 similar length; the report sets that against one batch holding them all, in interleaved rounds of
 one process, as p50/p95 latency and a ratio. A third contender is what serving uses: small batches
-with each run's embedding cached (`StreamingEngine.run_embeddings`), emptied at the start of each
+with each run's embedding cached (`PromptConditioner.run_embeddings`), emptied at the start of each
 round, so a steer reuses only the runs the round's earlier steers had (the scene caption's, mostly).
 """
 
@@ -42,21 +42,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Time `SceneGrounder.expand` on every steer, for the shipped chunking and for one batch."""
     model = args.model or default_model_path()
     engine = StreamingEngine.from_pretrained(model, steps=1)
-    if engine.grounder is None:
+    if engine.prompts.grounder is None:
         raise SystemExit(f"{shown_path(model)} has no grounder to measure")
-    grounder, encoder = engine.grounder, engine.text_encoder
+    grounder, encoder = engine.prompts.grounder, engine.prompts.text_encoder
     prompts = [f"{steer}, {SCENE_CAPTION}" for steer in STEERS]
     contenders = {
         "small_batches": encoder.sentence_embeddings,
         "one_batch": functools.partial(encoder.sentence_embeddings, chunk=ONE_BATCH),
-        "cached_runs": engine.run_embeddings,
+        "cached_runs": engine.prompts.run_embeddings,
     }
     for embed in contenders.values():  # warm-up: first calls allocate
         grounder.expand(prompts[0], embed)
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     read: dict[str, list[str]] = {name: [] for name in contenders}
     for _ in range(args.rounds):
-        engine.run_embeddings.cache.clear()
+        engine.prompts.run_embeddings.cache.clear()
         for prompt in prompts:
             for name, embed in contenders.items():
                 started = time.perf_counter()

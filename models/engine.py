@@ -15,9 +15,8 @@ The engine runs two kinds of model folders (see `models.loading`):
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
   which comes from the pipeline's own tokenizer and text encoder.
 
-A shipped pipeline with a `grounder` (`models.grounding`) has every prompt grounded before encoding:
-the world's canonical words for the scene it names are put in front, which the denoiser reads far
-more reliably than paraphrases.
+Prompts become conditionings in `models.prompts` (grounded, encoded, cached); how fast the engine
+runs, and in which precision per batch size, is `models.tuning`'s business.
 
 In both, each stream's starting noise drifts slowly from frame to frame (`noise_drift`) instead of
 being drawn fresh: fresh noise would re-roll every frame's fine detail (flicker), and for a
@@ -26,23 +25,17 @@ text-to-image model it is the only thing that keeps consecutive frames alike.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import pathlib
-import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from models.frozen import FrozenDecoder, FrozenUNet
-from models.grounding import Reading, SceneGrounder
 from models.loading import (
     PIXELCAST,
     TEXT_TO_IMAGE,
@@ -52,14 +45,12 @@ from models.loading import (
     vae_scale_factor,
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
-from models.precision import MixedPrecision
-from models.text import CachedEmbeddings, TextEncoder, sentence_embedding
+from models.prompts import PromptConditioner
+from models.text import TextEncoder, sentence_embedding
+from models.tuning.frozen import FrozenDecoder, FrozenUNet
+from models.tuning.precision import MixedPrecision
 
 MAX_STEPS = 4
-GROUNDED_CACHE = 512
-"""Grounded prompts remembered per engine."""
-RUN_EMBEDDING_CACHE = 8192
-"""Word runs whose sentence embedding grounding remembers per engine (1.5 kB each)."""
 
 
 @dataclass
@@ -188,8 +179,9 @@ class StreamingEngine:
         self.vae = pipeline.vae.eval().to(memory_format=torch.channels_last)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
-        self._unet_precision = MixedPrecision(self.unet, freeze=FrozenUNet)
-        self._vae_precision = MixedPrecision(self.vae, freeze=FrozenDecoder)
+        # Which variant (float32, bfloat16, frozen graphs) runs each batch size; `models.tuning` chooses.
+        self.unet_precision = MixedPrecision(self.unet, freeze=FrozenUNet)
+        self.decoder_precision = MixedPrecision(self.vae, freeze=FrozenDecoder)
         config = pipeline.scheduler.config
         self.prediction_type: str = config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
@@ -224,9 +216,8 @@ class StreamingEngine:
         self._schedules = {n: _ddim_schedule(config, n, self.device) for n in range(1, MAX_STEPS + 1)}
         self._shape = (self.latent_channels, self.latent_height, self.latent_width)
         self._zeros = torch.zeros(self._shape, device=self.device, dtype=self.dtype)
-        self._text_encoder = text_encoder
         # A UNet with a projection class embedding also takes the sentence embedding of the text.
-        self._pooled_conditioning = self.kind == PIXELCAST and self.unet.config.class_embed_type == "projection"
+        self.pooled_conditioning = self.kind == PIXELCAST and self.unet.config.class_embed_type == "projection"
         # The model was trained with a little noise on the previous frame so that rollouts do not drift.
         self._context_noise = float(pipeline.config.get("context_noise", 0.0)) if self.kind == PIXELCAST else 0.0
         # Latents are clamped to the range the shipped decoder was trained on; other VAEs get them as is.
@@ -246,15 +237,11 @@ class StreamingEngine:
         grounder = getattr(pipeline, "grounder", None) if self.kind == PIXELCAST else None
         if grounder is not None and text_encoder is not None and not hasattr(text_encoder, "sentence_embeddings"):
             grounder = None
-        self.grounder: SceneGrounder | None = grounder.eval() if grounder is not None else None
-        self._grounding = self.grounder is not None
-        # Grounding a new text embeds all its word runs (a few hundred ms for a server prompt on a CPU);
-        # a prompt seen before costs nothing.
-        self._grounded = functools.lru_cache(maxsize=GROUNDED_CACHE)(self._ground)
-        # What grounding reads word runs with, so a steer embeds only the runs no earlier prompt had.
-        # The text encoder is created on first use: the cache looks it up only when it embeds.
-        self.run_embeddings = CachedEmbeddings(
-            lambda texts: self.text_encoder.sentence_embeddings(texts), RUN_EMBEDDING_CACHE
+        self.prompts = PromptConditioner(
+            (lambda: text_encoder) if text_encoder is not None else self._default_text_encoder,
+            grounder,
+            device=self.device,
+            dtype=self.dtype,
         )
 
     @classmethod
@@ -307,54 +294,30 @@ class StreamingEngine:
             raise ValueError(f"noise_drift must be between 0 and 1, got {value}")
         self._noise_drift = float(value)
 
-    @property
-    def text_encoder(self) -> PromptEncoder:
-        """The text encoder (created on first use)."""
-        if self._text_encoder is None:
-            if self.kind == PIXELCAST:
-                self._text_encoder = TextEncoder(device=self.device)
-            else:
-                self._text_encoder = PipelinePromptEncoder(self.pipeline.tokenizer, self.pipeline.text_encoder)
-        return self._text_encoder
-
-    @property
-    def grounding(self) -> bool:
-        """Whether prompts pass through the pipeline's `SceneGrounder` (on when the folder has one)."""
-        return self._grounding
-
-    @grounding.setter
-    def grounding(self, value: bool) -> None:
-        if value and self.grounder is None:
-            raise ValueError("this pipeline has no grounder (or its text encoder gives no sentence embeddings)")
-        self._grounding = bool(value)
+    def _default_text_encoder(self) -> PromptEncoder:
+        """MiniLM for the shipped pipeline, the pipeline's own tokenizer and text encoder for other folders."""
+        if self.kind == PIXELCAST:
+            return TextEncoder(device=self.device)
+        return PipelinePromptEncoder(self.pipeline.tokenizer, self.pipeline.text_encoder)
 
     def grounded_prompt(self, text: str) -> str:
-        """The prompt the model is given for `text`: with grounding on, the world's canonical words for the
-        scene it names, then the viewer's words ("forest at night: evergreens at 2 am")."""
-        return self._grounded(text) if self._grounding else text
-
-    def _ground(self, text: str) -> str:
-        assert self.grounder is not None
-        return self.grounder.expand(text, self.run_embeddings)
+        """The prompt the model is given for `text` (`PromptConditioner.grounded_prompt`)."""
+        return self.prompts.grounded_prompt(text)
 
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """Conditioning `[tokens, dim]` for one text (cached by the text encoder), grounded first if on.
+        """Conditioning `[tokens, dim]` for one text, grounded first if on (`PromptConditioner.encode`)."""
+        return self.prompts.encode(text)
 
-        `[32, 384]` MiniLM token states for the shipped model; the pipeline's own text encoder's
-        token states (e.g. `[77, 768]` for Stable Diffusion 1.x) for other folders.
-        """
-        return self.text_encoder.encode([self.grounded_prompt(text)])[0].to(device=self.device, dtype=self.dtype)
+    def blank_conditioning(self) -> torch.Tensor:
+        """An all-zero conditioning of the shape `encode_prompt` gives, for throwaway frames."""
+        tokens = 32 if self.kind == PIXELCAST else int(getattr(self.prompts.text_encoder, "max_tokens", 77))
+        dim = int(self.unet.config.cross_attention_dim)
+        return torch.zeros(tokens, dim, device=self.device, dtype=self.dtype)
 
-    def encode_prompts(
-        self, texts: Sequence[str], readings: Sequence[dict[str, Reading]] | None = None
-    ) -> list[torch.Tensor]:
-        """`encode_prompt` for many texts at once, grounded together in one batch (if on), for evaluation
-        runs of hundreds of prompts; not cached. `readings`: what the grounder's `ground` gave for `texts`,
-        where the caller has it already."""
-        if self._grounding:
-            embed = self.text_encoder.sentence_embeddings
-            texts = self.grounder.expand_all(texts, embed, readings)
-        return list(self.text_encoder.encode(list(texts)).to(device=self.device, dtype=self.dtype))
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """One frame's latent: channels, height, width."""
+        return self._shape
 
     def new_stream(self, seed: int) -> StreamState:
         """A fresh stream whose noise is drawn from `torch.Generator().manual_seed(seed)`."""
@@ -391,7 +354,7 @@ class StreamingEngine:
         Touches no stream state, so it may run on another thread while `advance` makes the next batch.
         """
         with torch.inference_mode():
-            vae, dtype = self._vae_precision.module_for(latents.shape[0])
+            vae, dtype = self.decoder_precision.module_for(latents.shape[0])
             scaled = (latents / self._vae_scale + self._vae_shift).to(dtype)
             decoded = vae.decode(scaled.contiguous(memory_format=torch.channels_last)).sample
             return list(latents_to_uint8(decoded.to(self.dtype)))
@@ -447,8 +410,8 @@ class StreamingEngine:
         self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
     ) -> torch.Tensor:
         """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model)."""
-        unet, dtype = self._unet_precision.module_for(x.shape[0])
-        pooled = sentence_embedding(cond).to(dtype) if self._pooled_conditioning else None
+        unet, dtype = self.unet_precision.module_for(x.shape[0])
+        pooled = sentence_embedding(cond).to(dtype) if self.pooled_conditioning else None
         cond = cond.to(dtype)
         for i in range(len(schedule.timesteps)):
             model_input = x if previous is None else torch.cat([x, previous], dim=1)
@@ -474,137 +437,3 @@ class StreamingEngine:
         if self._latent_clamp is None:
             return x
         return x.clamp(-self._latent_clamp, self._latent_clamp)
-
-    def measure_fps(self, batch: int, steps: int, calls: int = 2, *, pipelined: bool = False) -> float:
-        """Frames per second of `generate` at `batch` streams and `steps` steps, on throwaway streams.
-
-        One untimed call first (allocations for a new batch size), then `calls` timed ones; the
-        engine's own `steps` setting is left as it was. `pipelined` times the way
-        `streamer.batching.FrameBatcher` runs the engine: each batch decodes on a second thread while
-        the next one denoises.
-        """
-        requests = self._throwaway_requests(batch)
-        saved, self.steps = self.steps, steps
-        try:
-            self.generate(requests)
-            if pipelined:
-                with OverlappedDecode(self) as overlapped:
-                    started = time.perf_counter()
-                    for _ in range(calls):
-                        overlapped.step(requests)
-                    overlapped.finish()
-            else:
-                started = time.perf_counter()
-                for _ in range(calls):
-                    self.generate(requests)
-            elapsed = time.perf_counter() - started
-        finally:
-            self.steps = saved
-        return batch * calls / elapsed
-
-    def choose_precision(self, batches: Iterable[int]) -> dict[str, list[int]]:
-        """Time float32 against bfloat16 for the UNet and the decoder at each of these batch sizes.
-
-        Each keeps bfloat16 at the batch sizes where it was clearly faster (``models.precision``); returns
-        ``precision``. Until this runs, and at other batch sizes, everything runs in the model's own dtype.
-        """
-        batches = sorted(set(batches))
-        with torch.inference_mode():
-            for part, run in self._precision_parts().values():
-                part.choose(batches, run)
-        return self.precision
-
-    def _precision_parts(self) -> dict[str, tuple[MixedPrecision, Callable[[Any, torch.dtype, int], None]]]:
-        """Each stage's precision choice, with what times (and traces) it at a batch size."""
-        return {"unet": (self._unet_precision, self._time_unet), "decoder": (self._vae_precision, self._time_decoder)}
-
-    @property
-    def precision_choice(self) -> dict[str, dict[str, str]]:
-        """What `choose_precision` chose, as JSON can hold it: {"unet"|"decoder": {batch size: variant}}."""
-        return {
-            name: {str(batch): variant for batch, variant in sorted(part.choice.items())}
-            for name, (part, _) in self._precision_parts().items()
-        }
-
-    def adopt_precision(self, choice: dict[str, dict[str, str]]) -> dict[str, list[int]]:
-        """Use a `precision_choice` saved from an earlier `choose_precision` on this machine, without timing;
-        frozen graphs are traced now, so the first frames do not pay for it. Returns `precision`.
-
-        Raises `ValueError` for a choice this engine cannot use, `TraceMismatch` where a frozen graph does
-        not match its eager module.
-        """
-        parts = self._precision_parts()
-        if set(choice) != set(parts):
-            raise ValueError(f"a precision choice names {sorted(parts)}, got {sorted(choice)}")
-        with torch.inference_mode():
-            for name, (part, run) in parts.items():
-                part.adopt({int(batch): variant for batch, variant in choice[name].items()})
-                for batch in sorted(part.choice):
-                    module, dtype = part.module_for(batch)
-                    run(module, dtype, batch)
-        return self.precision
-
-    @property
-    def precision(self) -> dict[str, list[int]]:
-        """Batch sizes at which the UNet and the decoder run in bfloat16, and at which as frozen graphs."""
-        return {
-            "unet_bfloat16_batches": sorted(self._unet_precision.fast_batches),
-            "unet_frozen_batches": sorted(self._unet_precision.frozen_batches),
-            "decoder_bfloat16_batches": sorted(self._vae_precision.fast_batches),
-            "decoder_frozen_batches": sorted(self._vae_precision.frozen_batches),
-        }
-
-    def _time_unet(self, unet: torch.nn.Module, dtype: torch.dtype, batch: int) -> None:
-        in_channels = int(self.unet.config.in_channels)
-        x = torch.randn(batch, in_channels, self.latent_height, self.latent_width, device=self.device, dtype=dtype)
-        _, cond = self._throwaway_requests(1)[0]
-        cond = cond.to(dtype).repeat(batch, 1, 1)  # contiguous, as served
-        pooled = sentence_embedding(cond) if self._pooled_conditioning else None
-        unet(x, self._schedules[1].timesteps[0], encoder_hidden_states=cond, class_labels=pooled)
-
-    def _time_decoder(self, vae: torch.nn.Module, dtype: torch.dtype, batch: int) -> None:
-        shape = (batch, *self._shape)
-        latents = torch.zeros(shape, device=self.device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        vae.decode(latents)
-
-    def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
-        """Run a few throwaway batches so the first real frame does not pay for lazy initialization."""
-        for size in batch_sizes:
-            requests = self._throwaway_requests(size)
-            for _ in range(2):
-                self.generate(requests)
-
-    def _throwaway_requests(self, batch: int) -> list[tuple[StreamState, torch.Tensor]]:
-        """`batch` fresh streams with blank conditioning, for warm-up and timing."""
-        tokens = 32 if self.kind == PIXELCAST else int(getattr(self.text_encoder, "max_tokens", 77))
-        cond = torch.zeros(tokens, int(self.unet.config.cross_attention_dim), device=self.device, dtype=self.dtype)
-        return [(self.new_stream(i), cond) for i in range(batch)]
-
-
-class OverlappedDecode:
-    """`StreamingEngine.generate` in two stages: each batch decodes on a second thread while the caller
-    denoises the next one, as `streamer.batching.FrameBatcher` runs the engine (for timing it)."""
-
-    def __init__(self, engine: StreamingEngine) -> None:
-        self._engine = engine
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-decode")
-        self._decoding: Future[list[np.ndarray]] | None = None
-
-    def step(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> None:
-        """Denoise the next frame of `requests`; its decode starts once the previous one is done."""
-        latents = self._engine.advance(requests)
-        self.finish()
-        self._decoding = self._decoder.submit(self._engine.decode, latents)
-
-    def finish(self) -> list[np.ndarray] | None:
-        """Wait for the decode under way; its frames (None if none was)."""
-        decoding, self._decoding = self._decoding, None
-        return decoding.result() if decoding is not None else None
-
-    def __enter__(self) -> OverlappedDecode:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._decoder.shutdown(wait=True, cancel_futures=True)

@@ -1,8 +1,8 @@
 """What the server needs of a streaming engine: the one interface `streamer/` depends on.
 
 `models.engine.StreamingEngine` is the implementation; tests and tools may pass anything with these
-members. Precision choice and its timing are the engine tuner's business (`streamer/precision_store.py`
-drives them on the concrete engine), not part of this interface.
+members. `models.runner.TwoStageRunner` runs one on two threads; `models.tuning` measures its speed
+and, for the concrete engine, chooses its precision.
 """
 
 from __future__ import annotations
@@ -46,8 +46,5 @@ class FrameEngine(Protocol):
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         """Latents to HxWx3 uint8 frames."""
 
-    def measure_fps(self, batch: int, steps: int, calls: int = 2, *, pipelined: bool = False) -> float:
-        """Frames per second at `batch` streams and `steps` steps, measured on throwaway streams."""
-
-    def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
-        """Run the model once at these batch sizes, so the first viewer does not pay for first calls."""
+    def blank_conditioning(self) -> torch.Tensor:
+        """An all-zero conditioning of the shape `encode_prompt` gives, for throwaway frames."""

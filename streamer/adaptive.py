@@ -5,7 +5,7 @@ down to a floor. With headroom for a while, frame rate comes back first, then st
 when it makes frames slower than it plays them and its buffered lead is under half: a stream whose
 lead is full is keeping up, whatever its last cycles cost (they include waiting to share a batch).
 New viewers are admitted only while no stream is behind and the engine can cover every stream at the
-floor: its capacity at the larger batch (measured at start-up, `capacity.CapacityModel`), discounted
+floor: its capacity at the larger batch (measured at start-up, `models.tuning.capacity.CapacityModel`), discounted
 by how far live throughput falls short of what the same measurement expects today (encoding, WebRTC
 and other processes on the machine, thermal limits).
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.interface import FrameEngine
+from models.tuning.capacity import CapacityModel
 
-from .capacity import CapacityModel
 from .generation import GenerationLoop
 from .metrics import Metrics
 
@@ -105,7 +105,12 @@ class AdaptiveController:
         if not can:
             logger.info(
                 "admission: refused, %.0f frames/s at batch %d, slowed %.2fx (%.0f now at batch %.1f), below %.0f",
-                capacity, viewers, slowdown, throughput, batch, needed,
+                capacity,
+                viewers,
+                slowdown,
+                throughput,
+                batch,
+                needed,
             )
         return can
 

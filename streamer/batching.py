@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 from models.interface import FrameEngine
+from models.runner import Decoded, TwoStageRunner
 
 from .metrics import Metrics
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,10 +36,10 @@ ACTIVE_SECONDS = 0.5  # a stream that asked for a frame this recently counts as 
 class FrameBatcher:
     """Collects the next-frame requests of all streams and runs them as one batched engine call.
 
-    The engine works in two stages on two worker threads, so the event loop never blocks on the
-    model and both stages keep a core busy: while one batch decodes to pixels, the next one
-    denoises (`engine.advance`, then `engine.decode`). While a batch computes, new requests pile up
-    and form the next batch (bounded by `max_batch`); at most one batch waits in each stage.
+    The engine runs on a `TwoStageRunner`, so the event loop never blocks on the model and both stages
+    keep a core busy: while one batch decodes to pixels, the next one denoises. While a batch computes,
+    new requests pile up and form the next batch (bounded by `max_batch`); at most one batch waits in
+    each stage. A model failure fails only the streams whose frames fail on their own as well.
     """
 
     def __init__(self, engine: FrameEngine, metrics: Metrics, max_batch: int = 8) -> None:
@@ -48,10 +48,9 @@ class FrameBatcher:
         self._max_batch = max_batch
         self._pending: list[_Request] = []
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-engine")
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-decoder")
+        self._runner = TwoStageRunner(engine)
         self._task: asyncio.Task[None] | None = None
-        self._decoding: asyncio.Task[None] | None = None
+        self._delivering: asyncio.Task[None] | None = None
         # (frames, seconds of the slower stage) of recent batches: with both stages busy, a batch
         # costs the time of its slower stage
         self._recent: deque[tuple[int, float]] = deque(maxlen=48)
@@ -74,24 +73,23 @@ class FrameBatcher:
 
     async def stop(self) -> None:
         """Stop batching, fail pending requests, and release the worker threads."""
-        for task in (self._task, self._decoding):
+        for task in (self._task, self._delivering):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
-        self._task = self._decoding = None
+        self._task = self._delivering = None
         for request in self._pending:
             request.denoised.cancel()
             request.pixels.cancel()
         self._pending.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._decoder.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._runner.close)
 
-    async def run_on_engine(self, function: Any, *args: Any) -> Any:
+    async def run_on_engine(self, function: Callable[..., T], *args: Any) -> T:
         """Run other engine work (prompt encoding, warm-up) on the engine's thread, between batches."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        return await asyncio.wrap_future(self._runner.call(function, *args))
 
     async def denoise(self, state: Any, conditioning: Any) -> asyncio.Future[np.ndarray]:
         """Queue the next frame of the stream `state` under `conditioning`; return once its latent is made.
@@ -125,47 +123,18 @@ class FrameBatcher:
                 self._wake.set()
             if not batch:
                 continue
-            try:
-                latents, denoise_seconds = await loop.run_in_executor(
-                    self._executor, _timed, self.engine.advance, [(r.state, r.conditioning) for r in batch]
-                )
-            except Exception as error:  # a model failure must reach the streams, not kill batching
-                if len(batch) == 1:
-                    _fail(batch, error)
-                    continue
-                # one stream's bad request must not fail the streams it happened to share a batch with
-                batch, latents, denoise_seconds = await self._advance_one_by_one(loop, batch)
-                if not batch:
-                    continue
-            for request in batch:
-                if not request.denoised.done():
+            step = self._runner.step([(r.state, r.conditioning) for r in batch])
+            denoised = await asyncio.wrap_future(step.denoised)
+            for i, request in enumerate(batch):
+                if i in denoised.errors:
+                    _fail(request, denoised.errors[i])
+                elif not request.denoised.done():
                     request.denoised.set_result(None)
-            if self._decoding is not None:
-                await self._decoding  # one batch decodes while the next denoises, never more
-            self._decoding = loop.create_task(self._decode(batch, latents, denoise_seconds))
-
-    async def _advance_one_by_one(
-        self, loop: asyncio.AbstractEventLoop, batch: list[_Request]
-    ) -> tuple[list[_Request], Any, float]:
-        """Advance each request alone after its batch failed: only the requests that fail again fail.
-
-        Returns the requests that made a latent, their latents as one batch, and the seconds spent.
-        """
-        made: list[_Request] = []
-        parts: list[Any] = []
-        seconds = 0.0
-        for request in batch:
-            try:
-                latent, spent = await loop.run_in_executor(
-                    self._executor, _timed, self.engine.advance, [(request.state, request.conditioning)]
-                )
-            except Exception as error:
-                _fail([request], error)
-                continue
-            made.append(request)
-            parts.append(latent)
-            seconds += spent
-        return made, (torch.cat(parts) if parts else None), seconds
+            if self._delivering is not None:
+                await self._delivering  # one batch decodes while the next denoises, never more
+            self._delivering = loop.create_task(
+                self._deliver(batch, asyncio.wrap_future(step.decoded), denoised.seconds)
+            )
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait up to `GATHER_SECONDS` until every recently active stream has a request pending."""
@@ -182,48 +151,22 @@ class FrameBatcher:
                 break
         self._wake.clear()
 
-    async def _decode(self, batch: list[_Request], latents: Any, denoise_seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            frames, decode_seconds = await loop.run_in_executor(self._decoder, _timed, self.engine.decode, latents)
-        except Exception as error:
-            if len(batch) == 1:
-                _fail(batch, error)
-                return
-            # as in denoising: decode each frame alone, so that only the frames that fail again fail
-            decoded: list[tuple[_Request, np.ndarray]] = []
-            decode_seconds = 0.0
-            for i, request in enumerate(batch):
-                try:
-                    frame, spent = await loop.run_in_executor(
-                        self._decoder, _timed, self.engine.decode, latents[i : i + 1]
-                    )
-                except Exception as alone_error:
-                    _fail([request], alone_error)
-                    continue
-                decoded.append((request, frame[0]))
-                decode_seconds += spent
-            batch, frames = [r for r, _ in decoded], [f for _, f in decoded]
-            if not batch:
-                return
-        self._recent.append((len(batch), max(denoise_seconds, decode_seconds)))
-        self._metrics.observe_batch(len(batch), denoise_seconds + decode_seconds)
-        for request, frame in zip(batch, frames):
-            if not request.pixels.done():
-                request.pixels.set_result(frame)
+    async def _deliver(self, batch: list[_Request], decoding: asyncio.Future[Decoded], denoise_seconds: float) -> None:
+        """Hand each stream its decoded frame, or what failed it."""
+        decoded = await decoding
+        for i, error in decoded.errors.items():
+            _fail(batch[i], error)
+        if decoded.frames:
+            self._recent.append((len(decoded.frames), max(denoise_seconds, decoded.seconds)))
+            self._metrics.observe_batch(len(decoded.frames), denoise_seconds + decoded.seconds)
+        for i, frame in decoded.frames.items():
+            if not batch[i].pixels.done():
+                batch[i].pixels.set_result(frame)
 
 
-def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """`function(*args)` and the seconds it took, timed on the worker thread: the time a batch spent
-    queued behind other engine work (a prompt to encode) is not the engine's speed."""
-    started = time.perf_counter()
-    return function(*args), time.perf_counter() - started
-
-
-def _fail(batch: list[_Request], error: Exception) -> None:
-    """Hand a model failure to every stream waiting on the batch."""
-    for request in batch:
-        # the stream hears of it once: on the future it is waiting on
-        waiting = request.pixels if request.denoised.done() else request.denoised
-        if not waiting.done():
-            waiting.set_exception(error)
+def _fail(request: _Request, error: Exception) -> None:
+    """Hand a model failure to the stream waiting on the request."""
+    # the stream hears of it once: on the future it is waiting on
+    waiting = request.pixels if request.denoised.done() else request.denoised
+    if not waiting.done():
+        waiting.set_exception(error)

@@ -22,6 +22,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from models import StreamingEngine
 from models.text import TextEncoder
+from models.tuning.capacity import CapacityModel
+from models.tuning.speed import warm_up
+from models.tuning.store import PRECISION_FILE, load_or_choose_precision
 from models.world import ATTRIBUTES
 from personalization.consumer import EventConsumer
 from personalization.errors import PixelcastError
@@ -42,11 +45,9 @@ from personalization.workers import WorkerDirectory
 
 from . import api, experiments_api, pages, whep, workers
 from .batching import FrameBatcher
-from .capacity import CapacityModel
 from .config import ServerConfig
 from .limits import RateLimiter
 from .metrics import Metrics
-from .precision_store import PRECISION_FILE, load_or_choose_precision
 from .security import WhepCORS
 from .services import Services
 from .session import SessionManager
@@ -141,7 +142,7 @@ def create_app(config: ServerConfig) -> Starlette:
             metrics.track_event_loop()
             batcher = FrameBatcher(engine, metrics, max_batch=config.max_batch)
             batcher.start()
-            await batcher.run_on_engine(engine.warmup)
+            await batcher.run_on_engine(warm_up, engine)
             phases.done("warm-up")
             precision, reused = await batcher.run_on_engine(
                 functools.partial(load_or_choose_precision, retime=config.retime_precision),
@@ -158,7 +159,7 @@ def create_app(config: ServerConfig) -> Starlette:
             )
             phases.done("capacity")
             # Steering text is understood with MiniLM, whatever text encoder the video model has.
-            wish_encoder = engine.text_encoder if engine.kind == "pixelcast" else TextEncoder()
+            wish_encoder = engine.prompts.text_encoder if engine.kind == "pixelcast" else TextEncoder()
             wish_parser = await batcher.run_on_engine(build_wish_parser, wish_encoder)
             phases.done("wish parser")
             logger.info("start-up: %s", phases)

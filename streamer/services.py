@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from models.tuning.capacity import CapacityModel
 from personalization.experimenting import Experiments
 from personalization.personalizer import Personalizer
 from personalization.spool import EventSpool
@@ -15,7 +16,6 @@ from personalization.viewers import ViewerRegistry
 from personalization.workers import WorkerDirectory
 
 from .batching import FrameBatcher
-from .capacity import CapacityModel
 from .config import ServerConfig
 from .limits import RateLimiter
 from .metrics import Metrics

@@ -140,7 +140,7 @@ def fidelity(
     times = [max(2, round(s * FPS)) for s in cfg.seconds]
     keep = sorted({k for t in times for k in (t - 2, t - 1)})  # each time's frame and the one before it
     specs = [s for s in pairs for _ in range(cfg.streams_per_pair)]
-    conditions = engine.encode_prompts([describe(s) for s in specs])
+    conditions = engine.prompts.encode_all([describe(s) for s in specs])
     seeds = [cfg.seed * 100_000 + 90_000 + i for i in range(len(specs))]
     clips = rollout(engine, conditions, seeds, times[-1], keep, batch=cfg.batch, desc="fidelity", progress=progress)
     slot = {k: i for i, k in enumerate(keep)}

@@ -20,6 +20,7 @@ from models.evaluation import sections
 from models.evaluation.fidelity import FidelitySettings, fidelity
 from models.evaluation.probe import load_or_train_probe
 from models.evaluation.sections import JOINT, EvalSettings
+from models.tuning.choice import choose_precision, precision_summary
 
 TARGETS = {
     "adherence_heldout_vs_ceiling": (">=", 0.82),
@@ -111,7 +112,7 @@ def evaluate(
     probe = load_or_train_probe(probe_path, quick=quick, seed=cfg.seed, progress=progress)
     engine = StreamingEngine.from_pretrained(model, steps=cfg.steps)
     specs = sections.eval_specs(max(cfg.samples, cfg.drift_streams, cfg.transition_pairs), cfg.seed)
-    engine.choose_precision({cfg.batch, cfg.drift_streams})  # as serving does, at the batch sizes used here
+    choose_precision(engine, {cfg.batch, cfg.drift_streams})  # as serving does, at the batch sizes used here
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Any, *a: Any) -> Any:
@@ -144,7 +145,7 @@ def evaluate(
         "model": shown_path(model),
         "quick": quick,
         "settings": cfg.__dict__,
-        "precision": engine.precision,
+        "precision": precision_summary(engine),
         "new_prompt_steps": engine.new_prompt_steps,
         "probe": {"config": probe.config.__dict__, **probe.info},
         "adherence": adherence,

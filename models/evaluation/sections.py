@@ -66,8 +66,18 @@ class EvalSettings:
     def quick(cls, **overrides: Any) -> EvalSettings:
         """A smoke-test size: every section runs, on a handful of short streams."""
         base = dict(
-            samples=8, settle_frames=12, probe_frames=2, flicker_frames=8, seconds_short=1.0, drift_minutes=0.1,
-            drift_streams=2, drift_stride=6, transition_pairs=2, after_frames=12, hold_streams=2, hold_seconds=(0.25,),
+            samples=8,
+            settle_frames=12,
+            probe_frames=2,
+            flicker_frames=8,
+            seconds_short=1.0,
+            drift_minutes=0.1,
+            drift_streams=2,
+            drift_stride=6,
+            transition_pairs=2,
+            after_frames=12,
+            hold_streams=2,
+            hold_seconds=(0.25,),
         )
         return cls(**{**base, **overrides})
 
@@ -127,7 +137,7 @@ def _grounder_reading(
     adherence (`frame_hits`, per stream) where it names subject and palette right and says both, and
     elsewhere: what is left to gain from reading words better, and from drawing what was read. `found`:
     the grounder's reading of each caption (`SceneGrounder.ground`)."""
-    grounder = engine.grounder
+    grounder = engine.prompts.grounder
     predictions = {attr: [f[attr].value for f in found] for attr in grounder.config.attributes}
     sure = np.array(
         [
@@ -161,7 +171,7 @@ def adherence(
         split: tuple(zip(*(caption_parts(s, rng, split=split, mention=MENTION) for s in specs), strict=True))
         for split in ("heldout", "train")
     }
-    grounding = engine.grounding
+    grounding = engine.prompts.grounding
     runs = [("heldout", "heldout", 0), ("train", "train", 1)]
     if grounding:
         runs.append(("heldout_ungrounded", "heldout", 0))
@@ -170,10 +180,10 @@ def adherence(
     try:
         for name, split, offset in runs:
             texts, parts = captions[split]
-            engine.grounding = grounding and name != "heldout_ungrounded"
-            embed = engine.text_encoder.sentence_embeddings
-            found = engine.grounder.ground(texts, embed) if engine.grounding else None
-            conds = engine.encode_prompts(texts, found)  # one reading serves the prompts and the report
+            engine.prompts.grounding = grounding and name != "heldout_ungrounded"
+            embed = engine.prompts.text_encoder.sentence_embeddings
+            found = engine.prompts.grounder.ground(texts, embed) if engine.prompts.grounding else None
+            conds = engine.prompts.encode_all(texts, found)  # one reading serves the prompts and the report
             seeds = [cfg.seed * 100_000 + offset * 10_000 + i for i in range(len(specs))]
             clips = rollout(
                 engine, conds, seeds, cfg.settle_frames, keep,
@@ -195,7 +205,7 @@ def adherence(
                     per_stream = joint_hits(predictions, truth).reshape(-1, cfg.probe_frames).mean(axis=1)
                     splits[name] |= _grounder_reading(engine, found, specs, per_stream)
     finally:
-        engine.grounding = grounding
+        engine.prompts.grounding = grounding
     real = np.stack([render_clip(s, 1000 + i, len(keep), start_frame=keep[0]) for i, s in enumerate(specs)])
     real_last = real[:, -cfg.probe_frames :].reshape(-1, *real.shape[2:])
     ceiling = probe.accuracy(real_last, truth)
@@ -248,7 +258,7 @@ def hold(engine: StreamingEngine, specs: list[SceneSpec], cfg: EvalSettings, pro
     times = sorted({max(1, round(seconds * FPS)) for seconds in cfg.hold_seconds})
     world = np.stack([render_clip(s, 2000 + i, times[-1] + 1) for i, s in enumerate(specs)])
     through = _autoencode(engine, world.reshape(-1, *world.shape[2:])).reshape(world.shape)
-    conditions = engine.encode_prompts([describe(s) for s in specs])
+    conditions = engine.prompts.encode_all([describe(s) for s in specs])
     seeds = [cfg.seed * 100_000 + 70_000 + i for i in range(len(specs))]
     # frame k of a rollout is the world's frame k + 1: each stream goes on from the world's first frame
     clips = rollout(
@@ -326,8 +336,16 @@ def drift(
     texts = [caption(s, rng, split="heldout", mention=MENTION) for s in specs]
     conds = [engine.encode_prompt(t) for t in texts]
     started = time.perf_counter()
-    clips = rollout(engine, conds, [cfg.seed * 100_000 + 50_000 + i for i in range(len(specs))], total, keep,
-                    batch=max(cfg.batch, len(specs)), desc="drift rollout", progress=progress)
+    clips = rollout(
+        engine,
+        conds,
+        [cfg.seed * 100_000 + 50_000 + i for i in range(len(specs))],
+        total,
+        keep,
+        batch=max(cfg.batch, len(specs)),
+        desc="drift rollout",
+        progress=progress,
+    )
     seconds = time.perf_counter() - started
     index = {t: i for i, t in enumerate(keep)}
 
@@ -419,12 +437,18 @@ def transition(
         middle = clips[i, pre : pre + k + after // 2]
         light, spread = brightness(middle), colour_spread(middle)
         odd = int(((light < lo) | (light > hi) | (spread < floor)).sum())
-        per_pair.append({
-            "from": a.key(), "to": b.key(), "captions": list(texts[i]),
-            "typical_change": rnd(typical, 3), "max_change": rnd(spike, 3), "spike_ratio": rnd(spike / typical, 3),
-            "frames_until_probe_sees_new_subject": seen[0] if seen else None,
-            "blank_or_flat_frames": odd,
-        })
+        per_pair.append(
+            {
+                "from": a.key(),
+                "to": b.key(),
+                "captions": list(texts[i]),
+                "typical_change": rnd(typical, 3),
+                "max_change": rnd(spike, 3),
+                "spike_ratio": rnd(spike / typical, 3),
+                "frames_until_probe_sees_new_subject": seen[0] if seen else None,
+                "blank_or_flat_frames": odd,
+            }
+        )
     ratios = [p["spike_ratio"] for p in per_pair]
     reached = [n for n in (p["frames_until_probe_sees_new_subject"] for p in per_pair) if n is not None]
     return {

@@ -20,6 +20,7 @@ from benchmarks.random_sd import SIZES, build_random_sd
 from models import StreamingEngine, slerp_conditioning
 from models.engine import _ddim_schedule
 from models.loading import PIXELCAST, TEXT_TO_IMAGE, check_pipeline_folder, load_pipeline
+from models.tuning.speed import warm_up
 from tests.models.streaming import assert_batch_equals_streams_alone, rollout
 
 TOKENS = SIZES["tiny"].max_tokens  # tokenizer model_max_length (77 in real Stable Diffusion)
@@ -62,7 +63,7 @@ def test_prompt_encoding_matches_the_pipeline(engine: StreamingEngine) -> None:
     assert cond.shape == (TOKENS, 32)
     reference = engine.pipeline.encode_prompt(OCEAN, engine.device, 1, False)[0][0]
     torch.testing.assert_close(cond, reference)
-    assert engine.text_encoder.encode([OCEAN])[0].equal(cond)  # cached per text
+    assert engine.prompts.text_encoder.encode([OCEAN])[0].equal(cond)  # cached per text
     mid = slerp_conditioning(cond, engine.encode_prompt(CITY), 0.5)
     assert mid.shape == cond.shape and torch.isfinite(mid).all()
     assert engine.generate([(engine.new_stream(0), mid)])[0].shape == (32, 32, 3)
@@ -96,7 +97,7 @@ def test_batch_equals_streams_alone(engine: StreamingEngine) -> None:
 
 def test_server_calls_work(engine: StreamingEngine) -> None:
     """What `pixelcast serve --model <folder>` does with the engine."""
-    engine.warmup(batch_sizes=(1, 2))
+    warm_up(engine, batch_sizes=(1, 2))
     assert engine.width % 2 == 0 and engine.height % 2 == 0  # the video encoder needs even sizes
     engine.steps = 2
     try:

@@ -37,7 +37,9 @@ def test_word_runs_are_every_short_run_of_words_once() -> None:
 
 
 def test_the_shipped_model_grounds_paraphrases_in_its_canonical_words(engine: StreamingEngine) -> None:
-    assert engine.grounder is not None and engine.grounding, "the shipped pipeline has a grounder, on by default"
+    assert engine.prompts.grounder is not None and engine.prompts.grounding, (
+        "the shipped pipeline has a grounder, on by default"
+    )
     for text, words in PARAPHRASES.items():
         grounded = engine.grounded_prompt(text)
         assert grounded.endswith(f": {text}"), grounded  # the viewer's words follow, all of them
@@ -67,7 +69,7 @@ def test_remarks_that_name_no_scene_pass_unchanged(engine: StreamingEngine) -> N
 
 
 def test_a_remark_is_read_as_naming_no_scene_and_a_paraphrase_is_not(engine: StreamingEngine) -> None:
-    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    grounder, embed = engine.prompts.grounder, engine.prompts.text_encoder.sentence_embeddings
     texts = ["hello", "surprise me", "evergreens at 2 am"]
     logits = grounder(grounder.features(texts, embed))
     for attr, values in zip(grounder.config.attributes, grounder.config.values):
@@ -82,13 +84,13 @@ def test_a_remark_is_read_as_naming_no_scene_and_a_paraphrase_is_not(engine: Str
 def test_grounding_changes_the_conditioning_and_can_be_turned_off(engine: StreamingEngine) -> None:
     text = next(iter(PARAPHRASES))
     grounded = engine.encode_prompt(text)
-    engine.grounding = False
+    engine.prompts.grounding = False
     try:
         assert engine.grounded_prompt(text) == text
         raw = engine.encode_prompt(text)
     finally:
-        engine.grounding = True
-    assert torch.equal(raw, engine.text_encoder.encode([text])[0])
+        engine.prompts.grounding = True
+    assert torch.equal(raw, engine.prompts.text_encoder.encode([text])[0])
     assert not torch.equal(grounded, raw)
 
 
@@ -104,29 +106,29 @@ def test_a_folder_saved_before_grounding_existed_streams_the_words_as_given(tmp_
     del index["grounder"]
     (older / "model_index.json").write_text(json.dumps(index))
     engine = StreamingEngine.from_pretrained(older)
-    assert engine.grounder is None and not engine.grounding
+    assert engine.prompts.grounder is None and not engine.prompts.grounding
     assert engine.grounded_prompt("evergreens at 2 am") == "evergreens at 2 am"
     frame = engine.generate([(engine.new_stream(0), engine.encode_prompt("evergreens at 2 am"))])[0]
     assert frame.shape == (128, 128, 3)
     with pytest.raises(ValueError, match="no grounder"):
-        engine.grounding = True
+        engine.prompts.grounding = True
 
 
 def test_a_saved_grounder_reads_prompts_as_before(engine: StreamingEngine, tmp_path: Path) -> None:
-    engine.grounder.save_pretrained(tmp_path)
+    engine.prompts.grounder.save_pretrained(tmp_path)
     reloaded = SceneGrounder.from_pretrained(tmp_path).eval()
-    embed = engine.text_encoder.sentence_embeddings
+    embed = engine.prompts.text_encoder.sentence_embeddings
     texts = list(PARAPHRASES)
     assert reloaded.config.attributes == ["subject", "palette", "weather"]
     assert [{a: reading.value for a, reading in found.items()} for found in reloaded.ground(texts, embed)] == [
-        {a: reading.value for a, reading in found.items()} for found in engine.grounder.ground(texts, embed)
+        {a: reading.value for a, reading in found.items()} for found in engine.prompts.grounder.ground(texts, embed)
     ]
 
 
 def test_a_prompt_reads_the_same_whatever_else_shares_its_batch(engine: StreamingEngine) -> None:
     from models.grounding import GrounderInputs
 
-    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    grounder, embed = engine.prompts.grounder, engine.prompts.text_encoder.sentence_embeddings
     texts = list(PARAPHRASES)
     together = grounder(grounder.features(texts, embed))
     one_by_one = [grounder(grounder.features([t], embed)) for t in texts]
@@ -139,7 +141,7 @@ def test_a_prompt_reads_the_same_whatever_else_shares_its_batch(engine: Streamin
 def test_training_captions_are_matched_without_their_own_phrases(engine: StreamingEngine) -> None:
     from models.training.grounder import phrase_table
 
-    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    grounder, embed = engine.prompts.grounder, engine.prompts.text_encoder.sentence_embeddings
     phrases, _ = phrase_table()
     assert len(phrases) == len(grounder.phrase_embeddings)  # the shipped table is today's training phrases
     texts = ["a thicket of pines at cockcrow", "a calm scene"]
@@ -162,10 +164,10 @@ def test_a_grounder_without_run_scores_or_unnamed_outcome_still_loads_and_reads(
     engine: StreamingEngine, tmp_path: Path
 ) -> None:
     newer = ("run_scores", "unnamed_class", "own_match_only")
-    config = {k: v for k, v in engine.grounder.config.items() if not k.startswith("_") and k not in newer}
+    config = {k: v for k, v in engine.prompts.grounder.config.items() if not k.startswith("_") and k not in newer}
     older = SceneGrounder(**config)  # as grounders were saved before word runs and "unnamed" were scored
     values = older.total_values
-    state = {k: v[:values] if k.startswith("head.") else v for k, v in engine.grounder.state_dict().items()}
+    state = {k: v[:values] if k.startswith("head.") else v for k, v in engine.prompts.grounder.state_dict().items()}
     older.load_state_dict({k: v for k, v in state.items() if not k.startswith("run_head")})
     older.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -176,15 +178,15 @@ def test_a_grounder_without_run_scores_or_unnamed_outcome_still_loads_and_reads(
     assert reloaded.run_head is None
     assert not reloaded.config.unnamed_class
     assert not reloaded.config.own_match_only
-    found = reloaded.ground(["evergreens at 2 am"], engine.text_encoder.sentence_embeddings)[0]
+    found = reloaded.ground(["evergreens at 2 am"], engine.prompts.text_encoder.sentence_embeddings)[0]
     assert set(found) == {"subject", "palette", "weather"}
 
 
 def test_a_value_is_weighed_by_its_own_phrase_match_alone(engine: StreamingEngine) -> None:
-    grounder = engine.grounder
+    grounder = engine.prompts.grounder
     assert grounder is not None and grounder.config.own_match_only
     values = [v for vs in grounder.config.values for v in vs]
-    inputs = grounder.features(["a sunny beach"], engine.text_encoder.sentence_embeddings)
+    inputs = grounder.features(["a sunny beach"], engine.prompts.text_encoder.sentence_embeddings)
     closer = GrounderInputs(inputs.prompts.clone(), inputs.runs, inputs.run_index)
     closer.prompts[0, grounder.config.embedding_dim + values.index("sunset")] += 0.5  # a closer sunset match
     with torch.no_grad():
@@ -205,7 +207,7 @@ def test_a_folder_that_lists_a_grounder_it_lacks_is_refused_by_name(tmp_path: Pa
 
 
 def test_a_steer_embeds_only_the_word_runs_no_earlier_prompt_had(engine: StreamingEngine) -> None:
-    uncached = engine.text_encoder.sentence_embeddings
+    uncached = engine.prompts.text_encoder.sentence_embeddings
     embedded: list[list[str]] = []
 
     def recording(texts: list[str]) -> torch.Tensor:
@@ -214,13 +216,13 @@ def test_a_steer_embeds_only_the_word_runs_no_earlier_prompt_had(engine: Streami
 
     cached = CachedEmbeddings(recording, size=4096)
     scene = "a calm forest at night, in the snow"
-    engine.grounder.expand(f"slower please, {scene}", cached)
+    engine.prompts.grounder.expand(f"slower please, {scene}", cached)
     steer = f"more ocean, {scene}"
-    assert engine.grounder.expand(steer, cached) == engine.grounder.expand(steer, uncached)
+    assert engine.prompts.grounder.expand(steer, cached) == engine.prompts.grounder.expand(steer, uncached)
     second = embedded[-1]
     assert cached([]).shape == (0, uncached(["x"]).shape[1]), "no texts, no rows, as uncached"
     assert "more ocean" in second and "forest at night" not in second, "the scene's runs come from the cache"
-    assert len(second) < len(word_runs(steer, engine.grounder.config.max_words)) // 2
+    assert len(second) < len(word_runs(steer, engine.prompts.grounder.config.max_words)) // 2
 
 
 def test_the_text_cache_keeps_the_most_recently_used() -> None:
@@ -241,9 +243,9 @@ def test_the_text_cache_keeps_the_most_recently_used() -> None:
 
 def test_the_engine_grounds_through_its_run_cache(engine: StreamingEngine) -> None:
     text = "a sleepy bay under a pink morning sky, seen from a boat"
-    engine.run_embeddings.cache.clear()
-    engine._grounded.cache_clear()  # the grounded prompt itself is cached too
+    engine.prompts.run_embeddings.cache.clear()
+    engine.prompts._grounded.cache_clear()  # the grounded prompt itself is cached too
     grounded = engine.grounded_prompt(text)
-    uncached = engine.text_encoder.sentence_embeddings
-    assert len(engine.run_embeddings.cache) == len(engine.grounder.features([text], uncached).runs) + 1
-    assert grounded == engine.grounder.expand(text, uncached)
+    uncached = engine.prompts.text_encoder.sentence_embeddings
+    assert len(engine.prompts.run_embeddings.cache) == len(engine.prompts.grounder.features([text], uncached).runs) + 1
+    assert grounded == engine.prompts.grounder.expand(text, uncached)

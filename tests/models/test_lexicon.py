@@ -93,13 +93,13 @@ def engine() -> StreamingEngine:
 def test_the_shipped_table_is_what_training_builds(engine: StreamingEngine) -> None:
     """`pixelcast train` makes the shipped table again from the installed WordNet and today's phrases."""
     built = build_lexicon(WordNet(bundled_wordnet()), training_words(), TrainConfig().grounder_lexicon_senses)
-    assert engine.grounder.config.lexicon == built
+    assert engine.prompts.grounder.config.lexicon == built
 
 
 def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> None:
     """Every entry holds a word no training caption uses, so the grounder learned nothing from it."""
     known = training_words()
-    table = engine.grounder.config.lexicon
+    table = engine.prompts.grounder.config.lexicon
     assert all(any(w not in known for w in key.split()) for key in table)
     # the grounder's own training captions, those that leave words out included, use known words only
     texts = _captions(TrainConfig().quick()).texts
@@ -111,7 +111,7 @@ def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> Non
 
 
 def test_a_rare_place_name_is_read_as_its_scene(engine: StreamingEngine) -> None:
-    grounder, embed = engine.grounder, engine.text_encoder.sentence_embeddings
+    grounder, embed = engine.prompts.grounder, engine.prompts.text_encoder.sentence_embeddings
     [found] = grounder.ground(["the kalahari at night"], embed)
     assert found["subject"].value == "desert" and found["subject"].said
     assert grounder.expand("the kalahari at night", embed) == "desert: the kalahari at night"

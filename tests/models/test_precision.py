@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from models import StreamingEngine, default_model_path
-from models.frozen import FrozenDecoder, FrozenUNet, TraceMismatch
-from models.precision import BFLOAT16, FAST_DTYPE, FROZEN_BFLOAT16, MixedPrecision
+from models.tuning.choice import precision_summary
+from models.tuning.frozen import FrozenDecoder, FrozenUNet, TraceMismatch
+from models.tuning.precision import BFLOAT16, FAST_DTYPE, FROZEN_BFLOAT16, MixedPrecision
 from tests.models.streaming import rollout
 
 pytestmark = pytest.mark.slow  # times and traces the shipped model
@@ -67,9 +68,9 @@ def test_bfloat16_frames_look_like_float32_frames() -> None:
     engine = StreamingEngine.from_pretrained(default_model_path(), steps=1)
     prompt = "snowy mountains at night"
     reference = rollout(engine, seed=3, prompt=prompt, frames=8)
-    engine._unet_precision.use_fast([1])
-    engine._vae_precision.use_fast([1])
-    assert engine.precision == {
+    engine.unet_precision.use_fast([1])
+    engine.decoder_precision.use_fast([1])
+    assert precision_summary(engine) == {
         "unet_bfloat16_batches": [1],
         "unet_frozen_batches": [],
         "decoder_bfloat16_batches": [1],
@@ -139,12 +140,13 @@ def test_frozen_frames_look_like_float32_frames() -> None:
     engine = StreamingEngine.from_pretrained(default_model_path(), steps=2)
     prompt = "a calm ocean at sunset"
     reference = rollout(engine, seed=5, prompt=prompt, frames=6)
-    engine._unet_precision.use_fast([1], frozen=True)
-    engine._vae_precision.use_fast([1], frozen=True)
-    assert engine.precision["unet_frozen_batches"] == engine.precision["decoder_frozen_batches"] == [1]
+    engine.unet_precision.use_fast([1], frozen=True)
+    engine.decoder_precision.use_fast([1], frozen=True)
+    summary = precision_summary(engine)
+    assert summary["unet_frozen_batches"] == summary["decoder_frozen_batches"] == [1]
     frozen = rollout(engine, seed=5, prompt=prompt, frames=6)
-    assert engine._unet_precision.module_for(1)[0].shapes_traced == 1  # the graphs did run
-    assert engine._vae_precision.module_for(1)[0].shapes_traced == 1
+    assert engine.unet_precision.module_for(1)[0].shapes_traced == 1  # the graphs did run
+    assert engine.decoder_precision.module_for(1)[0].shapes_traced == 1
     for a, b in zip(reference, frozen):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
 

@@ -86,11 +86,11 @@ def test_paraphrases_show_the_scene_they_name(engine: StreamingEngine, probe: At
         return sum(s.subject == p["subject"] and s.palette == p["palette"] for (_, s), p in zip(cases, seen)), seen
 
     grounded, seen = hits()
-    engine.grounding = False
+    engine.prompts.grounding = False
     try:
         ungrounded, _ = hits()
     finally:
-        engine.grounding = True
+        engine.prompts.grounding = True
     # two thirds: the evaluation's held-out figure (79% of 768 streams) is the measure; this guards the
     # behaviour ("inky blue sky" is named night with probability 0.32 only, under the 0.5 threshold)
     assert grounded >= 4, f"asked for {[(s.subject, s.palette) for _, s in cases]}, the probe saw {seen}"

@@ -33,7 +33,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     engine = StreamingEngine.from_pretrained(out, steps=1)
     frame = engine.generate([(engine.new_stream(0), engine.encode_prompt("an ocean at noon"))])[0]
     assert frame.shape == (128, 128, 3)
-    assert engine.grounding and engine.grounded_prompt("sand dunes at noon").endswith("sand dunes at noon")
+    assert engine.prompts.grounding and engine.grounded_prompt("sand dunes at noon").endswith("sand dunes at noon")
 
     first, first_grounder = _weights(out), _weights(out, "grounder")
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from benchmarks.server_process import ServerProcess
+from models.tuning.capacity import CapacityModel
 from streamer.adaptive import AdaptiveController
-from streamer.capacity import CapacityModel
 from streamer.metrics import Metrics
 from streamer.whep_client import WhepClient
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from models.frozen import FrozenGraphs, TraceMismatch
+from models.tuning.frozen import FrozenGraphs, TraceMismatch
 
 log = logging.getLogger(__name__)
 

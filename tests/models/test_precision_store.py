@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from models import StreamingEngine, default_model_path
-from streamer.precision_store import PRECISION_FILE, load_or_choose_precision, machine_key
+from models.tuning.choice import precision_choice
+from models.tuning.store import PRECISION_FILE, load_or_choose_precision, machine_key
 
 pytestmark = pytest.mark.slow  # times the shipped model
 
@@ -28,7 +29,7 @@ def _fresh_engine() -> StreamingEngine:
 def test_a_second_start_reuses_what_the_first_measured(
     engine: StreamingEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamer.precision_store")
+    caplog.set_level(logging.INFO, logger="models.tuning.store")
     precision, reused = load_or_choose_precision(engine, default_model_path(), BATCHES, tmp_path)
     assert not reused
     # the log says why start-up pauses, and that later starts will not
@@ -36,7 +37,7 @@ def test_a_second_start_reuses_what_the_first_measured(
     assert said in caplog.text
     saved = json.loads((tmp_path / PRECISION_FILE).read_text())
     assert saved["key"] == machine_key(engine, default_model_path(), BATCHES)
-    assert saved["choice"] == engine.precision_choice
+    assert saved["choice"] == precision_choice(engine)
     # a saved choice timing would not make here (eager bfloat16 at batch 1 loses to frozen graphs or
     # to float32 on every CPU measured), so the next start shows whether it was reused or re-timed
     saved["choice"] = {"unet": {"1": "bfloat16"}, "decoder": {}}

@@ -1,7 +1,7 @@
 """The engine's precision choice, kept between server starts on the same machine and model.
 
-Timing float32 against bfloat16 and frozen graphs at every batch size is most of start-up (about 9 of
-16 s on a 2-core CPU; a reused choice still traces its frozen graphs, about 6 s). Its answer depends
+Timing float32 against bfloat16 and frozen graphs at every batch size is most of start-up (a reused
+choice only traces the frozen graphs it chose). Its answer depends
 only on the machine, torch, the thread count, the model's weights and the batch sizes, so it is saved
 under the data folder with those facts and reused while they all match; anything else, or
 `--retime-precision`, times again.
@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from models import StreamingEngine
-from models.frozen import TraceMismatch
+from models.engine import StreamingEngine
 from models.reporting import machine
+from models.tuning.choice import adopt_precision, choose_precision, precision_choice
+from models.tuning.frozen import TraceMismatch
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ def load_or_choose_precision(
         if saved is not None and saved.get("key") == key:
             log.info("reusing the precision choice saved in %s (tracing the frozen graphs it chose)", path)
             try:
-                return engine.adopt_precision(saved["choice"]), True
+                return adopt_precision(engine, saved["choice"]), True
             except (ValueError, KeyError, TypeError, TraceMismatch) as error:
                 log.warning("not reusing the saved precision choice (%s); timing again", error)
     sizes = f"batch size {batches[0]}" if len(batches) == 1 else f"batch sizes {batches[0]}-{batches[-1]}"
     log.info("timing float32 against bfloat16 at %s; the choice is saved in %s, so later starts skip this", sizes, path)
-    precision = engine.choose_precision(batches)
-    record = {"key": key, "choice": engine.precision_choice, "measured": datetime.now(timezone.utc).isoformat()}
+    precision = choose_precision(engine, batches)
+    record = {"key": key, "choice": precision_choice(engine), "measured": datetime.now(timezone.utc).isoformat()}
     try:
         path.write_text(json.dumps(record, indent=2) + "\n")
     except OSError as error:  # a read-only data folder costs the next start its timing, nothing else

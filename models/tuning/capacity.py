@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 
 from models.interface import FrameEngine
+from models.tuning.speed import measure_fps
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +29,14 @@ class CapacityModel:
 
     @classmethod
     def calibrate(cls, engine: FrameEngine, max_batch: int, steps: Iterable[int]) -> CapacityModel:
-        """Time the engine as `FrameBatcher` runs it (decode beside denoise) at a few batch sizes up to `max_batch`."""
+        """Time the engine as the server runs it (decode beside denoise) at a few batch sizes up to `max_batch`."""
         batches = [b for b in CALIBRATION_BATCHES if b < max_batch] + [max_batch]
         table: dict[tuple[int, int], float] = {}
         for s in sorted(set(steps)):
             best = 0.0
             for b in batches:
                 # a bigger batch could always run as smaller ones, so a dip is timing noise
-                best = max(best, engine.measure_fps(b, s, calls=4, pipelined=True))
+                best = max(best, measure_fps(engine, b, s, calls=4, pipelined=True))
                 table[(b, s)] = best
         logger.info(
             "engine capacity: %s",
