@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(VENV)/bin/pixelcast bench stream --viewers 10 --seconds 30 --json bench-results/stream-10.json
 	$(VENV)/bin/pixelcast bench redis --writers 64 --events 40000 --json bench-results/redis.json
 	$(VENV)/bin/pixelcast bench grounding --json bench-results/grounding.json
+	$(VENV)/bin/pixelcast bench steer-readers --json bench-results/steer-readers.json
 	$(VENV)/bin/pixelcast bench stream --viewers 10 --seconds 20 --workers 1 --json bench-results/stream-nginx-1.json
 	$(VENV)/bin/pixelcast bench stream --viewers 10 --seconds 20 --workers 2 --json bench-results/stream-nginx-2.json
 	$(VENV)/bin/pixelcast bench churn --cycles 200 --json bench-results/churn-200.json

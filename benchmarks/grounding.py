@@ -1,13 +1,12 @@
 """`pixelcast bench grounding`: how long the shipped grounder takes to read a viewer's steer.
 
-Each steer reaches the engine as the server builds it, the viewer's words then the scene's caption
-("slower, more ocean, a calm forest at night, in the snow, static camera"). Grounding it embeds the
-prompt and every run of up to five of its words with MiniLM: about a hundred short texts for a long
-steer. MiniLM pads each batch to its longest text, so the word runs are embedded in small batches of
+The server's steer reader (`streamer.steering`) has the grounder read each steer the viewer sends.
+Reading it embeds the steer and every run of up to five of its words with MiniLM: dozens of short
+texts for a long steer. MiniLM pads each batch to its longest text, so the word runs are embedded in small batches of
 similar length; the report sets that against one batch holding them all, in interleaved rounds of
 one process, as p50/p95 latency and a ratio. A third contender is what serving uses: small batches
 with each run's embedding cached (`PromptConditioner.run_embeddings`), emptied at the start of each
-round, so a steer reuses only the runs the round's earlier steers had (the scene caption's, mostly).
+round, so a steer reuses only the runs the round's earlier steers had.
 """
 
 from __future__ import annotations
@@ -30,9 +29,7 @@ STEERS = (
     "something warmer, a desert as the sun goes down",
     "less fog, more stars",
 )
-"""Viewers' steers, each sent with the scene caption the planner adds (`SCENE_CAPTION`)."""
-
-SCENE_CAPTION = "a calm forest at night, in the snow, static camera"
+"""Viewers' steers."""
 
 ONE_BATCH = 1024
 """A chunk size no steer's word runs reach: every text of a prompt in one padded batch."""
@@ -45,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if engine.prompts.grounder is None:
         raise SystemExit(f"{shown_path(model)} has no grounder to measure")
     grounder, encoder = engine.prompts.grounder, engine.prompts.text_encoder
-    prompts = [f"{steer}, {SCENE_CAPTION}" for steer in STEERS]
+    prompts = list(STEERS)
     contenders = {
         "small_batches": encoder.sentence_embeddings,
         "one_batch": functools.partial(encoder.sentence_embeddings, chunk=ONE_BATCH),
@@ -82,11 +79,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def grounder_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--model` and `--json`, the flags of every benchmark of the grounder."""
+    parser.add_argument("--model", type=Path, help="pipeline folder with a grounder (default: the shipped model)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pixelcast bench grounding`."""
-    parser.add_argument("--model", type=Path, help="pipeline folder with a grounder (default: the shipped model)")
+    grounder_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5, help="times each steer is grounded per contender (default 5)")
-    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -201,6 +201,20 @@ def grounding_section(loaded: Loaded) -> list[str]:
     return _block(intro, ["contender", "p50 ms", "p95 ms", "p50 vs small batches"], rows, name, r)
 
 
+def steer_readers_section(loaded: Loaded) -> list[str]:
+    """Each steer-reading model's F1 per attribute, and which one the server reads it with."""
+    name, r = _latest(loaded)
+    accuracy, server = r.get("accuracy", {}), r.get("server_by_attribute", {})
+    rows = [
+        [attr, *(accuracy.get(model, {}).get(attr, {}).get("f1") for model in ("grounder", "similarity", "server")),
+         server.get(attr), r.get("best_by_attribute", {}).get(attr)]
+        for attr in server
+    ]  # fmt: skip
+    intro = f"{r.get('steers')} steers (`pixelcast bench steer-readers`); F1 of the wishes read against those stated."
+    header = ["attribute", "grounder F1", "similarity F1", "server F1", "server reads with", "better"]
+    return _block(intro, header, rows, name, r)
+
+
 def churn_section(loaded: Loaded) -> list[str]:
     """What N connect/stream/disconnect cycles left behind, each against its bound."""
     name, r = _latest(loaded)
@@ -271,6 +285,9 @@ SECTIONS = (
     Section("grounding", "Grounding a steer", grounding_section, (
         "pixelcast bench grounding --json bench-results/grounding.json",
     )),
+    Section("steer_readers", "Reading a steer", steer_readers_section, (
+        "pixelcast bench steer-readers --json bench-results/steer-readers.json",
+    )),
     Section("churn", "Connect/disconnect churn", churn_section, (
         "pixelcast bench churn --cycles 200 --json bench-results/churn-200.json",
     )),
@@ -337,7 +354,7 @@ def render(reports: dict[str, Loaded], results: str = "bench-results") -> str:
         lines += ["", f"## {section.title}", "", *body]
     if missing:
         lines += ["", "## Missing reports", "", f"No readable report in `{results}/` for these; the commands that "
-                  "write them (`make bench` runs the engine, stream, redis and grounding ones):", ""]
+                  "write them (`make bench` runs them all but the model evaluation):", ""]
         for section in missing:
             lines += [f"- {section.title} (`{section.kind}`): " + "; ".join(f"`{c}`" for c in section.commands)]
     lines += ["", f"What limits these figures, and their history: [Performance notes]({NOTES}).", ""]

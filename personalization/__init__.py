@@ -15,7 +15,7 @@ from personalization.redis_server import EmbeddedRedis
 from personalization.store import Store, default_data_dir, open_store
 from personalization.tokens import TokenSigner, load_or_create_secret
 from personalization.viewers import ViewerRegistry
-from personalization.wishes import Wishes, WishParser
+from personalization.wishes import SimilarityNamer, SteerReader, Wishes
 
 __all__ = [
     "POLICIES",
@@ -42,7 +42,8 @@ __all__ = [
     "Profile",
     "ProfileState",
     "ProfileStore",
-    "WishParser",
+    "SimilarityNamer",
+    "SteerReader",
     "Wishes",
     "device_class",
     "get_policy",

@@ -26,7 +26,7 @@ from personalization.profiles import Profile, ProfileState, ProfileStore
 from personalization.spool import EventSpool, SpooledEvent
 from personalization.store import UNAVAILABLE
 from personalization.viewers import ViewerRegistry
-from personalization.wishes import Wishes, WishParser
+from personalization.wishes import SteerReader, Wishes
 
 SPOOLED_PREFIX = "spooled:"
 
@@ -44,7 +44,7 @@ class Personalizer:
         redis: aioredis.Redis,
         vocabulary: Mapping[str, Sequence[str]],
         *,
-        wish_parser: WishParser | None = None,
+        steer_reader: SteerReader | None = None,
         default_policy: str = DEFAULT_POLICY,
         seed: int | None = None,
         wait_replicas: int = 0,
@@ -55,7 +55,7 @@ class Personalizer:
         self.profiles = ProfileStore(redis)
         self.events = EventLog(redis, self.profiles, wait_replicas=wait_replicas)
         self.viewers = ViewerRegistry(redis)
-        self.wish_parser = wish_parser
+        self.steer_reader = steer_reader
         self.default_policy = default_policy
         self.rng = np.random.default_rng(seed)
         self.spool: EventSpool | None = None  # where feedback goes while Redis is away (set by the server)
@@ -114,14 +114,14 @@ class Personalizer:
     async def steer(self, viewer_id: str, text: str) -> Wishes:
         """Remember a steer text and update the viewer's wishes from it; return the wishes now in force.
 
-        Without a ``wish_parser`` the text is only remembered (it still goes into the prompt).
+        Without a ``steer_reader`` the text is only remembered (it still goes into the prompt).
         """
         await self.viewers.record_steer(viewer_id, text)
         current = await self.profiles.wishes(viewer_id)
-        if self.wish_parser is None:
+        if self.steer_reader is None:
             return current
         # Parsing embeds text (a model call): keep it off the event loop.
-        updated = await asyncio.to_thread(self.wish_parser.update, current, text)
+        updated = await asyncio.to_thread(self.steer_reader.update, current, text)
         if updated != current:
             await self.profiles.set_wishes(viewer_id, updated)
         return updated

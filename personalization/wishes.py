@@ -1,23 +1,26 @@
-"""Steering text -> wishes: which attribute values the viewer asked for, and which to avoid.
+"""Steering text -> wishes: which attribute values the viewer asked for, which to avoid, and which are unnamed.
 
-Free text is split into clauses (commas, "and", "but", ...). Each clause, and each of its content
-words and word pairs, is embedded with the caller's text encoder; per attribute, the value whose
-descriptions are most similar (cosine) wins if the similarity clears ``threshold`` and beats the
-runner-up value by ``margin``. A clause with a negation word ("no rain", "not the city", "without
-fog") turns what the words after the negation name into avoid-wishes. The encoder and the
-description embeddings are passed in (the streamer owns the model), so this module needs only numpy.
+``SteerReader`` splits free text into clauses (commas, "and", "but", ...) and scopes negations: the
+words after "no", "not", "without", ... in a clause name values to avoid. What each part names is one
+model's answer, a ``Namer``, so a steer is read once and the policy and the picture follow the same
+reading (the server builds the namer from its models: ``streamer.steering``). ``SimilarityNamer`` is
+one such model: per attribute, the value whose descriptions are most similar (cosine) to the part or
+its words wins if the similarity clears ``threshold`` and beats the runner-up by ``margin``. The
+encoder and the description embeddings are passed in, so this module needs only numpy.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 Vocabulary = Mapping[str, Sequence[str]]
 Embed = Callable[[list[str]], np.ndarray]
+Namer = Callable[[list[str]], list[Mapping[str, Collection[str]]]]
+"""Text parts -> per part, the values it names clearly: attribute -> values (most name one or none)."""
 
 NEGATIONS = frozenset(
     {"no", "not", "without", "less", "fewer", "never", "none", "avoid", "stop", "dont", "don't", "nothing", "non",
@@ -151,12 +154,53 @@ def is_reset(text: str) -> bool:
     return " ".join(_words(text)) in RESET_PHRASES
 
 
-class WishParser:
-    """Map steer text onto per-attribute wishes by cosine similarity to value descriptions.
+class SteerReader:
+    """Reads steer text into wishes with one namer: clauses and negations here, what words name there.
+
+    Args:
+        name: the model that says which attribute values each part of a steer names.
+    """
+
+    def __init__(self, name: Namer) -> None:
+        self.name = name
+
+    def parse(self, text: str) -> Wishes:
+        """The wishes this text states on its own (empty when it names no attribute value clearly)."""
+        parts = [(part, negated) for clause in split_clauses(text) for part, negated in scoped(clause)]
+        if not parts:
+            return Wishes(text=text)
+        want: dict[str, str] = {}
+        avoid: dict[str, set[str]] = {}
+        for (_, negated), named in zip(parts, self.name([part for part, _ in parts]), strict=True):
+            for attr, values in named.items():
+                found = set(values)
+                if not found:
+                    continue
+                if negated:  # "no rain or snow": every value the part names is avoided
+                    avoid.setdefault(attr, set()).update(found)
+                    if want.get(attr) in found:
+                        del want[attr]
+                elif len(found) == 1:  # "ocean or city" names two: no wish
+                    (value,) = found
+                    want[attr] = value
+                    avoid.get(attr, set()).discard(value)
+        return Wishes(want, {a: frozenset(v) for a, v in avoid.items() if v}, text)
+
+    def update(self, current: Wishes, text: str) -> Wishes:
+        """The viewer's wishes after saying ``text``: merged into ``current``, or cleared by "surprise me"."""
+        if is_reset(text):
+            return Wishes(text=text)
+        parsed = self.parse(text)
+        return current.merged(parsed) if not parsed.empty else current
+
+
+class SimilarityNamer:
+    """Names attribute values by cosine similarity between a part's pieces and the values' descriptions.
 
     ``description_embeddings[attr][value]`` is an array ``[k, d]`` of ``k`` descriptions of that
     value (e.g. ``models.world.captions.attribute_descriptions()`` run through the text encoder), and
-    ``embed(texts) -> [n, d]`` the same encoder for new text. Embeddings need not be normalized.
+    ``embed(texts) -> [n, d]`` the same encoder for new text. Embeddings need not be normalized. The
+    pieces of a part are the part itself, its content words and their pairs.
     """
 
     def __init__(
@@ -180,54 +224,28 @@ class WishParser:
                 raise ValueError(f"no description embeddings for {attr} value(s) {', '.join(missing)}")
             self._descriptions[attr] = [_normalize(np.atleast_2d(per_value[v])) for v in values]
 
-    def _scores(self, pieces: np.ndarray, attr: str) -> np.ndarray:
-        """Similarity ``[n_pieces, n_values]``: best match of each piece among each value's descriptions."""
-        return np.stack([(pieces @ desc.T).max(axis=1) for desc in self._descriptions[attr]], axis=1)
+    def __call__(self, parts: list[str]) -> list[Mapping[str, Collection[str]]]:
+        """Per part: attribute -> the values one of its pieces names clearly; all pieces embedded at once."""
+        pieces = [_pieces(part) for part in parts]
+        flat = [piece for group in pieces for piece in group]
+        vectors = _normalize(self.embed(flat)) if flat else np.zeros((0, 1))
+        named: list[Mapping[str, Collection[str]]] = []
+        start = 0
+        for group in pieces:
+            block = vectors[start : start + len(group)]
+            start += len(group)
+            found = {attr: self._named(block, attr, values) for attr, values in self.vocabulary.items()}
+            named.append({attr: values for attr, values in found.items() if values} if group else {})
+        return named
 
-    def _matches(self, scores: np.ndarray, values: tuple[str, ...]) -> list[tuple[float, str]]:
-        """``(similarity, value)`` for each piece that names a value clearly (threshold and margin)."""
-        found: list[tuple[float, str]] = []
+    def _named(self, pieces: np.ndarray, attr: str, values: tuple[str, ...]) -> set[str]:
+        """Values some piece names clearly (similarity clears the threshold and beats the runner-up by the margin)."""
+        scores = np.stack([(pieces @ desc.T).max(axis=1) for desc in self._descriptions[attr]], axis=1)
+        found: set[str] = set()
         for row in scores:
             order = np.argsort(row)[::-1]
             top = float(row[order[0]])
             second = float(row[order[1]]) if len(order) > 1 else -1.0
             if top >= self.threshold and top - second >= self.margin:
-                found.append((top, values[int(order[0])]))
+                found.add(values[int(order[0])])
         return found
-
-    def parse(self, text: str) -> Wishes:
-        """The wishes this text states on its own (empty when it names no attribute value clearly)."""
-        clauses = [(part, negated, _pieces(part)) for c in split_clauses(text) for part, negated in scoped(c)]
-        all_pieces = [p for _, _, pieces in clauses for p in pieces]
-        if not all_pieces:
-            return Wishes(text=text)
-        vectors = _normalize(self.embed(all_pieces))
-        want: dict[str, str] = {}
-        avoid: dict[str, set[str]] = {}
-        start = 0
-        for _, negated, pieces in clauses:
-            block = vectors[start : start + len(pieces)]
-            start += len(pieces)
-            if not pieces:
-                continue
-            for attr, values in self.vocabulary.items():
-                found = self._matches(self._scores(block, attr), values)
-                if not found:
-                    continue
-                if negated:  # "no rain or snow": every value the clause names is avoided
-                    named = {value for _, value in found}
-                    avoid.setdefault(attr, set()).update(named)
-                    if want.get(attr) in named:
-                        del want[attr]
-                elif len({value for _, value in found}) == 1:  # "ocean or city" names two: no wish
-                    value = found[0][1]
-                    want[attr] = value
-                    avoid.get(attr, set()).discard(value)
-        return Wishes(want, {a: frozenset(v) for a, v in avoid.items() if v}, text)
-
-    def update(self, current: Wishes, text: str) -> Wishes:
-        """The viewer's wishes after saying ``text``: merged into ``current``, or cleared by "surprise me"."""
-        if is_reset(text):
-            return Wishes(text=text)
-        parsed = self.parse(text)
-        return current.merged(parsed) if not parsed.empty else current

@@ -267,6 +267,9 @@ _COMMANDS = (
         ("bench", "churn"), "benchmarks.churn", "N connect/stream/disconnect cycles: tasks, threads, fds, RSS, keys"
     ),
     _Command(("bench", "grounding"), "benchmarks.grounding", "how long the grounder takes to read a viewer's steer"),
+    _Command(
+        ("bench", "steer-readers"), "benchmarks.steer_readers", "which model reads each attribute of a steer best"
+    ),
     _Command(("train",), "models.training.recipe", "train the shipped model from scratch (resumable)"),
     _Command(
         ("eval", "model"), "models.evaluation.model_eval", "prompt adherence, flicker, drift and transitions of a model"

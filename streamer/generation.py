@@ -239,9 +239,6 @@ class GenerationLoop:
                 self._faults.check("plan", plan.prompt)
                 target = None
                 if self.plan is None or plan.prompt != self.plan.prompt:
-                    # grounding a new prompt embeds its word runs (a few hundred ms on a CPU): in a worker
-                    # thread, so the engine's thread keeps making frames; encoding then finds it cached
-                    await asyncio.to_thread(self._engine.grounded_prompt, plan.prompt)
                     target = await self._batcher.run_on_engine(self._engine.encode_prompt, plan.prompt)
                 if asked != self._answered:
                     await slot.finish()  # the frame on its way either lands or is marked obsolete

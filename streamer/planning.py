@@ -11,6 +11,8 @@ from personalization.personalizer import Personalizer
 from personalization.profiles import Profile
 from personalization.store import UNAVAILABLE
 
+from .steering import prompt_lead
+
 logger = logging.getLogger(__name__)
 
 HOLD_SEGMENTS = 4  # a scene stays this many segments unless the viewer skips or steers
@@ -28,8 +30,9 @@ class SegmentPlan:
 class SegmentPlanner:
     """Asks the personalizer for a scene and turns it into a prompt, holding scenes for a few segments.
 
-    A skip or a steer makes the next segment draw a new scene at once; a steer's raw text also leads
-    the prompt, so words the world's vocabulary lacks still reach the model. While Redis is away the
+    A skip or a steer makes the next segment draw a new scene at once. After a steer the prompt leads
+    with the canonical words of what its wishes asked for (`steering.prompt_lead`), then the steer's raw
+    text, so words the world's vocabulary lacks still reach the model, then the scene's caption. While Redis is away the
     scenes come from the last profile this planner loaded, so the stream goes on.
     """
 
@@ -83,6 +86,11 @@ class SegmentPlanner:
         scene = self._personalizer.choose(self._snapshot, context=self._context, policy=self._policy)
         caption = describe(SceneSpec(**scene))
         prompt = f"{self._steer_text}, {caption}" if self._steer_text else caption
+        lead = (
+            prompt_lead(self._snapshot.wishes, scene, self._steer_text) if self._steer_text and self._snapshot else ""
+        )
+        if lead:
+            prompt = f"{lead}: {prompt}"
         self._current = SegmentPlan(prompt=prompt, scene=scene, variant=self._personalizer.policy(self._policy).name)
         self._held = 1
         return self._current

@@ -51,8 +51,8 @@ from .metrics import Metrics
 from .security import WhepCORS
 from .services import Services
 from .session import SessionManager
+from .steering import build_steer_reader
 from .webrtc import restrict_host_candidates
-from .wishes import build_wish_parser
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,16 @@ def create_app(config: ServerConfig) -> Starlette:
                 CapacityModel.calibrate, engine, config.max_sessions, {1, config.steps}
             )
             phases.done("capacity")
-            # Steering text is understood with MiniLM, whatever text encoder the video model has.
-            wish_encoder = engine.prompts.text_encoder if engine.kind == "pixelcast" else TextEncoder()
-            wish_parser = await batcher.run_on_engine(build_wish_parser, wish_encoder)
-            phases.done("wish parser")
+            # A steer is read once, by the steer reader, whose wishes both the policy and the prompt follow;
+            # the engine encodes the planner's prompts as they are. Steering text is understood with MiniLM,
+            # whatever text encoder the video model has.
+            prompts = engine.prompts
+            steer_encoder = prompts.text_encoder if engine.kind == "pixelcast" else TextEncoder()
+            steer_reader = await batcher.run_on_engine(
+                build_steer_reader, steer_encoder, prompts.grounder, prompts.run_embeddings
+            )
+            prompts.grounding = False
+            phases.done("steer reader")
             logger.info("start-up: %s", phases)
             consumer = EventConsumer(store.redis)
             await consumer.start()
@@ -176,7 +182,7 @@ def create_app(config: ServerConfig) -> Starlette:
             rotating = pinned is None
             signer = TokenSigner(pinned if pinned is not None else await _token_keys(store, config.data_dir, key_ages))
             personalizer = Personalizer(
-                store.redis, ATTRIBUTES, wish_parser=wish_parser, wait_replicas=config.redis_wait_replicas
+                store.redis, ATTRIBUTES, steer_reader=steer_reader, wait_replicas=config.redis_wait_replicas
             )
             experiments = Experiments(store.redis)
             spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)

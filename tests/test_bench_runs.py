@@ -42,7 +42,7 @@ def test_bench_grounding_reads_every_steer_alike_batched_or_cached(tmp_path: Pat
     report = json.loads(out.read_text())
     # chunking and caching change the speed, never what the grounder reads
     assert report["same_prompts"] is True
-    assert all(runs > 20 for runs in report["word_runs_per_prompt"])
+    assert max(report["word_runs_per_prompt"]) > 20, "a long steer has dozens of word runs"
     for contender in ("small_batches", "one_batch", "cached_runs"):
         assert report["results"][contender]["p50_ms"] > 0
     expected = report["results"]["one_batch"]["p50_ms"] / report["results"]["small_batches"]["p50_ms"]

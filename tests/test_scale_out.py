@@ -73,7 +73,7 @@ async def test_viewers_through_nginx_land_on_both_workers_and_their_profile_foll
             segment = await client.next_message("segment")
             client.send({"type": "feedback", "kind": "like", "segment_id": segment["segment_id"]})
             client.send({"type": "steer", "text": text})
-            await client.next_message("segment", where=lambda m, t=text: m["prompt"].startswith(t))
+            await client.next_message("segment", where=lambda m, t=text: t in m["prompt"])
             assert len(await client.frames(3)) == 3
 
         async with httpx.AsyncClient(base_url=url) as http:
@@ -89,7 +89,7 @@ async def test_viewers_through_nginx_land_on_both_workers_and_their_profile_foll
         assert _worker_of(third.location) == other
         await third.wait_channel_open()
         hello = await third.next_message("segment")
-        assert hello["prompt"].startswith("the ocean at night"), "the steer from the other worker carries over"
+        assert "the ocean at night" in hello["prompt"], "the steer from the other worker carries over"
         headers = {"Authorization": f"Bearer {first_viewer['token']}"}
         async with httpx.AsyncClient(base_url=url) as http:
             exported = (await http.get(f"/api/viewers/{first_viewer['viewer_id']}/profile", headers=headers)).json()

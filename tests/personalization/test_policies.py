@@ -101,13 +101,13 @@ def test_simulator_thompson_beats_random(tmp_path: Path) -> None:
     assert easy["segments"] == 5
 
 
-class _FixedParser:
+class _FixedParser:  # a SteerReader that always reads the same wishes
     def update(self, current: Wishes, text: str) -> Wishes:
         return current.merged(Wishes({"weather": "snow", "subject": "mountains", "palette": "night"}, text=text))
 
 
 async def test_personalizer_round_trip(redis_client: aioredis.Redis) -> None:
-    personalizer = Personalizer(redis_client, VOCABULARY, wish_parser=_FixedParser(), seed=0)  # type: ignore[arg-type]
+    personalizer = Personalizer(redis_client, VOCABULARY, steer_reader=_FixedParser(), seed=0)  # type: ignore[arg-type]
     viewer_id = await personalizer.viewers.create()
     context = Context("night", "desktop")
     scene = await personalizer.next_scene(viewer_id, context=context)

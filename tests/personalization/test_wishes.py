@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalization.wishes import Wishes, WishParser, scoped, split_clauses
+from personalization.wishes import SimilarityNamer, SteerReader, Wishes, scoped, split_clauses
 
 VOCABULARY = {
     "subject": ("ocean", "city", "mountains", "forest"),
@@ -37,9 +37,9 @@ def fake_embed(texts: list[str]) -> np.ndarray:
 
 
 @pytest.fixture
-def parser() -> WishParser:
+def parser() -> SteerReader:
     embeddings = {a: {v: fake_embed(d) for v, d in values.items()} for a, values in DESCRIPTIONS.items()}
-    return WishParser(VOCABULARY, embeddings, fake_embed)
+    return SteerReader(SimilarityNamer(VOCABULARY, embeddings, fake_embed))
 
 
 def test_split_and_scope() -> None:
@@ -54,7 +54,7 @@ def test_split_and_scope() -> None:
     assert scoped("i don't want the city") == [("i", False), ("want the city", True)]
 
 
-def test_positive_wishes(parser: WishParser) -> None:
+def test_positive_wishes(parser: SteerReader) -> None:
     wishes = parser.parse("snowy mountains at night")
     assert dict(wishes.want) == {"subject": "mountains", "weather": "snow", "palette": "night"}
     assert not wishes.avoid
@@ -71,24 +71,24 @@ def test_positive_wishes(parser: WishParser) -> None:
         ("I don't want the city", {"subject": {"city"}}),
     ],
 )
-def test_negation(parser: WishParser, text: str, avoid: dict[str, set[str]]) -> None:
+def test_negation(parser: SteerReader, text: str, avoid: dict[str, set[str]]) -> None:
     wishes = parser.parse(text)
     assert {a: set(v) for a, v in wishes.avoid.items()} == avoid
     assert not wishes.want
 
 
-def test_mixed_clause(parser: WishParser) -> None:
+def test_mixed_clause(parser: SteerReader) -> None:
     wishes = parser.parse("ocean without fog, but not at night")
     assert dict(wishes.want) == {"subject": "ocean"}
     assert {a: set(v) for a, v in wishes.avoid.items()} == {"weather": {"fog"}, "palette": {"night"}}
 
 
-def test_unclear_text_gives_no_wish(parser: WishParser) -> None:
+def test_unclear_text_gives_no_wish(parser: SteerReader) -> None:
     assert parser.parse("hello there, how are you").empty
     assert parser.parse("ocean or city").want == {}  # a tie: no clear winner, no wish
 
 
-def test_wishes_hold_until_changed(parser: WishParser) -> None:
+def test_wishes_hold_until_changed(parser: SteerReader) -> None:
     wishes = parser.update(Wishes(), "snowy mountains")
     wishes = parser.update(wishes, "at night")
     assert dict(wishes.want) == {"subject": "mountains", "weather": "snow", "palette": "night"}
@@ -113,4 +113,4 @@ def test_allowed_and_fields_round_trip() -> None:
 
 def test_missing_description_embeddings() -> None:
     with pytest.raises(ValueError, match="no description embeddings"):
-        WishParser(VOCABULARY, {}, fake_embed)
+        SimilarityNamer(VOCABULARY, {}, fake_embed)
