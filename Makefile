@@ -17,9 +17,11 @@ test: lint browser
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-# ruff with the rules pyproject.toml selects; part of `make test`
+# ruff with the rules pyproject.toml selects, and mypy (strict on streamer/ and personalization/);
+# part of `make test`
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Speed, measured side by side and written as JSON under bench-results/ (see README, Performance).
 bench: $(STAMP)

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import torch
+
+Frame = npt.NDArray[np.uint8]
+"""One HxWx3 uint8 RGB frame."""
 
 
 class FrameEngine(Protocol):
@@ -43,7 +47,7 @@ class FrameEngine(Protocol):
     def advance(self, requests: Sequence[tuple[Any, torch.Tensor]]) -> torch.Tensor:
         """Each stream's next latent in one batch; the streams' states move on."""
 
-    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+    def decode(self, latents: torch.Tensor) -> list[Frame]:
         """Latents to HxWx3 uint8 frames."""
 
     def blank_conditioning(self) -> torch.Tensor:

@@ -113,7 +113,7 @@ class EventConsumer:
 
     async def run_once(self, block_ms: int | None = None) -> int:
         """Read and process one batch of new pointers (waiting up to ``block_ms``); return events applied."""
-        reply = await self.redis.xreadgroup(
+        reply: Any = await self.redis.xreadgroup(
             self.group, self.name, {POINTERS_KEY: ">"}, count=self.batch, block=block_ms
         )
         entries = reply[0][1] if reply else []

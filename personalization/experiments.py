@@ -263,7 +263,7 @@ def parse_definition(data: Any, *, now: float | None = None) -> Experiment:
     raw_variations = data.get("variations")
     if not isinstance(raw_variations, list) or not 2 <= len(raw_variations) <= 10:
         raise ExperimentError("variations", "must be a list of 2 to 10 variations")
-    variations = []
+    variations: list[Variation] = []
     for i, raw in enumerate(raw_variations):
         where = f"variations[{i}]"
         if not isinstance(raw, dict):

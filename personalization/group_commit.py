@@ -38,7 +38,7 @@ class GroupCommit(Generic[Item, Result]):
             that waits for its result before submitting again keeps its own order.
     """
 
-    def __init__(self, flush: Flush, max_batch: int = 256, max_in_flight: int = 2) -> None:
+    def __init__(self, flush: Flush[Item, Result], max_batch: int = 256, max_in_flight: int = 2) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError(f"max_batch and max_in_flight must be at least 1, got {max_batch}, {max_in_flight}")
         self._flush = flush

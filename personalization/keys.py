@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TypeGuard
 
 from personalization.errors import UnknownViewer
+from personalization.lua import LuaValue
 
 #: Viewer ids are URL-safe base64 text; braces would break the hash tag, so they are never allowed.
 VIEWER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -21,7 +23,7 @@ STEERS_MAX = 20
 EVENTS_MAXLEN = 10_000
 
 
-def is_valid_viewer_id(viewer_id: object) -> bool:
+def is_valid_viewer_id(viewer_id: object) -> TypeGuard[str]:
     """Whether ``viewer_id`` is a well-formed viewer id (says nothing about whether it exists)."""
     return isinstance(viewer_id, str) and VIEWER_ID_RE.fullmatch(viewer_id) is not None
 
@@ -102,7 +104,7 @@ TTL_REFRESHED_FIELD = "ttl_refreshed_at"
 #: week is 1.7 hours), besides whenever it creates a key: per event it would be most of the script's work.
 TTL_REFRESH_FRACTION = 0.01
 
-LUA_CONSTANTS = {
+LUA_CONSTANTS: dict[str, LuaValue] = {
     "TTL_FIELD": TTL_FIELD,
     "TTL_REFRESHED_FIELD": TTL_REFRESHED_FIELD,
     "TTL_REFRESH_FRACTION": TTL_REFRESH_FRACTION,

@@ -243,7 +243,7 @@ class LocalCluster:
     async def _cluster_info(node: ClusterNode) -> dict[str, str]:
         client = aioredis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1, decode_responses=True)
         try:
-            text = await client.execute_command("CLUSTER INFO")
+            text = await _command(client, "CLUSTER INFO")
         except (RedisError, OSError):
             return {}
         finally:
@@ -259,8 +259,8 @@ class LocalCluster:
                 continue
             client = aioredis.Redis(host="127.0.0.1", port=node.port, decode_responses=True)
             try:
-                slot = int(await client.execute_command("CLUSTER KEYSLOT", key))
-                ranges = await client.execute_command("CLUSTER SLOTS")
+                slot = int(await _command(client, "CLUSTER KEYSLOT", key))
+                ranges = await _command(client, "CLUSTER SLOTS")
             except (RedisError, OSError):
                 continue
             finally:
@@ -370,7 +370,7 @@ class LocalSentinel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_SECONDS
         try:
-            while not await client.execute_command("SENTINEL", "REPLICAS", SENTINEL_SERVICE):
+            while not await _command(client, "SENTINEL", "REPLICAS", SENTINEL_SERVICE):
                 if loop.time() > deadline:
                     raise EmbeddedRedisError("the sentinel never saw the replica")
                 await asyncio.sleep(0.2)
@@ -381,7 +381,7 @@ class LocalSentinel:
         """The port of the master the sentinel names now."""
         client = aioredis.Redis(host="127.0.0.1", port=self.sentinel.port, decode_responses=True)
         try:
-            _, port = await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
+            _, port = await _command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
         finally:
             await client.aclose()
         return int(port)
@@ -393,3 +393,8 @@ class LocalSentinel:
     async def stop(self) -> None:
         """End all three processes."""
         await stop_nodes([self.sentinel, self.replica, self.master])
+
+
+async def _command(client: aioredis.Redis, *args: str) -> Any:
+    """``client.execute_command(*args)``, which redis-py leaves untyped."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from personalization.context import Context
 from personalization.profiles import GLOBAL, ProfileState
@@ -56,7 +57,7 @@ class Policy(ABC):
         """One value of ``attr`` among ``candidates`` (never empty)."""
 
 
-def _argmax(scores: np.ndarray, rng: np.random.Generator) -> int:
+def _argmax(scores: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
     """Index of the largest score, ties broken at random."""
     best = np.flatnonzero(scores == scores.max())
     return int(best[0] if len(best) == 1 else rng.choice(best))

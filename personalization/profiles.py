@@ -30,15 +30,16 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 
 from personalization import keys, rewards
 from personalization.errors import UnknownViewer
 from personalization.keys import affinity_key, profile_key, viewer_keys, wishes_key
-from personalization.lua import source
+from personalization.lua import LuaValue, source
 from personalization.rewards import EVIDENCE_SCALE, evidence_units
 from personalization.scripts import ScriptCall
 from personalization.wishes import Wishes
@@ -74,7 +75,7 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-LUA_CONSTANTS = {
+LUA_CONSTANTS: dict[str, LuaValue] = {
     **keys.LUA_CONSTANTS,
     **rewards.LUA_CONSTANTS,
     "SCHEMA_VERSION": SCHEMA_VERSION,
@@ -138,7 +139,9 @@ class ProfileState:
                     self._weights[(b, attr)] = self._weights.get((b, attr), 0.0) + da + db
         return True
 
-    def posterior(self, attr: str, values: Sequence[str], bucket: str = GLOBAL) -> tuple[np.ndarray, np.ndarray]:
+    def posterior(
+        self, attr: str, values: Sequence[str], bucket: str = GLOBAL
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Beta parameters ``(alpha, beta)`` of ``values`` of ``attr`` in ``bucket``, prior included."""
         alpha = np.full(len(values), self.prior[0])
         beta = np.full(len(values), self.prior[1])
@@ -244,7 +247,7 @@ class ProfileStore:
 
     async def wishes(self, viewer_id: str) -> Wishes:
         """The viewer's current wishes (none for an unknown viewer)."""
-        return Wishes.from_fields(await self.redis.hgetall(wishes_key(viewer_id)))
+        return Wishes.from_fields(cast(dict[str, str], await self.redis.hgetall(wishes_key(viewer_id))))
 
     async def set_wishes(self, viewer_id: str, wishes: Wishes) -> None:
         """Replace the viewer's wishes. Raises ``UnknownViewer``."""

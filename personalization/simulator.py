@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from personalization.context import DEVICES, TIMES_OF_DAY, Context
+from personalization.messages import FeedbackKind
 from personalization.policies import POLICIES, Policy, get_policy
 from personalization.profiles import ProfileState
 from personalization.rewards import DWELL_FULL_SECONDS, feedback_reward
@@ -72,8 +74,9 @@ class ViewerModel:
         return float(self.weights.get(attr, self.default_weight))
 
 
-def _sigmoid(x: np.ndarray | float) -> np.ndarray | float:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x)))
+def _sigmoid(x: npt.NDArray[np.float64] | float) -> npt.NDArray[np.float64]:
+    result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    return result
 
 
 class SimulatedViewer:
@@ -94,7 +97,7 @@ class SimulatedViewer:
         session = segment // self.model.session_segments
         return Context(self.times[session % len(self.times)], self.device)
 
-    def _values(self, attr: str, context: Context) -> np.ndarray:
+    def _values(self, attr: str, context: Context) -> npt.NDArray[np.float64]:
         values = self.utility[attr]
         if attr == self.model.context_attribute:
             values = values + self.context_shift[context.time_of_day]
@@ -110,22 +113,24 @@ class SimulatedViewer:
         """The oracle's scene: the best value of every attribute (utilities add up)."""
         return {a: vals[int(np.argmax(self._values(a, context)))] for a, vals in self.vocabulary.items()}
 
-    def react(self, utility: float, rng: np.random.Generator) -> list[tuple[str, float | None]]:
+    def react(self, utility: float, rng: np.random.Generator) -> list[tuple[FeedbackKind, float | None]]:
         """Feedback events ``(kind, seconds)`` for one segment of a scene with this utility."""
         m = self.model
         u = utility + rng.normal(0.0, m.mood_sd)
         if rng.random() < m.lapse or rng.random() < float(_sigmoid(-m.slope * u)):
             watched = rng.uniform(*m.skip_watch) * DWELL_FULL_SECONDS
             return [("dwell", watched), ("skip", None)]
-        events: list[tuple[str, float | None]] = [("dwell", DWELL_FULL_SECONDS)]
+        events: list[tuple[FeedbackKind, float | None]] = [("dwell", DWELL_FULL_SECONDS)]
         if rng.random() < m.like_max * float(_sigmoid(m.slope * (u - m.like_threshold))):
             events.append(("like", None))
         return events
 
 
-def expected_reward(utility: np.ndarray | float, model: ViewerModel, nodes: int = 32) -> np.ndarray:
+def expected_reward(
+    utility: npt.NDArray[np.float64] | float, model: ViewerModel, nodes: int = 32
+) -> npt.NDArray[np.float64]:
     """Expected segment reward for scene utilities, over mood (Gauss-Hermite) and lapse."""
-    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # type: ignore[no-untyped-call]  # numpy leaves it untyped
     w = w / w.sum()
     u = np.asarray(utility, dtype=np.float64)[..., None] + model.mood_sd * x
     p_skip = _sigmoid(-model.slope * u)
@@ -133,12 +138,13 @@ def expected_reward(utility: np.ndarray | float, model: ViewerModel, nodes: int 
     skip_reward = feedback_reward("dwell", float(np.mean(model.skip_watch)) * DWELL_FULL_SECONDS)
     watch_reward = feedback_reward("dwell", DWELL_FULL_SECONDS) + p_like * feedback_reward("like")
     attentive = ((p_skip * skip_reward + (1 - p_skip) * watch_reward) * w).sum(axis=-1)
-    return model.lapse * skip_reward + (1 - model.lapse) * attentive
+    reward: npt.NDArray[np.float64] = model.lapse * skip_reward + (1 - model.lapse) * attentive
+    return reward
 
 
 def simulate_policy(
     policy: Policy, vocabulary: Vocabulary, model: ViewerModel, viewers: int, segments: int, seed: int
-) -> dict[str, np.ndarray]:
+) -> dict[str, npt.NDArray[np.float64]]:
     """Run one policy over ``viewers`` fresh viewers for ``segments`` segments each.
 
     Viewers depend only on ``seed`` (every policy meets the same viewers); returns per viewer and
@@ -165,11 +171,11 @@ def simulate_policy(
     return {"realized": realized, "expected": expected_reward(shown, model), "oracle": expected_reward(oracle, model)}
 
 
-def _round(values: np.ndarray | float, digits: int = 4) -> Any:
+def _round(values: npt.NDArray[np.float64] | float, digits: int = 4) -> Any:
     return np.round(values, digits).tolist()
 
 
-def summarize(runs: dict[str, np.ndarray]) -> dict[str, Any]:
+def summarize(runs: dict[str, npt.NDArray[np.float64]]) -> dict[str, Any]:
     """Mean reward, regret and fraction of the oracle's reward, overall and per segment."""
     expected, oracle, realized = runs["expected"], runs["oracle"], runs["realized"]
     fraction = expected / oracle

@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
@@ -46,7 +46,7 @@ from gbstats.models.statistics import (
 from gbstats.utils import check_srm
 
 from personalization.experiments import Experiment, Metric
-from personalization.lua import source
+from personalization.lua import LuaValue, source
 
 #: Per-viewer row components (see the module docstring).
 COMPONENTS = ("c", "s", "w", "k", "l", "t", "r")
@@ -103,7 +103,7 @@ def snapshots_key(key: str) -> str:
     return f"{_tag(key)}:snapshots"
 
 
-LUA_CONSTANTS = {
+LUA_CONSTANTS: dict[str, LuaValue] = {
     "COMPONENTS": "{" + ", ".join(f"'{c}'" for c in COMPONENTS) + "}",
     "PRODUCTS": "{" + ", ".join(f"{{'{a}', '{b}'}}" for a, b in PRODUCTS) + "}",
     "RETURN_WINDOW": RETURN_WINDOW,
@@ -363,12 +363,12 @@ class MetricStore:
 
     async def stats(self, experiment: Experiment) -> dict[str, VariationStats]:
         """Every variation's sufficient statistics (one HGETALL)."""
-        fields = await self.redis.hgetall(stats_key(experiment.key))
+        fields = cast(dict[str, str], await self.redis.hgetall(stats_key(experiment.key)))
         return {v.id: VariationStats.from_fields(fields, v.id) for v in experiment.variations}
 
     async def rows(self, experiment: str) -> dict[str, dict[str, Any]]:
         """Every exposed viewer's row (for tests and audits; O(viewers))."""
-        raw = await self.redis.hgetall(viewers_key(experiment))
+        raw = cast(dict[str, str], await self.redis.hgetall(viewers_key(experiment)))
         return {viewer: parse_row(row) for viewer, row in raw.items()}
 
     async def add_snapshot(self, experiment: str, entry: Mapping[str, Any]) -> None:

@@ -7,7 +7,7 @@ import os
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -110,7 +110,12 @@ def _timeouts(options: dict[str, Any]) -> dict[str, Any]:
     return {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT, **options}
 
 
-def _credentials(url: str) -> dict[str, str | None]:
+class _Credentials(TypedDict):
+    username: str | None
+    password: str | None
+
+
+def _credentials(url: str) -> _Credentials:
     """The username and password in ``url``'s user info (None where absent)."""
     parts = urlsplit(url)
     return {
@@ -144,7 +149,7 @@ def connect_sentinel(url: str, **options: Any) -> aioredis.Redis:
     service = urlsplit(url).path.strip("/")
     if not service:
         raise ValueError(f"{url!r} names no service: redis+sentinel://host:port/<service>")
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves its constructor untyped
         _addresses(url), sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT}, **_timeouts(options)
     )
     return sentinel.master_for(service, decode_responses=True, **_credentials(url))  # type: ignore[no-any-return]

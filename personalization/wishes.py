@@ -14,11 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 Vocabulary = Mapping[str, Sequence[str]]
-Embed = Callable[[list[str]], np.ndarray]
+Vectors = npt.NDArray[np.floating[Any]]
+"""Row vectors: embeddings of texts."""
+Embed = Callable[[list[str]], Vectors]
 Namer = Callable[[list[str]], list[Mapping[str, Collection[str]]]]
 """Text parts -> per part, the values it names clearly: attribute -> values (most name one or none)."""
 
@@ -47,7 +51,7 @@ class Wishes:
     def allowed(self, attr: str, values: Sequence[str]) -> tuple[str, ...]:
         """The values a policy may choose for ``attr``: the wanted one, else all but avoided ones."""
         wanted = self.want.get(attr)
-        if wanted in values:
+        if wanted is not None and wanted in values:
             return (wanted,)
         avoided = self.avoid.get(attr, frozenset())
         left = tuple(v for v in values if v not in avoided)
@@ -143,10 +147,11 @@ def _pieces(clause: str) -> list[str]:
     return list(dict.fromkeys(p for p in pieces if p))  # unique, in order
 
 
-def _normalize(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
+def _normalize(matrix: Vectors) -> Vectors:
+    rows = np.asarray(matrix, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    unit: Vectors = rows / np.where(norms > 0, norms, 1.0)
+    return unit
 
 
 def is_reset(text: str) -> bool:
@@ -206,7 +211,7 @@ class SimilarityNamer:
     def __init__(
         self,
         vocabulary: Vocabulary,
-        description_embeddings: Mapping[str, Mapping[str, np.ndarray]],
+        description_embeddings: Mapping[str, Mapping[str, Vectors]],
         embed: Embed,
         *,
         threshold: float = 0.5,
@@ -216,7 +221,7 @@ class SimilarityNamer:
         self.embed = embed
         self.threshold = threshold
         self.margin = margin
-        self._descriptions: dict[str, list[np.ndarray]] = {}
+        self._descriptions: dict[str, list[Vectors]] = {}
         for attr, values in self.vocabulary.items():
             per_value = description_embeddings.get(attr, {})
             missing = [v for v in values if v not in per_value]
@@ -238,7 +243,7 @@ class SimilarityNamer:
             named.append({attr: values for attr, values in found.items() if values} if group else {})
         return named
 
-    def _named(self, pieces: np.ndarray, attr: str, values: tuple[str, ...]) -> set[str]:
+    def _named(self, pieces: Vectors, attr: str, values: tuple[str, ...]) -> set[str]:
         """Values some piece names clearly (similarity clears the threshold and beats the runner-up by the margin)."""
         scores = np.stack([(pieces @ desc.T).max(axis=1) for desc in self._descriptions[attr]], axis=1)
         found: set[str] = set()

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -72,7 +73,7 @@ class WorkerDirectory:
     async def live(self, now: float | None = None) -> list[WorkerStatus]:
         """Every worker whose heartbeat has not expired, most free slots first."""
         now = time.time() if now is None else now
-        ids = await self.redis.zrangebyscore(DIRECTORY_KEY, now, "+inf")
+        ids = cast(list[str], await self.redis.zrangebyscore(DIRECTORY_KEY, now, "+inf"))
         if not ids:
             return []
         raws = await self.redis.mget([worker_key(worker_id) for worker_id in ids])

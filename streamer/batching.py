@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
-
-from models.interface import FrameEngine
+from models.interface import Frame, FrameEngine
 from models.runner import Decoded, TwoStageRunner
 
 from .metrics import Metrics
@@ -23,7 +21,7 @@ class _Request:
     state: Any
     conditioning: Any
     denoised: asyncio.Future[None] = field(repr=False)  # the stream's latent is made
-    pixels: asyncio.Future[np.ndarray] = field(repr=False)  # and decoded
+    pixels: asyncio.Future[Frame] = field(repr=False)  # and decoded
 
 
 # A batch that would start with fewer streams than have been asking lately waits this long for the
@@ -91,7 +89,7 @@ class FrameBatcher:
         """Run other engine work (prompt encoding, warm-up) on the engine's thread, between batches."""
         return await asyncio.wrap_future(self._runner.call(function, *args))
 
-    async def denoise(self, state: Any, conditioning: Any) -> asyncio.Future[np.ndarray]:
+    async def denoise(self, state: Any, conditioning: Any) -> asyncio.Future[Frame]:
         """Queue the next frame of the stream `state` under `conditioning`; return once its latent is made.
 
         What comes back is the future of the frame's pixels (HxWx3 uint8), which decode while the stream
@@ -107,7 +105,7 @@ class FrameBatcher:
         await request.denoised
         return request.pixels
 
-    async def generate(self, state: Any, conditioning: Any) -> np.ndarray:
+    async def generate(self, state: Any, conditioning: Any) -> Frame:
         """The next frame of the stream `state` under `conditioning`, as an HxWx3 uint8 array."""
         return await (await self.denoise(state, conditioning))
 

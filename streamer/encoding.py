@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fractions
-from typing import Literal
+from typing import Any, Literal, cast
 
 import av
 import numpy as np
 from av.video.frame import PictureType
+
+from models.interface import Frame
 
 Codec = Literal["h264", "vp8"]
 
@@ -39,7 +41,7 @@ class VideoEncoder:
         self.height = height
         self.fps = fps
         self._target_bitrate = self._clamp(bitrate)
-        self._context: av.CodecContext | None = None
+        self._context: av.VideoCodecContext | None = None
         self._context_bitrate = 0
 
     @staticmethod
@@ -61,8 +63,8 @@ class VideoEncoder:
         # Ignore small wobbles of the receiver's estimate: a rebuild resets rate control.
         return abs(self._target_bitrate - self._context_bitrate) > 0.1 * self._context_bitrate
 
-    def _open(self) -> av.CodecContext:
-        context = av.CodecContext.create(_CODEC_NAMES[self.codec], "w")
+    def _open(self) -> av.VideoCodecContext:
+        context = cast(av.VideoCodecContext, av.CodecContext.create(_CODEC_NAMES[self.codec], "w"))
         context.width = self.width
         context.height = self.height
         context.pix_fmt = "yuv420p"
@@ -93,7 +95,7 @@ class VideoEncoder:
         """
         self._context = None
 
-    def encode(self, rgb: np.ndarray, pts: int, keyframe: bool) -> list[av.Packet]:
+    def encode(self, rgb: Frame, pts: int, keyframe: bool) -> list[av.Packet[Any]]:
         """Encode one HxWx3 uint8 frame shown at `pts` (90 kHz ticks); force an IDR frame if `keyframe`."""
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected a {self.height}x{self.width}x3 uint8 frame, got {rgb.shape} {rgb.dtype}")

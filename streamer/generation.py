@@ -265,6 +265,7 @@ class GenerationLoop:
             # 3. make this frame's latent (batched with other viewers); the frame before it finishes
             #    meanwhile, and this one follows it out once it is through
             started = time.perf_counter()
+            assert blend is not None, "the first pass through step 1 always plans"
             current = blend.next()
             if self.plan is not None and self._faults.fires("engine", self.plan.prompt):
                 # a conditioning of the wrong width makes the real engine raise, inside a shared batch

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import av
 
@@ -25,7 +26,7 @@ class EncodedFrame:
     """One encoded video frame, stamped with its playout time on the stream's clock."""
 
     pts: int  # 90 kHz ticks since the stream's first frame
-    packet: av.Packet
+    packet: av.Packet[Any]
     keyframe: bool
     segment_id: int
 

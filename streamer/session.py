@@ -148,7 +148,8 @@ class ViewerSession:
             if others:
                 _, stuck = await asyncio.wait(others, timeout=PEER_CLOSE_SECONDS)
                 for task in stuck:
-                    chain, coro = [], task.get_coro()
+                    chain: list[str] = []
+                    coro: Any = task.get_coro()
                     while coro is not None:
                         chain.append(getattr(coro, "__qualname__", repr(coro)))
                         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)

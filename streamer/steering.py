@@ -20,7 +20,7 @@ from models.grounding import Embed as GrounderEmbed
 from models.text import TextEncoder
 from models.world import ATTRIBUTES, attribute_descriptions
 from models.world.captions import synonyms
-from personalization.wishes import Namer, SimilarityNamer, SteerReader, Wishes
+from personalization.wishes import Namer, SimilarityNamer, SteerReader, Vectors, Wishes
 
 # Tuned on MiniLM sentence embeddings (see tests/streamer/test_steering.py): MiniLM scores unrelated
 # short phrases up to ~0.5, so a clear mention needs more than the parser's bag-of-words default.
@@ -46,7 +46,7 @@ def similarity_namer(
 ) -> SimilarityNamer:
     """Cosine similarity between a steer's pieces and every attribute value's descriptions, in MiniLM's space."""
 
-    def embed(texts: Sequence[str]) -> np.ndarray:
+    def embed(texts: Sequence[str]) -> Vectors:
         return text_encoder.sentence_embeddings(list(texts)).numpy()
 
     phrases = [
@@ -57,7 +57,7 @@ def similarity_namer(
         for phrase in value_phrases
     ]
     vectors = embed([phrase for _, _, phrase in phrases])  # one batched call
-    descriptions: dict[str, dict[str, list[np.ndarray]]] = {}
+    descriptions: dict[str, dict[str, list[Vectors]]] = {}
     for (attr, value, _), vector in zip(phrases, vectors):
         descriptions.setdefault(attr, {}).setdefault(value, []).append(vector)
     stacked = {attr: {value: np.stack(vs) for value, vs in per.items()} for attr, per in descriptions.items()}
@@ -102,7 +102,7 @@ def build_steer_reader(
     if grounder is None:
         return SteerReader(similarity)
     embed = grounder_embed or text_encoder.sentence_embeddings
-    namers = {GROUNDER: grounder_namer(grounder, embed), SIMILARITY: similarity}
+    namers: dict[str, Namer] = {GROUNDER: grounder_namer(grounder, embed), SIMILARITY: similarity}
     return SteerReader(combined_namer(namers, NAMER_BY_ATTRIBUTE))
 
 

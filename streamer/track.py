@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -29,7 +30,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._clock = clock
         self._on_sent = on_sent
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet[Any]:
         """Wait for the next encoded frame and its due time, then hand its packet to the sender."""
         if self.readyState != "live":
             raise MediaStreamError

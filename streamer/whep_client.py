@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import av
 import httpx
-import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+
+from models.interface import Frame
 
 from .webrtc import restrict_host_candidates
 
@@ -42,13 +44,12 @@ class WhepClient:
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         if self.codecs:
             wanted = {c.lower() for c in self.codecs}
-            capabilities = RTCRtpReceiver.getCapabilities("video").codecs
-            transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() in wanted])
+            capabilities = RTCRtpReceiver.getCapabilities("video")
+            codecs = capabilities.codecs if capabilities is not None else []
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
         self.channel = self.pc.createDataChannel("control")
         self.channel.on("message", lambda raw: self.messages.put_nowait(json.loads(raw)))
-        self.pc.on(
-            "track", lambda track: self._track.done() or self._track.set_result(track)  # type: ignore[union-attr]
-        )
+        self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         headers = {"Content-Type": "application/sdp"}
         if self.token:
@@ -66,13 +67,18 @@ class WhepClient:
         assert self._track is not None, "connect() first"
         return await asyncio.wait_for(self._track, timeout)
 
-    async def frames(self, count: int, timeout: float = 60) -> list[np.ndarray]:
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if self._track is not None and not self._track.done():
+            self._track.set_result(track)
+
+    async def frames(self, count: int, timeout: float = 60) -> list[Frame]:
         """The next `count` decoded frames as RGB arrays."""
         track = await self.track(timeout)
         frames = []
         for _ in range(count):
             frame = await asyncio.wait_for(track.recv(), timeout)
-            frames.append(frame.to_ndarray(format="rgb24"))
+            assert isinstance(frame, av.VideoFrame), f"a video track gave {type(frame).__name__}"
+            frames.append(cast(Frame, frame.to_ndarray(format="rgb24")))
         return frames
 
     async def wait_channel_open(self, timeout: float = 30) -> None:
