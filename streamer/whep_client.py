@@ -36,6 +36,7 @@ class WhepClient:
     messages: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     location: str | None = None
     response: httpx.Response | None = None
+    transport: httpx.AsyncBaseTransport | None = None  # e.g. `httpx.ASGITransport(app)` for a server in this process
     _track: asyncio.Future[MediaStreamTrack] | None = None
 
     async def connect(self) -> httpx.Response:
@@ -55,7 +56,9 @@ class WhepClient:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         # a full worker may answer 307 to one with room: WHEP players follow it, POST body and all
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=60, follow_redirects=True) as http:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=60, follow_redirects=True, transport=self.transport
+        ) as http:
             self.response = await http.post("/whep", content=self.pc.localDescription.sdp, headers=headers)
         if self.response.status_code == 201:
             self.location = self.response.headers["location"]

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.server_process import ServerProcess
+from models import StreamingEngine
+from tests.support.tiny_model import write_tiny_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -19,6 +21,12 @@ def artifacts_dir() -> Path:
     """Where tests leave screenshots and logs for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> StreamingEngine:
+    """An engine on a tiny random pipeline (`tests.support.tiny_model`): the real engine code, fast."""
+    return StreamingEngine.from_pretrained(write_tiny_pipeline(tmp_path_factory.mktemp("tiny-model")))
 
 
 @pytest.fixture(scope="session")

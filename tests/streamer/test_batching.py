@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from models import StreamingEngine
-from models.engine import default_model_path
 from streamer.batching import FrameBatcher
 from streamer.metrics import Metrics
 from tests.models.streaming import rollout
@@ -17,15 +16,23 @@ OCEAN, CITY = "a calm ocean at noon", "a neon city at night"
 FRAMES = 12
 
 
-@pytest.fixture(scope="module")
-def engine() -> StreamingEngine:
-    return StreamingEngine.from_pretrained(default_model_path(), steps=1)
+@pytest.fixture
+def engine(tiny_engine: StreamingEngine) -> StreamingEngine:
+    return tiny_engine
 
 
 async def _pipelined_stream(
-    batcher: FrameBatcher, engine: StreamingEngine, seed: int, prompt: str, start: asyncio.Event | None = None
+    batcher: FrameBatcher,
+    engine: StreamingEngine,
+    seed: int,
+    prompt: str,
+    start: asyncio.Event | None = None,
+    first_latent: asyncio.Event | None = None,
 ) -> list[np.ndarray]:
-    """A stream as `GenerationLoop` drives one: the next frame is queued once the last latent exists."""
+    """A stream as `GenerationLoop` drives one: the next frame is queued once the last latent exists.
+
+    It waits for `start` before its first frame, and sets `first_latent` once its first latent is made.
+    """
     state, conditioning = engine.new_stream(seed), engine.encode_prompt(prompt)
     if start is not None:
         await start.wait()
@@ -33,6 +40,8 @@ async def _pipelined_stream(
     pending: asyncio.Future[np.ndarray] | None = None
     for _ in range(FRAMES):
         pixels = await batcher.denoise(state, conditioning)
+        if first_latent is not None:
+            first_latent.set()
         if pending is not None:
             frames.append(await pending)
         pending = pixels
@@ -63,11 +72,10 @@ async def test_streams_that_start_out_of_step_come_to_share_batches(engine: Stre
     batcher = FrameBatcher(engine, Metrics())
     batcher.start()
     try:
+        # the second stream starts once the first one's first batch is through: out of step by a batch
         later = asyncio.Event()
-        first = asyncio.create_task(_pipelined_stream(batcher, engine, 1, OCEAN))
+        first = asyncio.create_task(_pipelined_stream(batcher, engine, 1, OCEAN, first_latent=later))
         second = asyncio.create_task(_pipelined_stream(batcher, engine, 2, CITY, start=later))
-        await asyncio.sleep(0.005)  # the first stream's first batch is running
-        later.set()
         await asyncio.gather(first, second)
         mean_batch = batcher.mean_batch()
     finally:

@@ -1,0 +1,48 @@
+"""A tiny `PixelcastPipeline` with random weights: 64x64 frames from a UNet of two small blocks.
+
+The server loads it with the same `from_pretrained` as the shipped model and runs every part of the
+engine on it (grounding aside: it has no grounder), in a fraction of the time; its pictures mean
+nothing, so tests of what is drawn use the shipped model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderTiny, UNet2DConditionModel
+
+from models.pipeline import PixelcastPipeline
+from models.training.architecture import make_scheduler
+
+TEXT_DIM = 384  # MiniLM's token states
+LATENT_SIZE = 8
+FRAME_SIZE = 64  # LATENT_SIZE x 2 ** 3 (four decoder blocks)
+
+
+def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny random pipeline to `folder` (diffusers layout) and return it."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=8,  # noisy latent and previous frame's latent
+        out_channels=4,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=4,
+        cross_attention_dim=TEXT_DIM,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=TEXT_DIM,
+    )
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    PixelcastPipeline(unet=unet, vae=vae, scheduler=make_scheduler()).save_pretrained(folder)
+    return folder
