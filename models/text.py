@@ -146,7 +146,7 @@ class TextEncoder(CachedTextEncoder):
         length is padded only to its longest: embedding a thousand short phrases (the wish parser's
         vocabulary at start-up) takes a fraction of the time that padding all to `max_tokens` takes.
         Small chunks matter for one prompt's word runs, which the prompt itself would otherwise pad to
-        its length (`pixelcast bench grounding`: a steer grounds about 2.5x faster than in one chunk).
+        its length (`pixelcast bench grounding` measures it).
         """
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.zeros(len(texts), self.embedding_dim)

@@ -74,8 +74,8 @@ class StreamSettings:
     fps: int = 24
     segment_seconds: float = 1.0
     buffer_seconds: float = 0.5
-    # a new prompt blends in over this long (at least two frames), whatever the frame rate: at 0.25 s a
-    # steer took 0.51-0.53 s to show with four viewers at 12 fps, at 0.15 s 0.34-0.44 s
+    # a new prompt blends in over this long (at least two frames), whatever the frame rate: short enough
+    # that a steer shows within the half-second target, long enough that it does not cut
     transition_seconds: float = 0.15
     # this stream's own denoising steps per frame (an experiment's variation may set them); None follows the
     # engine's, which the adaptive controller lowers under load

@@ -1,9 +1,8 @@
 """Modules as frozen TorchScript graphs, one per input shape, each checked against the eager module.
 
 A frozen graph runs the whole call without diffusers' Python code in between and with its weights
-folded in as constants; on the development CPU that made the shipped UNet's bfloat16 call 1.3-1.8x
-faster than the eager one (oneDNN's weight prepacking, which `optimize_for_inference` adds, applies
-to float32 graphs only, so these gains are the freezing itself). Tracing bakes in the shapes
+folded in as constants, which removes the per-layer overhead that dominates small batches on a CPU
+(`docs/architecture.md`, Precision, has the figures). Tracing bakes in the shapes
 diffusers branches on, so each input shape gets its own graph, traced on first use and compared with
 the eager module on that input before it is trusted.
 """

@@ -1,10 +1,10 @@
 """Reduced precision where it pays: bfloat16 copies of a module (and frozen graphs of that copy), used
 at the batch sizes where they are faster.
 
-On CPUs with native bfloat16 (AVX-512 BF16, AMX) the decoder's full-resolution convolutions run about
-twice as fast in bfloat16, and the UNet gains at larger batches but loses at batch 1, where per-op
-overhead dominates; frozen graphs of the bfloat16 UNet cut that overhead and won at every batch size
-there. Without native support bfloat16 is emulated and slower. So nothing is assumed: ``choose`` times
+On CPUs with native bfloat16 (AVX-512 BF16, AMX) the decoder's full-resolution convolutions gain much
+in bfloat16, while the UNet gains at larger batches and can lose at batch 1, where per-op overhead
+dominates (which frozen graphs cut). Without native support bfloat16 is emulated and slower. So nothing
+is assumed: ``choose`` times
 each variant per batch size on the machine at hand and keeps one only where it is clearly faster.
 Outputs are cast back to float32, so callers never see the difference in dtype.
 """
