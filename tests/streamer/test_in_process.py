@@ -28,7 +28,7 @@ BASE = "http://pixelcast.test"
 async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Starlette]:
     monkeypatch.delenv("REDIS_URL", raising=False)  # the embedded Redis, whatever the environment says
     model = write_tiny_pipeline(tmp_path / "model")
-    config = ServerConfig(model_path=model, data_dir=tmp_path / "data", max_sessions=2, max_batch=2)
+    config = ServerConfig(model_path=model, data_dir=tmp_path / "data", max_sessions=1, max_batch=1)
     application = create_app(config)
     async with application.router.lifespan_context(application):
         yield application
