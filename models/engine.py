@@ -362,14 +362,22 @@ class StreamingEngine:
     def advance(self, requests: Sequence[tuple[StreamState, torch.Tensor]]) -> torch.Tensor:
         """Next latent of each stream without decoding it (`[B, 4, h, w]`); states move on as in `generate`.
 
-        For frames nobody looks at, such as the middle of a long evaluation rollout.
+        For frames nobody looks at, such as the middle of a long evaluation rollout. A call that raises
+        leaves every state as it was (noise source included), so its streams can be tried again alone.
         """
         if not requests:
             return torch.empty(0, *self._shape, device=self.device, dtype=self.dtype)
-        counts = [self._steps_for(state, cond) for state, cond in requests]
-        if len(set(counts)) > 1:
-            return self._advance_by_step_count(requests, counts)
-        return self._advance_all(requests, self._schedules[counts[0]])
+        saved = [(s.generator.get_state(), s.latent, s.noise, s.conditioning) for s, _ in requests]
+        try:
+            counts = [self._steps_for(state, cond) for state, cond in requests]
+            if len(set(counts)) > 1:
+                return self._advance_by_step_count(requests, counts)
+            return self._advance_all(requests, self._schedules[counts[0]])
+        except BaseException:
+            for (state, _), (generator, latent, noise, conditioning) in zip(requests, saved):
+                state.generator.set_state(generator)
+                state.latent, state.noise, state.conditioning = latent, noise, conditioning
+            raise
 
     def _steps_for(self, state: StreamState, cond: torch.Tensor) -> int:
         """Denoising steps of a stream's next frame: its own or the engine's, or `new_prompt_steps` where that

@@ -64,11 +64,14 @@ class Step:
 
 
 class TwoStageRunner:
-    """Runs `step`s of an engine: denoise on one thread, decode on another, one batch in each stage.
+    """Runs `step`s of an engine: denoise on one thread, decode on another.
 
-    A step's decode starts once the previous step's decode is done, and the next step's denoise starts
-    once that decode has started, so at most one batch waits in each stage. Other engine work (prompt
-    encoding, warm-up) goes to the denoise thread with `call`, between steps.
+    A step's latents go to the decoder as soon as they are made, so each batch decodes while the next
+    one denoises; decodes run in the order of their steps. Callers bound how far they run ahead (the
+    server's `FrameBatcher` keeps at most one batch in each stage). Other engine work (prompt encoding,
+    warm-up) goes to the denoise thread with `call`, between steps. A step's futures cannot be
+    cancelled: they always end, with the frames, or with the error that stopped them (`close` fails
+    those still open).
 
     Args:
         engine: what makes the frames.
@@ -78,18 +81,24 @@ class TwoStageRunner:
         self.engine = engine
         self._denoiser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-denoise")
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelcast-decode")
-        self._last: Future[Decoded] | None = None
         self._lock = threading.Lock()
+        self._open: set[Future[Any]] = set()  # step futures not yet settled
+        self._last: Future[Decoded] | None = None
+        self._closed = False
 
     def step(self, requests: Sequence[Request]) -> Step:
-        """Queue the next frame of each request's stream."""
-        requests = list(requests)
-        denoised: Future[Denoised] = Future()
-        decoded: Future[Decoded] = Future()
+        """Queue the next frame of each request's stream.
+
+        Raises `RuntimeError` once the runner is closed.
+        """
+        step = Step(_uncancellable(), _uncancellable())
         with self._lock:
-            previous, self._last = self._last, decoded
-        self._denoiser.submit(self._run, requests, previous, denoised, decoded)
-        return Step(denoised, decoded)
+            if self._closed:
+                raise RuntimeError("the engine runner is closed")
+            self._open.update((step.denoised, step.decoded))
+            self._last = step.decoded
+            self._denoiser.submit(self._run, list(requests), step)
+        return step
 
     def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
         """Run other engine work on the denoise thread, between steps."""
@@ -102,9 +111,15 @@ class TwoStageRunner:
         return last.result() if last is not None else Decoded({})
 
     def close(self) -> None:
-        """Cancel queued work, wait for the running work and end both threads."""
+        """Cancel queued work, wait for the running work, end both threads and fail the steps left open."""
+        with self._lock:
+            self._closed = True
         self._denoiser.shutdown(wait=True, cancel_futures=True)
         self._decoder.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left, self._open = self._open, set()
+        for future in left:
+            future.set_exception(RuntimeError("the engine runner was closed"))
 
     def __enter__(self) -> TwoStageRunner:
         return self
@@ -114,27 +129,32 @@ class TwoStageRunner:
     ) -> None:
         self.close()
 
-    def _run(
-        self,
-        requests: list[Request],
-        previous: Future[Decoded] | None,
-        denoised: Future[Denoised],
-        decoded: Future[Decoded],
-    ) -> None:
-        """On the denoise thread: make the latents, then hand them to the decoder once it is free."""
+    def _run(self, requests: list[Request], step: Step) -> None:
+        """On the denoise thread: make the latents, then hand them to the decoder."""
         try:
             made = self._denoise(requests)
-        except BaseException as error:  # not a model failure (interpreter shutdown): nobody may wait forever
-            denoised.set_exception(error)
-            decoded.set_exception(error)
+        except BaseException as error:  # not a model failure (those are per request): nobody may wait forever
+            self._settle(step.denoised, error=error)
+            self._settle(step.decoded, error=error)
             raise
-        denoised.set_result(made)
-        if previous is not None:
-            try:
-                previous.result()  # one batch decodes while this one waits, never more
-            except Exception:  # noqa: S110 - that batch's failure was handed to its own streams
-                pass
-        self._decoder.submit(self._decode_into, made, decoded)
+        self._settle(step.denoised, made)
+        self._decoder.submit(self._decode_into, made, step.decoded)
+
+    def _decode_into(self, denoised: Denoised, decoded: Future[Decoded]) -> None:
+        try:
+            frames = self._decode(denoised)
+        except BaseException as error:
+            self._settle(decoded, error=error)
+            raise
+        self._settle(decoded, frames)
+
+    def _settle(self, future: Future[Any], result: Any = None, *, error: BaseException | None = None) -> None:
+        with self._lock:
+            self._open.discard(future)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
     def _denoise(self, requests: list[Request]) -> Denoised:
         started = time.perf_counter()
@@ -154,13 +174,6 @@ class TwoStageRunner:
             except Exception as error:
                 errors[i] = error
         return Denoised(made, torch.cat(parts) if parts else None, errors, _since(started))
-
-    def _decode_into(self, denoised: Denoised, decoded: Future[Decoded]) -> None:
-        try:
-            decoded.set_result(self._decode(denoised))
-        except BaseException as error:
-            decoded.set_exception(error)
-            raise
 
     def _decode(self, denoised: Denoised) -> Decoded:
         errors: dict[int, Exception] = {}
@@ -182,6 +195,13 @@ class TwoStageRunner:
             except Exception as error:
                 errors[i] = error
         return Decoded(alone, errors, _since(started))
+
+
+def _uncancellable() -> Future[Any]:
+    """A future already marked running, so that cancelling a waiter (an asyncio wrapper) leaves it be."""
+    future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()
+    return future
 
 
 def _since(started: float) -> float:

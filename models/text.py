@@ -143,7 +143,7 @@ class TextEncoder(CachedTextEncoder):
         """Unit-length sentence embeddings `[len(texts), 384]` on the CPU, uncached.
 
         The same vectors as `sentence_embedding(encode(texts))`, but each chunk of texts of similar
-        length is padded only to its longest: embedding a thousand short phrases (the wish parser's
+        length is padded only to its longest: embedding a thousand short phrases (the steer reader's
         vocabulary at start-up) takes a fraction of the time that padding all to `max_tokens` takes.
         Small chunks matter for one prompt's word runs, which the prompt itself would otherwise pad to
         its length (`pixelcast bench grounding` measures it).

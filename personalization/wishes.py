@@ -12,7 +12,6 @@ encoder and the description embeddings are passed in, so this module needs only 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,24 +162,19 @@ def is_reset(text: str) -> bool:
 class SteerReader:
     """Reads steer text into wishes with one namer: clauses and negations here, what words name there.
 
-    Steers may be read on several worker threads at once; the namer reads one at a time, since models
-    and their caches are shared.
-
     Args:
         name: the model that says which attribute values each part of a steer names.
     """
 
     def __init__(self, name: Namer) -> None:
         self.name = name
-        self._reading = threading.Lock()
 
     def parse(self, text: str) -> Wishes:
         """The wishes this text states on its own (empty when it names no attribute value clearly)."""
         parts = [(part, negated) for clause in split_clauses(text) for part, negated in scoped(clause)]
         if not parts:
             return Wishes(text=text)
-        with self._reading:
-            readings = self.name([part for part, _ in parts])
+        readings = self.name([part for part, _ in parts])
         want: dict[str, str] = {}
         avoid: dict[str, set[str]] = {}
         for (_, negated), named in zip(parts, readings, strict=True):

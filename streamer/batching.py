@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from models.interface import Frame, FrameEngine
 from models.runner import Decoded, TwoStageRunner
 
 from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -49,6 +52,7 @@ class FrameBatcher:
         self._runner = TwoStageRunner(engine)
         self._task: asyncio.Task[None] | None = None
         self._delivering: asyncio.Task[None] | None = None
+        self._in_flight: list[list[_Request]] = []  # batches in the runner, until delivered
         # (frames, seconds of the slower stage) of recent batches: with both stages busy, a batch
         # costs the time of its slower stage
         self._recent: deque[tuple[int, float]] = deque(maxlen=48)
@@ -68,9 +72,11 @@ class FrameBatcher:
         """Start the batching task on the running loop."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="pixelcast-batcher")
+            self._task.add_done_callback(_log_failure)
 
     async def stop(self) -> None:
-        """Stop batching, fail pending requests, and release the worker threads."""
+        """Stop batching, cancel every request not yet answered, and release the worker threads."""
+        waiting = [*self._pending, *(r for batch in self._in_flight for r in batch)]
         for task in (self._task, self._delivering):
             if task is not None:
                 task.cancel()
@@ -79,10 +85,11 @@ class FrameBatcher:
                 except asyncio.CancelledError:
                     pass
         self._task = self._delivering = None
-        for request in self._pending:
+        for request in [*waiting, *self._pending]:
             request.denoised.cancel()
             request.pixels.cancel()
         self._pending.clear()
+        self._in_flight.clear()
         await asyncio.to_thread(self._runner.close)
 
     async def run_on_engine(self, function: Callable[..., T], *args: Any) -> T:
@@ -122,7 +129,15 @@ class FrameBatcher:
             if not batch:
                 continue
             step = self._runner.step([(r.state, r.conditioning) for r in batch])
-            denoised = await asyncio.wrap_future(step.denoised)
+            self._in_flight.append(batch)
+            try:
+                denoised = await asyncio.wrap_future(step.denoised)
+            except Exception as error:  # the runner itself failed, not one request: the batch hears of it
+                logger.exception("engine batch of %d failed", len(batch))
+                self._in_flight.remove(batch)
+                for request in batch:
+                    _fail(request, error)
+                continue
             for i, request in enumerate(batch):
                 if i in denoised.errors:
                     _fail(request, denoised.errors[i])
@@ -151,15 +166,29 @@ class FrameBatcher:
 
     async def _deliver(self, batch: list[_Request], decoding: asyncio.Future[Decoded], denoise_seconds: float) -> None:
         """Hand each stream its decoded frame, or what failed it."""
-        decoded = await decoding
-        for i, error in decoded.errors.items():
-            _fail(batch[i], error)
+        try:
+            decoded = await decoding
+        except Exception as error:
+            logger.exception("decoding a batch of %d failed", len(batch))
+            for request in batch:
+                _fail(request, error)
+            return
+        finally:
+            self._in_flight.remove(batch)
+        for i, failure in decoded.errors.items():
+            _fail(batch[i], failure)
         if decoded.frames:
             self._recent.append((len(decoded.frames), max(denoise_seconds, decoded.seconds)))
             self._metrics.observe_batch(len(decoded.frames), denoise_seconds + decoded.seconds)
         for i, frame in decoded.frames.items():
             if not batch[i].pixels.done():
                 batch[i].pixels.set_result(frame)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """Say so when batching stops for any reason but being stopped: every stream would wait."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("frame batching stopped", exc_info=task.exception())
 
 
 def _fail(request: _Request, error: Exception) -> None:

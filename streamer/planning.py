@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.world import SceneSpec, describe
 from personalization.context import Context
 from personalization.personalizer import Personalizer
 from personalization.profiles import Profile
 from personalization.store import UNAVAILABLE
+from personalization.wishes import Wishes
 
 from .steering import prompt_lead
 
@@ -56,6 +58,7 @@ class SegmentPlanner:
         self._held = 0
         self._snapshot: Profile | None = None
         self.offline = False  # whether the last scene came from the snapshot because Redis was away
+        self._read_here: tuple[str, Wishes] | None = None  # a steer read by the planner while Redis was away
 
     @property
     def context(self) -> Context:
@@ -83,14 +86,27 @@ class SegmentPlanner:
             if not self.offline:
                 logger.warning("viewer %s: Redis is away (%s); scenes from its last profile", self._viewer_id, error)
             self.offline = True
-        scene = self._personalizer.choose(self._snapshot, context=self._context, policy=self._policy)
+        profile = self._snapshot
+        if self.offline and profile is not None and self._steer_text:
+            profile = replace(profile, wishes=await self._unstored_wishes(profile.wishes))
+        scene = self._personalizer.choose(profile, context=self._context, policy=self._policy)
         caption = describe(SceneSpec(**scene))
-        prompt = f"{self._steer_text}, {caption}" if self._steer_text else caption
-        lead = (
-            prompt_lead(self._snapshot.wishes, scene, self._steer_text) if self._steer_text and self._snapshot else ""
-        )
+        steer = self._steer_text
+        prompt = f"{steer}, {caption}" if steer else caption
+        lead = prompt_lead(profile.wishes, scene, steer) if steer and profile is not None else ""
         if lead:
             prompt = f"{lead}: {prompt}"
         self._current = SegmentPlan(prompt=prompt, scene=scene, variant=self._personalizer.policy(self._policy).name)
         self._held = 1
         return self._current
+
+    async def _unstored_wishes(self, stored: Wishes) -> Wishes:
+        """The wishes with the latest steer read in: with Redis away it may not have been stored, and the
+        stream follows it all the same (read once per steer, on a worker thread)."""
+        reader = self._personalizer.steer_reader
+        if reader is None:
+            return stored
+        if self._read_here is None or self._read_here[0] != self._steer_text:
+            wishes = await asyncio.to_thread(reader.update, stored, self._steer_text)
+            self._read_here = (self._steer_text, wishes)
+        return self._read_here[1]

@@ -40,7 +40,7 @@ class MixedPrecision:
 
     Args:
         module: the module as loaded (float32 on a CPU; anything else is left as it is).
-        freeze: also try frozen graphs of the bfloat16 copy, built by this class of ``models.frozen``
+        freeze: also try frozen graphs of the bfloat16 copy, built by this class of ``models.tuning.frozen``
             (``FrozenUNet`` for a UNet, ``FrozenDecoder`` for an autoencoder).
     """
 

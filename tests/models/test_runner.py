@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from models import StreamingEngine
 from models.runner import TwoStageRunner
@@ -45,3 +47,26 @@ def test_speed_is_measured_through_the_runner_and_leaves_the_steps_alone(tiny_en
     in_turn = measure_fps(tiny_engine, batch=2, steps=2, calls=2)
     assert pipelined > 0 and in_turn > 0
     assert tiny_engine.steps == 1
+
+
+def test_closing_ends_every_step_and_no_waiter_can_cancel_one(tiny_engine: StreamingEngine) -> None:
+    conditioning = tiny_engine.encode_prompt(PROMPTS[0])
+    runner = TwoStageRunner(tiny_engine)
+    steps = [runner.step([(tiny_engine.new_stream(seed), conditioning)]) for seed in range(6)]
+    assert not steps[-1].denoised.cancel(), "a cancelled waiter must not leave the runner's step unsettled"
+    runner.close()
+    for step in steps:  # each ended: with its frames, or with the runner's closing
+        assert step.denoised.done() and step.decoded.done()
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.step([(tiny_engine.new_stream(9), conditioning)])
+
+
+def test_a_failed_advance_leaves_the_streams_as_they_were(tiny_engine: StreamingEngine) -> None:
+    good = tiny_engine.encode_prompt(PROMPTS[0])
+    state = tiny_engine.new_stream(4)
+    tiny_engine.advance([(state, good)])
+    before = (state.generator.get_state(), state.latent, state.noise)
+    with pytest.raises(RuntimeError):
+        tiny_engine.advance([(state, good), (tiny_engine.new_stream(5), good[..., :7])])
+    assert torch.equal(state.generator.get_state(), before[0]), "the noise source did not move on"
+    assert state.latent is before[1] and state.noise is before[2]

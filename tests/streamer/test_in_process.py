@@ -8,12 +8,14 @@ process or the shipped model.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from starlette.applications import Starlette
 
 from streamer.config import ServerConfig
@@ -30,8 +32,13 @@ async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     model = write_tiny_pipeline(tmp_path / "model")
     config = ServerConfig(model_path=model, data_dir=tmp_path / "data", max_sessions=1, max_batch=1)
     application = create_app(config)
-    async with application.router.lifespan_context(application):
-        yield application
+    threads = torch.get_num_threads()
+    try:
+        async with application.router.lifespan_context(application):
+            yield application
+    finally:  # what serving sets for the whole process, set back for the tests after this one
+        torch.set_num_threads(threads)
+        gc.unfreeze()
 
 
 async def test_a_viewer_watches_steers_gives_feedback_and_leaves(app: Starlette) -> None:

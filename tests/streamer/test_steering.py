@@ -77,7 +77,7 @@ def test_chatter_is_no_wish(parser: SteerReader, text: str) -> None:
 
 
 def test_short_padding_embeds_the_same_vectors_as_the_cached_path() -> None:
-    """The wish parser's fast path (padding per chunk) must agree with the model's own conditioning path."""
+    """The steer reader's fast path (padding per chunk) must agree with the model's own conditioning path."""
     encoder = TextEncoder(cache_size=0)
     texts = ["ocean", "a calm ocean at sunset in the rain, slowly panning left", "neon", "the seaside at dusk"] * 3
     fast = encoder.sentence_embeddings(texts, chunk=5)  # chunks mix lengths and split the list unevenly
