@@ -196,6 +196,7 @@ class GenerationLoop:
             "type": "stats",
             "fps": float(len(recent)),
             "target_fps": self.fps,
+            "max_fps": self.settings.fps,  # the stream's ceiling: target_fps moves below it under load
             "realtime_factor": round(self.realtime_factor, 3),
             "buffer_seconds": round(self.buffer.depth / self.fps, 3),
             # the stream's own steps where it has them (an experiment's variation), else the engine's

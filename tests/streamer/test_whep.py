@@ -83,7 +83,7 @@ async def test_steer_and_feedback_over_the_data_channel(server_url: str) -> None
         first = await client.next_message("segment")
         assert first["prompt"], "each segment announces its prompt"
         stats = await client.next_message("stats")
-        for key in ("fps", "realtime_factor", "buffer_seconds", "steps", "width", "height"):
+        for key in ("fps", "max_fps", "realtime_factor", "buffer_seconds", "steps", "width", "height"):
             assert key in stats, f"stats message lacks {key}"
         await client.frames(5)
 
