@@ -14,7 +14,7 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +25,10 @@ from personalization.wishes import SteerReader, Wishes
 
 from .grounding import grounder_arguments
 from .report import machine, write_json
+
+if TYPE_CHECKING:
+    from models.grounding import SceneGrounder
+    from models.text import TextEncoder
 
 _PREPOSITION = re.compile(r"^(?:in|at|with|under|during|on|through|by|as|after|shrouded in)\s+(?:the\s+|a\s+|an\s+)?")
 
@@ -113,29 +117,28 @@ def score(reader: SteerReader, steers: list[LabelledSteer], progress: bool = Fal
     }
 
 
+def contenders(encoder: TextEncoder, grounder: SceneGrounder) -> dict[str, SteerReader]:
+    """Each model alone as a reader ("grounder", "similarity"), and the server's reader ("server")."""
+    from streamer.steering import GROUNDER, SIMILARITY, build_steer_reader, grounder_namer, similarity_namer
+
+    return {
+        SIMILARITY: SteerReader(similarity_namer(encoder)),
+        GROUNDER: SteerReader(grounder_namer(grounder, encoder.sentence_embeddings)),
+        "server": build_steer_reader(encoder, grounder),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score each model alone, and the server's combination, on the shared set."""
     from models.engine import StreamingEngine, default_model_path
-    from streamer.steering import (
-        GROUNDER,
-        NAMER_BY_ATTRIBUTE,
-        SIMILARITY,
-        build_steer_reader,
-        grounder_namer,
-        similarity_namer,
-    )
+    from streamer.steering import GROUNDER, NAMER_BY_ATTRIBUTE, SIMILARITY
 
     engine = StreamingEngine.from_pretrained(args.model or default_model_path(), steps=1)
     encoder, grounder = engine.prompts.text_encoder, engine.prompts.grounder
     if grounder is None:
         raise SystemExit("the model has no grounder to compare")
     steers = steer_set(args.seed)
-    readers = {
-        SIMILARITY: SteerReader(similarity_namer(encoder)),
-        GROUNDER: SteerReader(grounder_namer(grounder, encoder.sentence_embeddings)),
-        "server": build_steer_reader(encoder, grounder),
-    }
-    scores = {name: score(reader, steers, progress=True) for name, reader in readers.items()}
+    scores = {name: score(reader, steers, progress=True) for name, reader in contenders(encoder, grounder).items()}
     best = {
         attr: max((SIMILARITY, GROUNDER), key=lambda name: (scores[name][attr]["f1"], name == SIMILARITY))
         for attr in ATTRIBUTES

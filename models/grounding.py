@@ -270,8 +270,13 @@ class SceneGrounder(ModelMixin, ConfigMixin):
             if found[attr].said
         ]
         # words the prompt already has are not said twice: a server prompt ends in the scene's own caption
-        words = [w for w in words if not re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
+        words = unsaid(words, text)
         return f"{' '.join(words)}: {text}" if words else text
+
+
+def unsaid(words: Sequence[str], text: str) -> list[str]:
+    """The `words` (or phrases) that `text` does not already say, as whole words in any case."""
+    return [w for w in words if not re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
 
 
 def _pool(per_run: torch.Tensor, run_index: torch.Tensor, fill: float) -> torch.Tensor:

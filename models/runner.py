@@ -25,6 +25,8 @@ Request = tuple[Any, torch.Tensor]
 """A stream's state and the conditioning of its next frame."""
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+Out = TypeVar("Out")
 
 
 @dataclass
@@ -158,43 +160,44 @@ class TwoStageRunner:
 
     def _denoise(self, requests: list[Request]) -> Denoised:
         started = time.perf_counter()
-        try:
-            return Denoised(list(range(len(requests))), self.engine.advance(requests), {}, _since(started))
-        except Exception as error:
-            if len(requests) == 1:
-                return Denoised([], None, {0: error}, _since(started))
-        # one stream's bad request must not fail the streams it happened to share a batch with
-        made: list[int] = []
-        parts: list[torch.Tensor] = []
-        errors: dict[int, Exception] = {}
-        for i, request in enumerate(requests):
-            try:
-                parts.append(self.engine.advance([request]))
-                made.append(i)
-            except Exception as error:
-                errors[i] = error
-        return Denoised(made, torch.cat(parts) if parts else None, errors, _since(started))
+        latents, errors = _each_alone_on_failure(self.engine.advance, requests)
+        made = sorted(latents)
+        stacked = torch.stack([latents[i] for i in made]) if made else None
+        return Denoised(made, stacked, errors, _since(started))
 
     def _decode(self, denoised: Denoised) -> Decoded:
-        errors: dict[int, Exception] = {}
-        started = time.perf_counter()
         if denoised.latents is None:
-            return Decoded({}, errors, 0.0)
+            return Decoded({})
+        started = time.perf_counter()
+        frames, errors = _each_alone_on_failure(
+            lambda rows: self.engine.decode(torch.stack(rows)), list(denoised.latents)
+        )
+        return Decoded(
+            {denoised.made[row]: frame for row, frame in frames.items()},
+            {denoised.made[row]: error for row, error in errors.items()},
+            _since(started),
+        )
+
+
+def _each_alone_on_failure(
+    run: Callable[[list[Item]], Sequence[Out]], items: list[Item]
+) -> tuple[dict[int, Out], dict[int, Exception]]:
+    """`run` on all `items` at once; if that raises, on each item alone, so that one bad request fails only
+    itself and not the requests it happened to share a batch with. Returns index -> result, index -> error.
+    """
+    try:
+        return dict(enumerate(run(items))), {}
+    except Exception as error:
+        if len(items) == 1:
+            return {}, {0: error}
+    results: dict[int, Out] = {}
+    errors: dict[int, Exception] = {}
+    for i, item in enumerate(items):
         try:
-            frames = self.engine.decode(denoised.latents)
-            return Decoded(dict(zip(denoised.made, frames, strict=True)), errors, _since(started))
+            (results[i],) = run([item])
         except Exception as error:
-            if len(denoised.made) == 1:
-                errors[denoised.made[0]] = error
-                return Decoded({}, errors, _since(started))
-        # as in denoising: each frame alone, so that only the frames that fail again fail
-        alone: dict[int, np.ndarray] = {}
-        for row, i in enumerate(denoised.made):
-            try:
-                alone[i] = self.engine.decode(denoised.latents[row : row + 1])[0]
-            except Exception as error:
-                errors[i] = error
-        return Decoded(alone, errors, _since(started))
+            errors[i] = error
+    return results, errors
 
 
 def _uncancellable() -> Future[Any]:

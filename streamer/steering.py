@@ -10,12 +10,11 @@ values' canonical words first, so the picture and the policy never disagree abou
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from models.grounding import GROUNDED, SceneGrounder
+from models.grounding import GROUNDED, SceneGrounder, unsaid
 from models.grounding import Embed as GrounderEmbed
 from models.text import TextEncoder
 from models.world import ATTRIBUTES, attribute_descriptions
@@ -115,4 +114,4 @@ def prompt_lead(wishes: Wishes, scene: Mapping[str, str], steer: str) -> str:
     """
     wanted = [attr for attr in GROUNDED if attr in wishes.want and scene.get(attr) == wishes.want[attr]]
     words = [synonyms(attr, wishes.want[attr])[0] for attr in wanted]
-    return " ".join(w for w in words if not re.search(rf"\b{re.escape(w)}\b", steer, re.IGNORECASE))
+    return " ".join(unsaid(words, steer))

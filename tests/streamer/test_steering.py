@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.steer_readers import HAND_WRITTEN, score, steer_set
+from benchmarks.steer_readers import HAND_WRITTEN, contenders, score, steer_set
 from models import StreamingEngine, default_model_path
 from models.text import TextEncoder, sentence_embedding
 from models.world import ATTRIBUTES
@@ -15,9 +15,7 @@ from streamer.steering import (
     NAMER_BY_ATTRIBUTE,
     SIMILARITY,
     build_steer_reader,
-    grounder_namer,
     prompt_lead,
-    similarity_namer,
 )
 
 
@@ -36,14 +34,11 @@ def test_each_attribute_is_read_by_the_model_that_reads_it_best_on_the_shared_st
     encoder, grounder = engine.prompts.text_encoder, engine.prompts.grounder
     assert grounder is not None
     steers = steer_set()
-    f1 = {
-        SIMILARITY: score(SteerReader(similarity_namer(encoder)), steers),
-        GROUNDER: score(SteerReader(grounder_namer(grounder, encoder.sentence_embeddings)), steers),
-    }
+    f1 = {name: score(reader, steers) for name, reader in contenders(encoder, grounder).items()}
     for attr in ATTRIBUTES:
         chosen, other = NAMER_BY_ATTRIBUTE[attr], GROUNDER if NAMER_BY_ATTRIBUTE[attr] == SIMILARITY else SIMILARITY
         assert f1[chosen][attr]["f1"] >= f1[other][attr]["f1"], (attr, f1)
-    server = score(build_steer_reader(encoder, grounder), steers)
+    server = f1["server"]
     assert all(server[attr]["f1"] == f1[NAMER_BY_ATTRIBUTE[attr]][attr]["f1"] for attr in ATTRIBUTES), server
 
 
