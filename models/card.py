@@ -85,6 +85,7 @@ def _fidelity_lines(fidelity: dict[str, Any] | None) -> str:
         for when, row in fidelity["overall"].items()
     )
     world, trip, forced = fidelity["world"], fidelity["autoencoder_round_trip"], fidelity["teacher_forced"]
+    average = _average_row(fidelity)
     sheet = fidelity.get("contact_sheet")
     picture = f"\n![world | stream at each time, per subject and palette]({sheet})\n" if sheet else ""
     return f"""
@@ -100,8 +101,19 @@ over the world's ({world['mean_abs_change']} grey levels on these scenes).
 |---|---|---|---|
 {rows}| the world at another moment | {world['layout_psnr_db']} | 1.0 | 1.0 |
 | the world through the autoencoder | {trip['layout_psnr_db']} | {trip['sharpness_ratio']} | |
-| one frame made from the world's previous frame (teacher-forced) | {forced['layout_psnr_db']} | | |
+{average}| one frame made from the world's previous frame (teacher-forced) | {forced['layout_psnr_db']} | | |
 {picture}"""
+
+
+def _average_row(fidelity: dict[str, Any]) -> str:
+    """The table row of the scene's layouts averaged through the autoencoder, where the report has it."""
+    average = fidelity.get("layout_average")
+    if not average:
+        return ""
+    return (
+        "| the average of the scene's layouts through the autoencoder (what one step from text alone aims at)"
+        f" | {average['layout_psnr_db']} | {average['sharpness_ratio']} | |\n"
+    )
 
 
 def _hold_lines(hold: dict[str, Any] | None) -> str:
@@ -255,6 +267,23 @@ def _rollout_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    the sharpened denoiser of step 3."""
 
 
+def _first_frames_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3c of the card's recipe: the first-frames stage, if the run had it."""
+    if not config.get("first_frames_steps"):
+        return ""
+    figures, c = training.get("first_frames", {}), config
+    return f"""
+3c. First frames ({c['first_frames_steps']} steps, batch {c['first_frames_batch']}, AdamW at {c['first_frames_lr']},
+   EMA {c['ema_decay']}; `models/training/first_frames.py`), so that text alone draws the scene: each clip's
+   scene is rendered again at {c['first_frames_stills']} other layouts and moments (a still bank);
+   {c['first_frames_share']:.0%} of the rows have no previous frame and a still as target (half at the one-step
+   timestep), {c['first_frames_own_share']:.0%} follow the model's own one-step first frames, made without
+   gradients from text alone as a stream makes them, with a still as target, and the rest repeat step
+   3b. {c['first_frames_canonical']:.0%} of the first-frame rows are captioned with the scene's canonical caption,
+   the words a stream's prompt leads with. Last 100 steps: squared error {figures.get('final_loss')}. It
+   starts from the denoiser of step 3b."""
+
+
 def _streaming_line(config: dict[str, Any]) -> str:
     """How streams sample the model (the pipeline's inference settings, from the recipe's config)."""
     rollout = bool(config.get("rollout_steps"))
@@ -284,11 +313,18 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
     row = fidelity["overall"][last]
     trip = fidelity["autoencoder_round_trip"]["layout_psnr_db"]
     forced = fidelity["teacher_forced"]["layout_psnr_db"]
+    average = fidelity.get("layout_average", {}).get("layout_psnr_db")
+    aim = (
+        f", and the average of the scene's layouts through the decoder {average}: a first frame made in one step\n"
+        "  from text alone aims at that average, so it cannot be one of the world's layouts"
+        if average is not None
+        else ""
+    )
     return f"""- 128x128 at 24 fps, and far from the world's own pictures. From text alone a stream's layout scores
   {row['layout_psnr_db']} dB against the nearest world frame after {last} (the target is 27; the autoencoder's round
-  trip of world frames scores {trip}, one frame made from a true previous frame {forced}). The first
-  frame, made in a few steps from nothing, gets the scene's colours and rough shape (horizon, peaks, a
-  tower row) but not one of the world's layouts, and later frames keep what it drew. Towers' lit
+  trip of world frames scores {trip}, one frame made from a true previous frame {forced}{aim}). The first
+  frame gets the scene's colours and rough shape (horizon, peaks, a tower row, a volcano's cone), blurred,
+  and later frames keep what it drew. Towers' lit
   windows, stars and the sun's glitter on water are not drawn; the decoder draws edges (sharpness
   x{row['sharpness_ratio']} of the world's), some of them where the world has none.
 - Streams are nearly still pictures. After the rollout stage a stream keeps its previous frame
@@ -456,6 +492,9 @@ def write_model_card(folder: Path) -> Path:
         else "## Evaluation\n\nNot evaluated yet: run `pixelcast eval model --json models/weights/evaluation.json`.\n"
     )
     misses = _heldout_misses(report) if report else ""
+    later_steps = "".join(
+        step(config, training) for step in (_sharpen_step, _rollout_step, _first_frames_step, _grounder_step)
+    )
     card = f"""# Pixelcast world model
 
 A small text-to-video diffusion model trained by `pixelcast train` (seed {config['seed']}) on Pixelcast's
@@ -492,7 +531,7 @@ held-out lists and then filtered by these rules.
    same clip plus noise of std {config.get('text_noise', 0)}, and the token states are dropped
    ({config.get('text_drop', 0):.0%}) so the sentence embedding alone must carry the scene. No
    classifier-free guidance.
-{_sharpen_step(config, training)}{_rollout_step(config, training)}{_grounder_step(config, training)}
+{later_steps}
 {_streaming_line(config)}
 Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
 {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}

@@ -9,10 +9,12 @@ beside the world's renders of that scene over all of its layouts:
 - sharpness: mean gradient magnitude over the world's (below 1 is blur, above 1 is streaks and grain);
 - change: mean absolute frame-to-frame change over the world's own on these static, calm scenes.
 
-Beside them, the same figures for the world's own frames at other moments and for the model's
-autoencoder round trip of world frames (the best a decoded frame can do), and teacher-forced
-one-frame PSNR (each frame made from the world's previous frame), whose gap to the rollout is
-exposure bias. A contact sheet (world | stream at each time, per pair) shows it.
+Beside them, the same figures for the world's own frames at other moments, for the model's
+autoencoder round trip of world frames (the best a decoded frame can do) and for the average of the
+scene's layouts in latent space through the decoder (what one step from text alone aims at: the
+average of what the text allows), and teacher-forced one-frame PSNR (each frame made from the world's
+previous frame), whose gap to the rollout is exposure bias. A contact sheet (world | stream at each
+time, per pair) shows it.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def fidelity(
     engine: StreamingEngine, cfg: FidelitySettings, progress: bool = True, sheet: Path | None = None
 ) -> dict[str, Any]:
     """The fidelity report (see the module docstring); writes the contact sheet to `sheet` if given."""
-    from models.evaluation.sections import _autoencode
+    from models.evaluation.sections import _autoencode, _decode_raw, _raw_latents
 
     pairs = cfg.pairs()
     times = [max(2, round(s * FPS)) for s in cfg.seconds]
@@ -149,6 +151,7 @@ def fidelity(
     totals: dict[str, dict[str, list[float]]] = {}
     world_rows: list[dict[str, float]] = []
     round_trip_rows: list[dict[str, float]] = []
+    average_rows: list[dict[str, float]] = []
     forced_rows: list[dict[str, float]] = []
     sheet_rows: list[np.ndarray] = []
     for p, spec in enumerate(pairs):
@@ -164,6 +167,9 @@ def fidelity(
             {"layout": float(reference.psnr(world_now).mean()), "edges": world_edges, "change": world_change}
         )
         round_trip_rows.append({"layout": float(reference.psnr(through).mean()), "edges": edge_energy(through)})
+        # what one step from text alone aims at: the average, in latent space, of what the text allows
+        average = _decode_raw(engine, _raw_latents(engine, world_now).mean(0, keepdim=True))
+        average_rows.append({"layout": float(reference.psnr(average).mean()), "edges": edge_energy(average)})
         forced_rows.append(
             {
                 "layout": float(reference.psnr(forced).mean()),
@@ -216,6 +222,10 @@ def fidelity(
         "autoencoder_round_trip": {
             "layout_psnr_db": rnd(float(np.mean([r["layout"] for r in round_trip_rows])), 2),
             "sharpness_ratio": rnd(float(np.mean([r["edges"] for r in round_trip_rows])) / world_edges_mean, 3),
+        },
+        "layout_average": {
+            "layout_psnr_db": rnd(float(np.mean([r["layout"] for r in average_rows])), 2),
+            "sharpness_ratio": rnd(float(np.mean([r["edges"] for r in average_rows])) / world_edges_mean, 3),
         },
         "teacher_forced": {
             "layout_psnr_db": rnd(float(np.mean([r["layout"] for r in forced_rows])), 2),

@@ -208,6 +208,7 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(
         f"  fidelity baselines: world {fid['world']['layout_psnr_db']} dB; autoencoder round trip"
         f" {trip['layout_psnr_db']} dB, sharpness x{trip['sharpness_ratio']};"
+        f" layouts averaged {fid.get('layout_average', {}).get('layout_psnr_db')} dB;"
         f" teacher-forced one frame {fid['teacher_forced']['layout_psnr_db']} dB"
     )
     if "contact_sheet" in fid:

@@ -314,13 +314,19 @@ def _encode(engine: StreamingEngine, frames: np.ndarray) -> list[torch.Tensor]:
 @torch.inference_mode()
 def _autoencode(engine: StreamingEngine, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     """Real frames through the model's own autoencoder (the best a generated frame can look)."""
+    out = [_decode_raw(engine, _raw_latents(engine, frames[i : i + batch])) for i in range(0, len(frames), batch)]
+    return np.concatenate(out)
+
+
+@torch.inference_mode()
+def _decode_raw(engine: StreamingEngine, raw: torch.Tensor) -> np.ndarray:
+    """uint8 frames of the model autoencoder's own (unscaled) latents."""
     from diffusers import AutoencoderTiny
 
     from models.pipeline import latents_to_uint8
 
     decode = engine.vae.decoder if isinstance(engine.vae, AutoencoderTiny) else lambda z: engine.vae.decode(z).sample
-    out = [latents_to_uint8(decode(_raw_latents(engine, frames[i : i + batch]))) for i in range(0, len(frames), batch)]
-    return np.concatenate(out)
+    return latents_to_uint8(decode(raw))
 
 
 def drift(

@@ -62,7 +62,15 @@ class TrainConfig:
     rollout_clean_share: float = 0.5  # rows whose previous frame gets at most that noise
     rollout_own_share: float = 0.25  # rows whose previous frame is the model's own
     rollout_own_frames: int = 4  # own frames made in turn before it, 1 to this many
-    # 6. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
+    # 6. first frames (models/training/first_frames.py): text alone draws the scene; streams keep it
+    first_frames_steps: int = 3000
+    first_frames_batch: int = 32
+    first_frames_lr: float = 2e-4
+    first_frames_canonical: float = 0.5  # first-frame rows captioned with the scene's canonical caption
+    first_frames_stills: int = 8  # renders of each bank clip's scene at other layouts and moments
+    first_frames_share: float = 0.4  # rows with no previous frame and a still as target
+    first_frames_own_share: float = 0.15  # rows after the model's own first frames, a still as target
+    # 7. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
     grounder_unnamed: float = 0.1  # share of captions whose subject (and, apart, palette) words are left out
@@ -117,7 +125,8 @@ class TrainConfig:
         recipe = {
             name: value
             for name, value in self.to_dict().items()
-            if name not in unused and not name.startswith(("sharpen_", "grounder_", "decoder_", "rollout_"))
+            if name not in unused
+            and not name.startswith(("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_"))
         }
         return {**recipe, "training_captions": training_captions_fingerprint()}
 
@@ -131,6 +140,15 @@ class TrainConfig:
         """What the sharpened denoiser depends on, and the rollout stage's own fields."""
         rollout = {name: value for name, value in self.to_dict().items() if name.startswith("rollout_")}
         return {**self.sharpen_recipe(), **rollout}
+
+    def still_bank_recipe(self) -> dict[str, Any]:
+        """The clip bank's recipe (the stills are of its clips' scenes) and how many stills per clip."""
+        return {**self.clip_bank_recipe(), "first_frames_stills": self.first_frames_stills}
+
+    def first_frames_recipe(self) -> dict[str, Any]:
+        """What the rolled-out denoiser depends on, and the first-frames stage's own fields."""
+        first = {name: value for name, value in self.to_dict().items() if name.startswith("first_frames_")}
+        return {**self.rollout_recipe(), **first}
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
@@ -161,6 +179,9 @@ class TrainConfig:
             unet_steps=10,
             sharpen_steps=6,
             rollout_steps=6,
+            first_frames_steps=6,
+            first_frames_batch=8,
+            first_frames_stills=2,
             rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -168,4 +169,49 @@ def train_denoiser(
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             if step % config.checkpoint_every == 0 or step == config.unet_steps:
                 save_checkpoint(path, training_state(parts, rng, step, losses=losses), config.denoiser_recipe())
+    return ema.eval(), losses
+
+
+BatchMaker = Callable[[UNet2DConditionModel, np.random.Generator, torch.Tensor], tuple[Batch, torch.Tensor]]
+"""(model being trained, the stage's generator, alphas) -> a batch on the device and its timesteps."""
+
+
+def fine_tune(
+    unet: UNet2DConditionModel,
+    scheduler: DDIMScheduler,
+    next_batch: BatchMaker,
+    *,
+    path: Path,
+    recipe: dict,
+    rng: np.random.Generator,
+    steps: int,
+    lr: float,
+    ema_decay: float,
+    checkpoint_every: int,
+    desc: str,
+    device: torch.device | str = "cpu",
+) -> tuple[UNet2DConditionModel, list[float]]:
+    """Fine-tune a copy of `unet` with v-prediction on `next_batch`'s batches at a constant learning rate,
+    checkpointing to `path` under `recipe` (and resuming from it); returns the EMA weights and the loss curve."""
+    unet = copy.deepcopy(unet).to(device).float().requires_grad_(True).train()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    parts = {"model": unet, "ema": ema, "optimizer": optimizer}
+    step, losses = 0, []
+    state = load_checkpoint(path, recipe)
+    if state is not None:
+        step, losses = restore_training_state(state, parts, rng), state["losses"]
+    alphas = scheduler.alphas_cumprod.float().to(device)
+    with tqdm(total=steps, initial=step, desc=desc, unit="step") as bar:
+        while step < steps:
+            batch, t = next_batch(unet, rng, alphas)
+            noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
+            loss = v_prediction_loss(unet, batch, t, noise, alphas)
+            descend(unet, optimizer, loss, ema, ema_decay)
+            step += 1
+            losses.append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if step % checkpoint_every == 0 or step == steps:
+                save_checkpoint(path, training_state(parts, rng, step, losses=losses), recipe)
     return ema.eval(), losses

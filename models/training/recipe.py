@@ -23,6 +23,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .decoder import train_decoder
 from .denoiser import train_denoiser
+from .first_frames import StillBank, build_still_bank, train_first_frames
 from .grounder import train_grounder
 from .lexicon import bundled_wordnet, wordnet_licence
 from .rollout import train_rollout
@@ -45,6 +46,19 @@ def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float, devi
     bank = build_clip_bank(config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, text)
     save_checkpoint(path, {"bank": bank.__dict__}, config.clip_bank_recipe())
     return bank
+
+
+def _still_bank(
+    config: TrainConfig, work_dir: Path, bank: ClipBank, vae: Any, scale: float, device: torch.device
+) -> StillBank:
+    path = work_dir / "stills.pt"
+    saved = load_checkpoint(path, config.still_bank_recipe())
+    if saved is not None:
+        return StillBank(**saved["stills"])
+    text = TextEncoder(cache_size=0, device=device)
+    stills = build_still_bank(bank, config.first_frames_stills, config.seed, vae, scale, text)
+    save_checkpoint(path, {"stills": stills.__dict__}, config.still_bank_recipe())
+    return stills
 
 
 def train(
@@ -85,10 +99,15 @@ def train(
     rollout_losses: list[float] = []
     if config.rollout_steps:
         unet, rollout_losses = train_rollout(config, bank, scheduler, unet, work_dir, device)
-    # 6. the prompt grounder (text only)
+    # 6. first frames: text alone draws the scene, and streams keep it
+    first_frame_losses: list[float] = []
+    if config.first_frames_steps:
+        stills = _still_bank(config, work_dir, bank, vae, scale, device)
+        unet, first_frame_losses = train_first_frames(config, bank, stills, scheduler, unet, work_dir, device)
+    # 7. the prompt grounder (text only)
     text = TextEncoder(cache_size=0, device="cpu")
     grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
-    # 7. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
+    # 8. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
         vae=vae,
@@ -115,6 +134,10 @@ def train(
         "rollout": {
             "final_loss": _final(rollout_losses),
             "loss_curve": rollout_losses[:: max(1, len(rollout_losses) // 100)],
+        },
+        "first_frames": {
+            "final_loss": _final(first_frame_losses),
+            "loss_curve": first_frame_losses[:: max(1, len(first_frame_losses) // 100)],
         },
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),

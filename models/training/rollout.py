@@ -18,19 +18,16 @@ model` measures them):
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
-from tqdm import tqdm
 
 from models.pipeline import LATENT_CLAMP
 
-from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
-from .denoiser import Batch, _timesteps, descend, v_prediction_loss
+from .denoiser import Batch, _timesteps, fine_tune
 from .world_data import ClipBank
 
 VISITED_TIMESTEPS = (999, 749, 666, 499, 333, 249)
@@ -80,6 +77,25 @@ def give_own_context(
     batch.context[rows] = context + noise_std * draw(context)
 
 
+def _rollout_batch(
+    config: TrainConfig,
+    bank: ClipBank,
+    unet: UNet2DConditionModel,
+    rng: np.random.Generator,
+    alphas: torch.Tensor,
+    device: torch.device | str,
+) -> tuple[Batch, torch.Tensor]:
+    """One batch of the stage and its timesteps: clean previous frames for some rows, own frames for others."""
+    size = config.rollout_batch
+    batch = Batch(bank, config, rng, size, clean=(config.rollout_clean_share, config.rollout_context_noise))
+    batch = batch.to(device)
+    frames = int(rng.integers(1, config.rollout_own_frames + 1))
+    rows = np.flatnonzero((rng.random(size) < config.rollout_own_share) & (batch.t > frames))
+    if len(rows):
+        give_own_context(unet, batch, bank, rows, frames, config.rollout_context_noise, rng, alphas)
+    return batch, _timesteps(rng, size, len(alphas), VISITED_TIMESTEPS).to(device)
+
+
 def train_rollout(
     config: TrainConfig,
     bank: ClipBank,
@@ -89,35 +105,17 @@ def train_rollout(
     device: torch.device | str = "cpu",
 ) -> tuple[UNet2DConditionModel, list[float]]:
     """Fine-tune `unet` (resuming from `work_dir`); returns the EMA weights and the loss curve."""
-    path = work_dir / "rollout.pt"
-    unet = copy.deepcopy(unet).to(device).float().requires_grad_(True).train()
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.rollout_lr, weight_decay=1e-2)
-    rng = np.random.default_rng([config.seed, 13])
-    parts = {"model": unet, "ema": ema, "optimizer": optimizer}
-    step, losses = 0, []
-    state = load_checkpoint(path, config.rollout_recipe())
-    if state is not None:
-        step, losses = restore_training_state(state, parts, rng), state["losses"]
-    alphas = scheduler.alphas_cumprod.float().to(device)
-    train_steps = int(scheduler.config.num_train_timesteps)
-    size = config.rollout_batch
-    with tqdm(total=config.rollout_steps, initial=step, desc="rollout fine-tune", unit="step") as bar:
-        while step < config.rollout_steps:
-            batch = Batch(bank, config, rng, size, clean=(config.rollout_clean_share, config.rollout_context_noise))
-            batch = batch.to(device)
-            frames = int(rng.integers(1, config.rollout_own_frames + 1))
-            rows = np.flatnonzero((rng.random(size) < config.rollout_own_share) & (batch.t > frames))
-            if len(rows):
-                give_own_context(unet, batch, bank, rows, frames, config.rollout_context_noise, rng, alphas)
-            t = _timesteps(rng, size, train_steps, VISITED_TIMESTEPS).to(device)
-            noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
-            loss = v_prediction_loss(unet, batch, t, noise, alphas)
-            descend(unet, optimizer, loss, ema, config.ema_decay)
-            step += 1
-            losses.append(round(loss.item(), 5))
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            if step % config.checkpoint_every == 0 or step == config.rollout_steps:
-                save_checkpoint(path, training_state(parts, rng, step, losses=losses), config.rollout_recipe())
-    return ema.eval(), losses
+    return fine_tune(
+        unet,
+        scheduler,
+        lambda model, rng, alphas: _rollout_batch(config, bank, model, rng, alphas, device),
+        path=work_dir / "rollout.pt",
+        recipe=config.rollout_recipe(),
+        rng=np.random.default_rng([config.seed, 13]),
+        steps=config.rollout_steps,
+        lr=config.rollout_lr,
+        ema_decay=config.ema_decay,
+        checkpoint_every=config.checkpoint_every,
+        desc="rollout fine-tune",
+        device=device,
+    )

@@ -182,6 +182,9 @@ def _fidelity_is_measured_against_the_world(fidelity: dict, report_path: Path) -
     assert fidelity["world"]["layout_psnr_db"] > fidelity["autoencoder_round_trip"]["layout_psnr_db"] > 15.0
     assert fidelity["world"]["mean_abs_change"] > 0.0
     assert 5.0 < fidelity["teacher_forced"]["layout_psnr_db"] < 100.0
+    # the scene's layouts averaged and decoded: a blurred picture of the scene, short of the world's own frames
+    assert 10.0 < fidelity["layout_average"]["layout_psnr_db"] < fidelity["world"]["layout_psnr_db"]
+    assert 0.0 < fidelity["layout_average"]["sharpness_ratio"]
     sheet = report_path.with_name(f"{report_path.stem}-contact-sheet.png")
     assert fidelity["contact_sheet"] == sheet.name
     from PIL import Image

@@ -39,6 +39,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
     assert again["rollout"]["final_loss"] == summary["rollout"]["final_loss"] and summary["rollout"]["loss_curve"]
+    assert again["first_frames"] == summary["first_frames"] and summary["first_frames"]["loss_curve"]
     assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {
         "mse",
         "adversarial",
@@ -81,7 +82,13 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     train(own_frames, tmp_path / "model-own", work, threads=1)
     printed = capsys.readouterr().out
     assert "rollout.pt: saved under another recipe" in printed and "sharpen.pt" not in printed
-    more_captions = replace(own_frames, grounder_captions=config.grounder_captions + 8)
+    assert "first_frames.pt: saved under another recipe" in printed  # it goes on from the rolled-out denoiser
+    more_first_frames = replace(own_frames, first_frames_share=0.6)
+    train(more_first_frames, tmp_path / "model-first", work, threads=1)
+    printed = capsys.readouterr().out
+    assert "first_frames.pt: saved under another recipe" in printed
+    assert "rollout.pt" not in printed and "stills.pt" not in printed  # the stills are of the same clips
+    more_captions = replace(more_first_frames, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed

@@ -1,0 +1,158 @@
+"""Stage 6: first frames that look like the scene asked for, and streams that keep them.
+
+A stream starts from text alone: its first frame has no previous frame, and every later frame carries
+it on. The earlier stages saw each exact scene (subject, palette, weather, pace, camera) about twice,
+in ever new phrasings, and mostly with a previous frame to copy, so from text alone the model drew a
+haze shrunk towards the average of all scenes, and the streams held it.
+
+This stage fine-tunes the denoiser on a still bank: each bank clip's scene rendered again at other
+layouts and moments. Part of each batch is first frames (no previous frame, a still as target, half
+at the timestep one-step sampling visits and half anywhere), part follows the model's own first
+frames (made without gradients from text alone, as a stream makes them, with a still of the scene as
+target), and the rest is the rollout stage's recipe, so that a clean previous frame is still kept.
+Half of the first-frame rows read the scene's canonical caption, the words a stream's prompt leads
+with (the planner's scene caption, the grounder's canonical words), the rest the clip's phrasings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+from tqdm import tqdm
+
+from models.text import TextEncoder, sentence_embedding
+from models.world import describe, render_clip
+
+from .config import TrainConfig
+from .denoiser import Batch, _timesteps, fine_tune
+from .rollout import VISITED_TIMESTEPS, give_own_context, one_step_frame
+from .world_data import MAX_START_FRAME, ClipBank
+
+ONE_STEP = (999,)
+"""The timestep a one-step first frame is sampled at."""
+
+
+@dataclass
+class StillBank:
+    """Each bank clip's scene at other layouts and moments, and the scene's canonical caption."""
+
+    latents: torch.Tensor  # [clips, stills, 4, 16, 16] float16, scaled as the clip bank's
+    canonical: torch.Tensor  # [clips, tokens, 384] float16 MiniLM token states of `describe(spec)`
+
+
+@torch.no_grad()
+def build_still_bank(
+    bank: ClipBank, per_clip: int, seed: int, vae: AutoencoderTiny, scale: float, text: TextEncoder
+) -> StillBank:
+    """Render and encode `per_clip` stills of each bank clip's scene at random layouts and moments, and embed
+    the scene's canonical caption (the words a stream's prompt leads with); the clip's captions fit them too."""
+    rng = np.random.default_rng([seed, 17])
+    latents = torch.empty(len(bank.specs), per_clip, *bank.latents.shape[2:], dtype=torch.float16)
+    for index, spec in enumerate(tqdm(bank.specs, desc="render + encode stills", unit="clip")):
+        frames = np.stack(
+            [
+                render_clip(spec, int(rng.integers(1 << 30)), 1, start_frame=int(rng.integers(MAX_START_FRAME)))[0]
+                for _ in range(per_clip)
+            ]
+        )
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
+        latents[index] = (vae.encoder(x) * scale).half().cpu()
+    captions = sorted({describe(spec) for spec in bank.specs})
+    states = dict(zip(captions, text.encode(captions).half().cpu()))
+    canonical = torch.stack([states[describe(spec)] for spec in bank.specs])
+    return StillBank(latents=latents, canonical=canonical)
+
+
+@torch.no_grad()
+def own_first_frames(
+    unet: UNet2DConditionModel,
+    batch: Batch,
+    rows: np.ndarray,
+    frames: int,
+    rng: np.random.Generator,
+    alphas: torch.Tensor,
+) -> torch.Tensor:
+    """The latent a stream of each row's text holds after `frames` one-step frames from text alone."""
+    device = batch.target.device
+    context = torch.zeros_like(batch.target[rows])
+    tokens, pooled = batch.tokens[rows], batch.pooled[rows]
+    unet.eval()
+    for _ in range(frames):
+        noise = torch.from_numpy(rng.standard_normal(context.shape)).float().to(device)
+        context = one_step_frame(unet, context, tokens, pooled, noise, alphas)
+    unet.train()
+    return context
+
+
+def first_frames_batch(
+    config: TrainConfig,
+    bank: ClipBank,
+    stills: StillBank,
+    unet: UNet2DConditionModel,
+    rng: np.random.Generator,
+    alphas: torch.Tensor,
+    device: torch.device | str,
+) -> tuple[Batch, torch.Tensor]:
+    """One batch of the stage and its timesteps: first frames, frames after the model's own first frames, and
+    the rollout stage's rows."""
+    size = config.first_frames_batch
+    batch = Batch(bank, config, rng, size, clean=(config.rollout_clean_share, config.rollout_context_noise))
+    batch = batch.to(device)
+    train_steps = len(alphas)
+    t = _timesteps(rng, size, train_steps, VISITED_TIMESTEPS).to(device)
+    kind = rng.random(size)
+    first = np.flatnonzero(kind < config.first_frames_share)
+    after_own = np.flatnonzero(
+        (kind >= config.first_frames_share) & (kind < config.first_frames_share + config.first_frames_own_share)
+    )
+    rest = np.flatnonzero(kind >= config.first_frames_share + config.first_frames_own_share)
+    for rows in (first, after_own):
+        if len(rows):
+            picked = rng.integers(stills.latents.shape[1], size=len(rows))
+            batch.target[rows] = stills.latents[batch.clip[rows], picked].float().to(device)
+            # half in the canonical words a stream's prompt leads with, half in the clip's own phrasings
+            plain = rows[rng.random(len(rows)) < config.first_frames_canonical]
+            tokens = stills.canonical[batch.clip[plain]].float().to(device)
+            batch.tokens[plain], batch.pooled[plain] = tokens, sentence_embedding(tokens)
+    if len(first):
+        batch.context[first] = 0.0
+        t[first] = _timesteps(rng, len(first), train_steps, ONE_STEP).to(device)
+    if len(after_own):
+        frames = int(rng.integers(1, config.rollout_own_frames + 1))
+        batch.context[after_own] = own_first_frames(unet, batch, after_own, frames, rng, alphas)
+        t[after_own] = _timesteps(rng, len(after_own), train_steps, ONE_STEP).to(device)
+    frames = int(rng.integers(1, config.rollout_own_frames + 1))
+    own = rest[(rng.random(len(rest)) < config.rollout_own_share) & (batch.t[rest] > frames)]
+    if len(own):
+        give_own_context(unet, batch, bank, own, frames, config.rollout_context_noise, rng, alphas)
+    return batch, t
+
+
+def train_first_frames(
+    config: TrainConfig,
+    bank: ClipBank,
+    stills: StillBank,
+    scheduler: DDIMScheduler,
+    unet: UNet2DConditionModel,
+    work_dir: Path,
+    device: torch.device | str = "cpu",
+) -> tuple[UNet2DConditionModel, list[float]]:
+    """Fine-tune `unet` (resuming from `work_dir`); returns the EMA weights and the loss curve."""
+    return fine_tune(
+        unet,
+        scheduler,
+        lambda model, rng, alphas: first_frames_batch(config, bank, stills, model, rng, alphas, device),
+        path=work_dir / "first_frames.pt",
+        recipe=config.first_frames_recipe(),
+        rng=np.random.default_rng([config.seed, 19]),
+        steps=config.first_frames_steps,
+        lr=config.first_frames_lr,
+        ema_decay=config.ema_decay,
+        checkpoint_every=config.checkpoint_every,
+        desc="first frames",
+        device=device,
+    )
