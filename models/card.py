@@ -315,7 +315,7 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
     forced = fidelity["teacher_forced"]["layout_psnr_db"]
     average = fidelity.get("layout_average", {}).get("layout_psnr_db")
     aim = (
-        f", and the average of the scene's layouts through the decoder {average}: a first frame made in one step\n"
+        f",\n  and the average of the scene's layouts through the decoder {average}: a first frame made in one step\n"
         "  from text alone aims at that average, so it cannot be one of the world's layouts"
         if average is not None
         else ""
@@ -324,9 +324,9 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
   {row['layout_psnr_db']} dB against the nearest world frame after {last} (the target is 27; the autoencoder's round
   trip of world frames scores {trip}, one frame made from a true previous frame {forced}{aim}). The first
   frame gets the scene's colours and rough shape (horizon, peaks, a tower row, a volcano's cone), blurred,
-  and later frames keep what it drew. Towers' lit
-  windows, stars and the sun's glitter on water are not drawn; the decoder draws edges (sharpness
-  x{row['sharpness_ratio']} of the world's), some of them where the world has none.
+  and later frames keep what it drew. Towers' lit windows, stars, trees' outlines and the sun's glitter on
+  water are not drawn; sharpness is x{row['sharpness_ratio']} of the world's (below 1: soft edges, above 1:
+  streaks).
 - Streams are nearly still pictures. After the rollout stage a stream keeps its previous frame
   (frame-to-frame change x{row['change_ratio']} of the world's on calm, static scenes) but draws no motion of its
   own: clouds, water, pans and zooms stand still (in a side run on lively panning scenes, 0.09 grey
