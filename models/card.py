@@ -284,6 +284,35 @@ def _first_frames_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    starts from the denoiser of step 3b."""
 
 
+def _settle_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3d of the card's recipe: settling, if the run had it."""
+    if not config.get("first_frames_steps") or not config.get("settle_steps"):
+        return ""
+    figures, c = training.get("settle", {}), config
+    return f"""
+3d. Settling ({c['settle_steps']} steps, AdamW at {c['settle_lr']}; `models/training/first_frames.py`): the rows
+   of step 3c, {c['settle_first_share']:.0%} first frames and {c['settle_own_share']:.0%} after the model's own
+   one-step frames from text alone, whose target is now the still of the scene nearest to those frames
+   rather than any still of it, meant to let a stream settle on one of the pictures its text allows. It
+   drew layouts nearer the world's but no sharper: one step still returns an average. Last 100 steps:
+   squared error {figures.get('final_loss')}. It starts from the denoiser of step 3c."""
+
+
+def _own_decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3e of the card's recipe: the decoder fine-tuned on the denoiser's own latents, if the run had it."""
+    if not config.get("first_frames_steps") or not config.get("own_decoder_steps"):
+        return ""
+    figures, c = training.get("own_decoder", {}), config
+    return f"""
+3e. The decoder on the denoiser's own latents ({c['own_decoder_steps']} steps, Adam at {c['own_decoder_lr']};
+   `models/training/own_decoder.py`): {c['own_decoder_clips']} bank scenes are streamed from text alone by the
+   finished denoiser, and each kept latent (frames 1, 2, 4 and 12) is paired with the nearest, at 32x32, of
+   {c['own_decoder_stills']} new renders of its scene. The decoder learns to draw those latents as that render
+   (L1 on pixels and image gradients, a fresh patch critic as in step 1b), half of every batch keeping step 1b's
+   world frames. Round trip of unseen world frames afterwards: {figures.get('psnr_db')} dB, edge energy
+   {figures.get('edge_energy_ratio')} of the original."""
+
+
 def _streaming_line(config: dict[str, Any]) -> str:
     """How streams sample the model (the pipeline's inference settings, from the recipe's config)."""
     rollout = bool(config.get("rollout_steps"))
@@ -325,8 +354,8 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
   trip of world frames scores {trip}, one frame made from a true previous frame {forced}{aim}). The first
   frame gets the scene's colours and rough shape (horizon, peaks, a tower row, a volcano's cone), blurred,
   and later frames keep what it drew. Towers' lit windows, stars, trees' outlines and the sun's glitter on
-  water are not drawn; sharpness is x{row['sharpness_ratio']} of the world's (below 1: soft edges, above 1:
-  streaks).
+  water are missing, or scattered dots in about the right place; sharpness is x{row['sharpness_ratio']} of the
+  world's (below 1: soft edges, above 1: streaks).
 - Streams are nearly still pictures. After the rollout stage a stream keeps its previous frame
   (frame-to-frame change x{row['change_ratio']} of the world's on calm, static scenes) but draws no motion of its
   own: clouds, water, pans and zooms stand still (in a side run on lively panning scenes, 0.09 grey
@@ -492,9 +521,8 @@ def write_model_card(folder: Path) -> Path:
         else "## Evaluation\n\nNot evaluated yet: run `pixelcast eval model --json models/weights/evaluation.json`.\n"
     )
     misses = _heldout_misses(report) if report else ""
-    later_steps = "".join(
-        step(config, training) for step in (_sharpen_step, _rollout_step, _first_frames_step, _grounder_step)
-    )
+    steps = (_sharpen_step, _rollout_step, _first_frames_step, _settle_step, _own_decoder_step, _grounder_step)
+    later_steps = "".join(step(config, training) for step in steps)
     card = f"""# Pixelcast world model
 
 A small text-to-video diffusion model trained by `pixelcast train` (seed {config['seed']}) on Pixelcast's

@@ -9,6 +9,9 @@ from models.grounding import GROUNDED
 from models.world.captions import training_captions_fingerprint
 from models.world.vocabulary import WORLD, Vocabulary
 
+LATER_STAGES = ("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_", "settle_", "own_decoder_")
+"""Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,6 +73,18 @@ class TrainConfig:
     first_frames_stills: int = 8  # renders of each bank clip's scene at other layouts and moments
     first_frames_share: float = 0.4  # rows with no previous frame and a still as target
     first_frames_own_share: float = 0.15  # rows after the model's own first frames, a still as target
+    # 6b. settling (models/training/first_frames.py): after its own first frames, a stream aims at the nearest
+    # of the scene's stills, so it settles on one picture instead of the average of all it could be
+    settle_steps: int = 1500
+    settle_lr: float = 1e-4
+    settle_first_share: float = 0.25
+    settle_own_share: float = 0.4
+    # 6c. the decoder draws the denoiser's own latents as the nearest render of their scene
+    # (models/training/own_decoder.py)
+    own_decoder_steps: int = 600
+    own_decoder_lr: float = 1e-4
+    own_decoder_clips: int = 512
+    own_decoder_stills: int = 8
     # 7. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
@@ -126,7 +141,7 @@ class TrainConfig:
             name: value
             for name, value in self.to_dict().items()
             if name not in unused
-            and not name.startswith(("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_"))
+            and not name.startswith(LATER_STAGES)
         }
         return {**recipe, "training_captions": training_captions_fingerprint()}
 
@@ -149,6 +164,16 @@ class TrainConfig:
         """What the rolled-out denoiser depends on, and the first-frames stage's own fields."""
         first = {name: value for name, value in self.to_dict().items() if name.startswith("first_frames_")}
         return {**self.rollout_recipe(), **first}
+
+    def settle_recipe(self) -> dict[str, Any]:
+        """What the first-frames denoiser depends on, and the settling stage's own fields."""
+        settle = {name: value for name, value in self.to_dict().items() if name.startswith("settle_")}
+        return {**self.first_frames_recipe(), **settle}
+
+    def own_decoder_recipe(self) -> dict[str, Any]:
+        """What the finished denoiser and the decoder depend on, and this stage's own fields."""
+        own = {name: value for name, value in self.to_dict().items() if name.startswith("own_decoder_")}
+        return {**self.settle_recipe(), **self.decoder_recipe(), **own}
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
@@ -182,6 +207,10 @@ class TrainConfig:
             first_frames_steps=6,
             first_frames_batch=8,
             first_frames_stills=2,
+            settle_steps=4,
+            own_decoder_steps=4,
+            own_decoder_clips=4,
+            own_decoder_stills=2,
             rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,

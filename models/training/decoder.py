@@ -56,6 +56,32 @@ def pixel_loss(output: torch.Tensor, target: torch.Tensor, edge_weight: float) -
     return loss
 
 
+def adversarial_step(
+    vae: AutoencoderTiny,
+    critic: PatchCritic,
+    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
+    latents: torch.Tensor,
+    target: torch.Tensor,
+    edge_weight: float,
+    adversarial: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the decoder (pixel loss, minus `adversarial` x the critic's score) and then of the critic
+    (hinge loss, `target` frames against decoded ones); returns both losses."""
+    decoder_opt, critic_opt = optimizers
+    out = vae.decoder(latents)
+    loss = pixel_loss(out, target, edge_weight)
+    if adversarial:
+        loss = loss - adversarial * critic(out).mean()
+    decoder_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    decoder_opt.step()
+    critic_loss = F.relu(1 - critic(target)).mean() + F.relu(1 + critic(out.detach())).mean()
+    critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    critic_opt.step()
+    return loss, critic_loss
+
+
 def train_decoder(
     config: TrainConfig, vae: AutoencoderTiny, work_dir: Path, device: torch.device | str = "cpu"
 ) -> tuple[AutoencoderTiny, dict[str, float]]:
@@ -79,19 +105,10 @@ def train_decoder(
             x = to_unit_range(pool[rng.integers(len(pool), size=config.decoder_batch)]).to(device)
             with torch.no_grad():
                 latents = vae.encoder(x)
-            out = vae.decoder(latents)
-            loss = pixel_loss(out, x, config.ae_edge_weight)
             adversarial = config.decoder_adversarial if step >= config.decoder_adversarial_from else 0.0
-            if adversarial:
-                loss = loss - adversarial * critic(out).mean()
-            decoder_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            decoder_opt.step()
-            # the critic: hinge loss, real frames against decoded ones
-            critic_loss = F.relu(1 - critic(x)).mean() + F.relu(1 + critic(out.detach())).mean()
-            critic_opt.zero_grad(set_to_none=True)
-            critic_loss.backward()
-            critic_opt.step()
+            loss, critic_loss = adversarial_step(
+                vae, critic, (decoder_opt, critic_opt), latents, x, config.ae_edge_weight, adversarial
+            )
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", critic=f"{critic_loss.item():.3f}")

@@ -25,12 +25,12 @@ from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 from tqdm import tqdm
 
 from models.text import TextEncoder, sentence_embedding
-from models.world import describe, render_clip
+from models.world import describe
 
 from .config import TrainConfig
 from .denoiser import Batch, _timesteps, fine_tune
 from .rollout import VISITED_TIMESTEPS, give_own_context, one_step_frame
-from .world_data import MAX_START_FRAME, ClipBank
+from .world_data import ClipBank, render_stills
 
 ONE_STEP = (999,)
 """The timestep a one-step first frame is sampled at."""
@@ -53,12 +53,7 @@ def build_still_bank(
     rng = np.random.default_rng([seed, 17])
     latents = torch.empty(len(bank.specs), per_clip, *bank.latents.shape[2:], dtype=torch.float16)
     for index, spec in enumerate(tqdm(bank.specs, desc="render + encode stills", unit="clip")):
-        frames = np.stack(
-            [
-                render_clip(spec, int(rng.integers(1 << 30)), 1, start_frame=int(rng.integers(MAX_START_FRAME)))[0]
-                for _ in range(per_clip)
-            ]
-        )
+        frames = render_stills(spec, per_clip, rng)
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
         latents[index] = (vae.encoder(x) * scale).half().cpu()
     captions = sorted({describe(spec) for spec in bank.specs})
@@ -88,6 +83,13 @@ def own_first_frames(
     return context
 
 
+def nearest_stills(stills: StillBank, clips: np.ndarray, latents: torch.Tensor) -> torch.Tensor:
+    """For each latent, the still of its clip's scene nearest to it (squared latent distance)."""
+    candidates = stills.latents[clips].float().to(latents.device)  # [rows, stills, 4, h, w]
+    distances = (candidates - latents[:, None]).pow(2).flatten(2).sum(-1)
+    return candidates[torch.arange(len(clips)), distances.argmin(1)]
+
+
 def first_frames_batch(
     config: TrainConfig,
     bank: ClipBank,
@@ -96,20 +98,27 @@ def first_frames_batch(
     rng: np.random.Generator,
     alphas: torch.Tensor,
     device: torch.device | str,
+    *,
+    shares: tuple[float, float] | None = None,
+    settle: bool = False,
 ) -> tuple[Batch, torch.Tensor]:
     """One batch of the stage and its timesteps: first frames, frames after the model's own first frames, and
-    the rollout stage's rows."""
+    the rollout stage's rows.
+
+    `shares`: the first-frame and after-own-frames shares of the rows (default the stage's). `settle`: rows
+    after the model's own frames aim at the still nearest to those frames rather than at any still of the
+    scene, so that a stream's frames settle on one of the pictures its text allows instead of their average.
+    """
+    first_share, own_share = shares or (config.first_frames_share, config.first_frames_own_share)
     size = config.first_frames_batch
     batch = Batch(bank, config, rng, size, clean=(config.rollout_clean_share, config.rollout_context_noise))
     batch = batch.to(device)
     train_steps = len(alphas)
     t = _timesteps(rng, size, train_steps, VISITED_TIMESTEPS).to(device)
     kind = rng.random(size)
-    first = np.flatnonzero(kind < config.first_frames_share)
-    after_own = np.flatnonzero(
-        (kind >= config.first_frames_share) & (kind < config.first_frames_share + config.first_frames_own_share)
-    )
-    rest = np.flatnonzero(kind >= config.first_frames_share + config.first_frames_own_share)
+    first = np.flatnonzero(kind < first_share)
+    after_own = np.flatnonzero((kind >= first_share) & (kind < first_share + own_share))
+    rest = np.flatnonzero(kind >= first_share + own_share)
     for rows in (first, after_own):
         if len(rows):
             picked = rng.integers(stills.latents.shape[1], size=len(rows))
@@ -124,6 +133,8 @@ def first_frames_batch(
     if len(after_own):
         frames = int(rng.integers(1, config.rollout_own_frames + 1))
         batch.context[after_own] = own_first_frames(unet, batch, after_own, frames, rng, alphas)
+        if settle:
+            batch.target[after_own] = nearest_stills(stills, batch.clip[after_own], batch.context[after_own])
         t[after_own] = _timesteps(rng, len(after_own), train_steps, ONE_STEP).to(device)
     frames = int(rng.integers(1, config.rollout_own_frames + 1))
     own = rest[(rng.random(len(rest)) < config.rollout_own_share) & (batch.t[rest] > frames)]
@@ -154,5 +165,35 @@ def train_first_frames(
         ema_decay=config.ema_decay,
         checkpoint_every=config.checkpoint_every,
         desc="first frames",
+        device=device,
+    )
+
+
+def train_settling(
+    config: TrainConfig,
+    bank: ClipBank,
+    stills: StillBank,
+    scheduler: DDIMScheduler,
+    unet: UNet2DConditionModel,
+    work_dir: Path,
+    device: torch.device | str = "cpu",
+) -> tuple[UNet2DConditionModel, list[float]]:
+    """Stage 6b: frames after the model's own first frames aim at the nearest still of the scene (resuming from
+    `work_dir`); returns the EMA weights and the loss curve."""
+    shares = (config.settle_first_share, config.settle_own_share)
+    return fine_tune(
+        unet,
+        scheduler,
+        lambda model, rng, alphas: first_frames_batch(
+            config, bank, stills, model, rng, alphas, device, shares=shares, settle=True
+        ),
+        path=work_dir / "settle.pt",
+        recipe=config.settle_recipe(),
+        rng=np.random.default_rng([config.seed, 23]),
+        steps=config.settle_steps,
+        lr=config.settle_lr,
+        ema_decay=config.ema_decay,
+        checkpoint_every=config.checkpoint_every,
+        desc="settle",
         device=device,
     )

@@ -23,9 +23,10 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .decoder import train_decoder
 from .denoiser import train_denoiser
-from .first_frames import StillBank, build_still_bank, train_first_frames
+from .first_frames import StillBank, build_still_bank, train_first_frames, train_settling
 from .grounder import train_grounder
 from .lexicon import bundled_wordnet, wordnet_licence
+from .own_decoder import OwnLatents, build_own_latents, train_own_decoder
 from .rollout import train_rollout
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
@@ -59,6 +60,25 @@ def _still_bank(
     stills = build_still_bank(bank, config.first_frames_stills, config.seed, vae, scale, text)
     save_checkpoint(path, {"stills": stills.__dict__}, config.still_bank_recipe())
     return stills
+
+
+def _own_latents(
+    config: TrainConfig,
+    work_dir: Path,
+    bank: ClipBank,
+    stills: StillBank,
+    unet: Any,
+    vae: Any,
+    scheduler: Any,
+    device: torch.device,
+) -> OwnLatents:
+    path = work_dir / "own_latents.pt"
+    saved = load_checkpoint(path, config.own_decoder_recipe())
+    if saved is not None:
+        return OwnLatents(**saved["own"])
+    own = build_own_latents(config, bank, stills, unet, vae, scheduler, device)
+    save_checkpoint(path, {"own": own.__dict__}, config.own_decoder_recipe())
+    return own
 
 
 def train(
@@ -104,6 +124,15 @@ def train(
     if config.first_frames_steps:
         stills = _still_bank(config, work_dir, bank, vae, scale, device)
         unet, first_frame_losses = train_first_frames(config, bank, stills, scheduler, unet, work_dir, device)
+    # 6b. settling: after its own first frames a stream aims at one of the scene's pictures, not their average
+    settle_losses: list[float] = []
+    if config.first_frames_steps and config.settle_steps:
+        unet, settle_losses = train_settling(config, bank, stills, scheduler, unet, work_dir, device)
+    # 6c. the decoder learns to draw the latents streams hold as pictures of their scene, not as a haze
+    own_decoder_figures: dict[str, float] = {}
+    if config.first_frames_steps and config.own_decoder_steps:
+        own = _own_latents(config, work_dir, bank, stills, unet, vae, scheduler, device)
+        vae, own_decoder_figures = train_own_decoder(config, own, vae, work_dir, device)
     # 7. the prompt grounder (text only)
     text = TextEncoder(cache_size=0, device="cpu")
     grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
@@ -126,6 +155,7 @@ def train(
         "device": str(device),
         "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
         "decoder": decoder_figures,
+        "own_decoder": own_decoder_figures,
         "denoiser": {
             "final_loss": _final(losses),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
@@ -138,6 +168,10 @@ def train(
         "first_frames": {
             "final_loss": _final(first_frame_losses),
             "loss_curve": first_frame_losses[:: max(1, len(first_frame_losses) // 100)],
+        },
+        "settle": {
+            "final_loss": _final(settle_losses),
+            "loss_curve": settle_losses[:: max(1, len(settle_losses) // 100)],
         },
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),

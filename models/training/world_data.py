@@ -27,6 +27,16 @@ def render_frame_pool(seed: int, count: int) -> np.ndarray:
     return np.stack(frames)
 
 
+def render_stills(spec: SceneSpec, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` single frames of `spec` at random layouts and moments: uint8 `[count, 128, 128, 3]`."""
+    return np.stack(
+        [
+            render_clip(spec, int(rng.integers(1 << 30)), 1, start_frame=int(rng.integers(MAX_START_FRAME)))[0]
+            for _ in range(count)
+        ]
+    )
+
+
 @dataclass
 class ClipBank:
     """Consecutive-frame latents of many clips, with several training captions per clip."""

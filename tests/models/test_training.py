@@ -12,6 +12,7 @@ from safetensors.numpy import load_file
 
 from models import StreamingEngine
 from models.training.config import TrainConfig
+from models.training.first_frames import StillBank, nearest_stills
 from models.training.recipe import train
 
 pytestmark = pytest.mark.slow  # trains a tiny recipe end to end
@@ -19,6 +20,11 @@ pytestmark = pytest.mark.slow  # trains a tiny recipe end to end
 
 def _weights(folder: Path, part: str = "unet") -> dict[str, np.ndarray]:
     return load_file(next((folder / part).glob("*.safetensors")))
+
+
+def _restarted(printed: str) -> set[str]:
+    """The checkpoints a training run printed it could not resume (saved under another recipe)."""
+    return {line.split(":")[0] for line in printed.splitlines() if "saved under another recipe" in line}
 
 
 def test_quick_recipe_writes_a_streamable_folder_and_resumes(
@@ -40,6 +46,11 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
     assert again["rollout"]["final_loss"] == summary["rollout"]["final_loss"] and summary["rollout"]["loss_curve"]
     assert again["first_frames"] == summary["first_frames"] and summary["first_frames"]["loss_curve"]
+    assert again["settle"] == summary["settle"] and summary["settle"]["loss_curve"]
+    assert again["own_decoder"] == summary["own_decoder"] and set(summary["own_decoder"]) == {
+        "psnr_db",
+        "edge_energy_ratio",
+    }
     assert again["sharpen"] == summary["sharpen"] and set(summary["sharpen"]) == {
         "mse",
         "adversarial",
@@ -57,7 +68,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     printed = capsys.readouterr().out
     assert "denoiser.pt: saved under another recipe" in printed
     assert "autoencoder.pt" not in printed and "clip_bank.pt" not in printed  # their recipes did not change
-    assert "decoder.pt" not in printed
+    assert "decoder.pt" not in _restarted(printed)
+    assert "own_decoder.pt" in _restarted(printed)  # it learns the new denoiser's latents
     capsys.readouterr()
     sharper = replace(config, unet_steps=config.unet_steps + 2, sharpen_weight=config.sharpen_weight * 2)
     train(sharper, tmp_path / "model-sharper", work, threads=1)
@@ -76,7 +88,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     printed = capsys.readouterr().out  # sharpening noises its own first frames as streams do: its recipe
     assert "sharpen.pt: saved under another recipe" in printed and "denoiser.pt" not in printed
     assert "rollout.pt: saved under another recipe" in printed  # it goes on from the sharpened denoiser
-    assert "decoder.pt" not in printed  # the decoder does not see the denoiser
+    assert "decoder.pt" not in _restarted(printed)  # the edge stage does not see the denoiser
     capsys.readouterr()
     own_frames = replace(noisier_streams, rollout_own_share=0.5)
     train(own_frames, tmp_path / "model-own", work, threads=1)
@@ -87,12 +99,27 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     train(more_first_frames, tmp_path / "model-first", work, threads=1)
     printed = capsys.readouterr().out
     assert "first_frames.pt: saved under another recipe" in printed
+    assert "settle.pt: saved under another recipe" in printed  # it goes on from the first-frames denoiser
+    assert "own_latents.pt: saved under another recipe" in printed  # streams of the new denoiser
     assert "rollout.pt" not in printed and "stills.pt" not in printed  # the stills are of the same clips
     more_captions = replace(more_first_frames, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed
     assert "denoiser.pt" not in printed and "sharpen.pt" not in printed  # text-only: the UNet stages are kept
+
+
+def test_settling_aims_each_stream_at_the_still_of_its_scene_nearest_to_its_own_frame() -> None:
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(3, 5, 4, 16, 16, generator=generator).half()  # 3 scenes, 5 stills each
+    stills = StillBank(latents=latents, canonical=torch.zeros(3, 2, 384).half())
+    clips = np.array([2, 0, 2])
+    picked = [4, 1, 0]
+    own = torch.stack([latents[c, p].float() for c, p in zip(clips, picked)])
+    own = own + 0.3 * torch.randn(own.shape, generator=generator)  # a blurred, noisy take on that still
+    aimed = nearest_stills(stills, clips, own)
+    for row, (clip, still) in enumerate(zip(clips, picked)):
+        torch.testing.assert_close(aimed[row], latents[clip, still].float())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: training on one is checked there")
