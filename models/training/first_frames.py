@@ -27,6 +27,7 @@ from tqdm import tqdm
 from models.text import TextEncoder, sentence_embedding
 from models.world import describe
 
+from .autoencoder import to_unit_range
 from .config import TrainConfig
 from .denoiser import Batch, _timesteps, fine_tune
 from .rollout import VISITED_TIMESTEPS, give_own_context, one_step_frame
@@ -54,7 +55,7 @@ def build_still_bank(
     latents = torch.empty(len(bank.specs), per_clip, *bank.latents.shape[2:], dtype=torch.float16)
     for index, spec in enumerate(tqdm(bank.specs, desc="render + encode stills", unit="clip")):
         frames = render_stills(spec, per_clip, rng)
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
+        x = to_unit_range(frames).to(vae.device)
         latents[index] = (vae.encoder(x) * scale).half().cpu()
     captions = sorted({describe(spec) for spec in bank.specs})
     states = dict(zip(captions, text.encode(captions).half().cpu()))

@@ -21,6 +21,7 @@ from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 from tqdm import tqdm
 
 from models.evaluation.metrics import cell_means
+from models.pipeline import latents_to_uint8
 from models.text import sentence_embedding
 
 from .autoencoder import evaluate_autoencoder, to_unit_range
@@ -80,7 +81,7 @@ def build_own_latents(
             if frame not in KEPT_FRAMES:
                 continue
             raw = context / scale
-            drawn = ((vae.decoder(raw).clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            drawn = latents_to_uint8(vae.decoder(raw))
             for row, candidates in enumerate(renders):
                 own = cell_means(drawn[row : row + 1], NEAREST_CELL)
                 distances = ((cell_means(candidates, NEAREST_CELL) - own) ** 2).mean(axis=(1, 2, 3))

@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -31,6 +32,8 @@ from .rollout import train_rollout
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
 
+T = TypeVar("T")
+
 
 def _final(values: list[float], last: int = 100) -> float:
     """A training curve's end: the mean of its `last` values (0 for an empty curve), as the summary reports it."""
@@ -38,47 +41,39 @@ def _final(values: list[float], last: int = 100) -> float:
     return round(sum(tail) / max(1, len(tail)), 5)
 
 
-def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float, device: torch.device) -> ClipBank:
-    path = work_dir / "clip_bank.pt"
-    saved = load_checkpoint(path, config.clip_bank_recipe())
+def _curve(losses: list[float]) -> dict[str, Any]:
+    """A stage's loss curve as the summary reports it: its end, and about 100 points of it."""
+    return {"final_loss": _final(losses), "loss_curve": losses[:: max(1, len(losses) // 100)]}
+
+
+def _cached(path: Path, recipe: dict[str, Any], key: str, kind: Callable[..., T], build: Callable[[], T]) -> T:
+    """`kind(**fields)` from the checkpoint at `path` (its fields under `key`) if it was saved under `recipe`;
+    else `build()`, saved there."""
+    saved = load_checkpoint(path, recipe)
     if saved is not None:
-        return ClipBank(**saved["bank"])
-    text = TextEncoder(cache_size=0, device=device)
-    bank = build_clip_bank(config.seed, config.clips, config.clip_frames, config.captions_per_clip, vae, scale, text)
-    save_checkpoint(path, {"bank": bank.__dict__}, config.clip_bank_recipe())
-    return bank
+        return kind(**saved[key])
+    made = build()
+    save_checkpoint(path, {key: made.__dict__}, recipe)
+    return made
+
+
+def _clip_bank(config: TrainConfig, work_dir: Path, vae: Any, scale: float, device: torch.device) -> ClipBank:
+    def build() -> ClipBank:
+        text = TextEncoder(cache_size=0, device=device)
+        clips, frames, captions = config.clips, config.clip_frames, config.captions_per_clip
+        return build_clip_bank(config.seed, clips, frames, captions, vae, scale, text)
+
+    return _cached(work_dir / "clip_bank.pt", config.clip_bank_recipe(), "bank", ClipBank, build)
 
 
 def _still_bank(
     config: TrainConfig, work_dir: Path, bank: ClipBank, vae: Any, scale: float, device: torch.device
 ) -> StillBank:
-    path = work_dir / "stills.pt"
-    saved = load_checkpoint(path, config.still_bank_recipe())
-    if saved is not None:
-        return StillBank(**saved["stills"])
-    text = TextEncoder(cache_size=0, device=device)
-    stills = build_still_bank(bank, config.first_frames_stills, config.seed, vae, scale, text)
-    save_checkpoint(path, {"stills": stills.__dict__}, config.still_bank_recipe())
-    return stills
+    def build() -> StillBank:
+        text = TextEncoder(cache_size=0, device=device)
+        return build_still_bank(bank, config.first_frames_stills, config.seed, vae, scale, text)
 
-
-def _own_latents(
-    config: TrainConfig,
-    work_dir: Path,
-    bank: ClipBank,
-    stills: StillBank,
-    unet: Any,
-    vae: Any,
-    scheduler: Any,
-    device: torch.device,
-) -> OwnLatents:
-    path = work_dir / "own_latents.pt"
-    saved = load_checkpoint(path, config.own_decoder_recipe())
-    if saved is not None:
-        return OwnLatents(**saved["own"])
-    own = build_own_latents(config, bank, stills, unet, vae, scheduler, device)
-    save_checkpoint(path, {"own": own.__dict__}, config.own_decoder_recipe())
-    return own
+    return _cached(work_dir / "stills.pt", config.still_bank_recipe(), "stills", StillBank, build)
 
 
 def train(
@@ -131,7 +126,13 @@ def train(
     # 6c. the decoder learns to draw the latents streams hold as pictures of their scene, not as a haze
     own_decoder_figures: dict[str, float] = {}
     if config.first_frames_steps and config.own_decoder_steps:
-        own = _own_latents(config, work_dir, bank, stills, unet, vae, scheduler, device)
+        own = _cached(
+            work_dir / "own_latents.pt",
+            config.own_decoder_recipe(),
+            "own",
+            OwnLatents,
+            lambda: build_own_latents(config, bank, stills, unet, vae, scheduler, device),
+        )
         vae, own_decoder_figures = train_own_decoder(config, own, vae, work_dir, device)
     # 7. the prompt grounder (text only)
     text = TextEncoder(cache_size=0, device="cpu")
@@ -156,23 +157,11 @@ def train(
         "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
         "decoder": decoder_figures,
         "own_decoder": own_decoder_figures,
-        "denoiser": {
-            "final_loss": _final(losses),
-            "loss_curve": losses[:: max(1, len(losses) // 100)],
-        },
+        "denoiser": _curve(losses),
         "sharpen": {name: _final([r[name] for r in sharpening]) for name in ("mse", "adversarial", "critic", "anchor")},
-        "rollout": {
-            "final_loss": _final(rollout_losses),
-            "loss_curve": rollout_losses[:: max(1, len(rollout_losses) // 100)],
-        },
-        "first_frames": {
-            "final_loss": _final(first_frame_losses),
-            "loss_curve": first_frame_losses[:: max(1, len(first_frame_losses) // 100)],
-        },
-        "settle": {
-            "final_loss": _final(settle_losses),
-            "loss_curve": settle_losses[:: max(1, len(settle_losses) // 100)],
-        },
+        "rollout": _curve(rollout_losses),
+        "first_frames": _curve(first_frame_losses),
+        "settle": _curve(settle_losses),
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
