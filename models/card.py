@@ -298,13 +298,29 @@ def _settle_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    squared error {figures.get('final_loss')}. It starts from the denoiser of step 3c."""
 
 
+def _pin_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3e of the card's recipe: one picture per scene, if the run had it."""
+    if not config.get("first_frames_steps") or not config.get("pin_steps"):
+        return ""
+    figures, c = training.get("pin", {}), config
+    return f"""
+3e. One picture per scene ({c['pin_steps']} steps, AdamW at {c['pin_lr']}; `models/training/pinned.py`): each
+   subject's first frames aim at one of its layouts, the medoid (nearest, at 32x32, to the subject's other
+   layouts), at its clip's first {c['pin_moments']} moments: {c['pin_first_share']:.0%} first frames, and
+   {c['pin_own_share']:.0%} after the model's own one-step frames from text alone, aimed at the nearest of
+   those moments; the rest repeat the rollout stage's rows over every layout. One step from text alone then
+   has a single picture to draw instead of the average of 32, and a stream keeps it. The price is variety:
+   a subject always opens on the same layout. Last 100 steps: squared error {figures.get('final_loss')}.
+   It starts from the denoiser of step 3d."""
+
+
 def _own_decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
-    """Step 3e of the card's recipe: the decoder fine-tuned on the denoiser's own latents, if the run had it."""
+    """Step 3f of the card's recipe: the decoder fine-tuned on the denoiser's own latents, if the run had it."""
     if not config.get("first_frames_steps") or not config.get("own_decoder_steps"):
         return ""
     figures, c = training.get("own_decoder", {}), config
     return f"""
-3e. The decoder on the denoiser's own latents ({c['own_decoder_steps']} steps, Adam at {c['own_decoder_lr']};
+3f. The decoder on the denoiser's own latents ({c['own_decoder_steps']} steps, Adam at {c['own_decoder_lr']};
    `models/training/own_decoder.py`): {c['own_decoder_clips']} bank scenes are streamed from text alone by the
    finished denoiser, and each kept latent (frames 1, 2, 4 and 12) is paired with the nearest, at 32x32, of
    {c['own_decoder_stills']} new renders of its scene. The decoder learns to draw those latents as that render
@@ -343,19 +359,14 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
     trip = fidelity["autoencoder_round_trip"]["layout_psnr_db"]
     forced = fidelity["teacher_forced"]["layout_psnr_db"]
     average = fidelity.get("layout_average", {}).get("layout_psnr_db")
-    aim = (
-        f",\n  and the average of the scene's layouts through the decoder {average}: a first frame made in one step\n"
-        "  from text alone aims at that average, so it cannot be one of the world's layouts"
-        if average is not None
-        else ""
-    )
-    return f"""- 128x128 at 24 fps, and far from the world's own pictures. From text alone a stream's layout scores
-  {row['layout_psnr_db']} dB against the nearest world frame after {last} (the target is 27; the autoencoder's round
-  trip of world frames scores {trip}, one frame made from a true previous frame {forced}{aim}). The first
-  frame gets the scene's colours and rough shape (horizon, peaks, a tower row, a volcano's cone), blurred,
-  and later frames keep what it drew. Towers' lit windows, stars, trees' outlines and the sun's glitter on
-  water are missing, or scattered dots in about the right place; sharpness is x{row['sharpness_ratio']} of the
-  world's (below 1: soft edges, above 1: streaks).
+    aim = f",\n  the average of the scene's layouts through the decoder {average}" if average is not None else ""
+    return f"""- 128x128 at 24 fps. From text alone a stream's layout scores {row['layout_psnr_db']} dB against
+  the nearest world frame after {last} (the target is 27; the autoencoder's round trip of world frames scores
+  {trip}, one frame made from a true previous frame {forced}{aim}). Each subject opens on one layout of its
+  own, the same every time (step 3e), with its shapes' edges (horizon, peaks, a tree line, towers, a
+  volcano's cone, a waterfall's column), and later frames keep what it drew; sharpness is
+  x{row['sharpness_ratio']} of the world's (below 1: soft edges, above 1: streaks and grain). Fine detail (towers'
+  lit windows, stars, the sun's glitter on water) is soft or missing: the 16x16x4 latent carries little of it.
 - Streams are nearly still pictures. After the rollout stage a stream keeps its previous frame
   (frame-to-frame change x{row['change_ratio']} of the world's on calm, static scenes) but draws no motion of its
   own: clouds, water, pans and zooms stand still (in a side run on lively panning scenes, 0.09 grey
@@ -521,7 +532,15 @@ def write_model_card(folder: Path) -> Path:
         else "## Evaluation\n\nNot evaluated yet: run `pixelcast eval model --json models/weights/evaluation.json`.\n"
     )
     misses = _heldout_misses(report) if report else ""
-    steps = (_sharpen_step, _rollout_step, _first_frames_step, _settle_step, _own_decoder_step, _grounder_step)
+    steps = (
+        _sharpen_step,
+        _rollout_step,
+        _first_frames_step,
+        _settle_step,
+        _pin_step,
+        _own_decoder_step,
+        _grounder_step,
+    )
     later_steps = "".join(step(config, training) for step in steps)
     card = f"""# Pixelcast world model
 

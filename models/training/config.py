@@ -9,7 +9,7 @@ from models.grounding import GROUNDED
 from models.world.captions import training_captions_fingerprint
 from models.world.vocabulary import WORLD, Vocabulary
 
-LATER_STAGES = ("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_", "settle_", "own_decoder_")
+LATER_STAGES = ("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_", "settle_", "pin_", "own_decoder_")
 """Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
 
 
@@ -79,9 +79,17 @@ class TrainConfig:
     settle_lr: float = 1e-4
     settle_first_share: float = 0.25
     settle_own_share: float = 0.4
+    # 6d. one picture per scene (models/training/pinned.py): first frames aim at the subject's medoid layout,
+    # frames after the model's own at the nearest of that layout's first moments
+    pin_steps: int = 3600
+    pin_lr: float = 3e-4
+    pin_first_share: float = 0.35
+    pin_own_share: float = 0.3
+    pin_moments: int = 4
     # 6c. the decoder draws the denoiser's own latents as the nearest render of their scene
-    # (models/training/own_decoder.py)
-    own_decoder_steps: int = 600
+    # (models/training/own_decoder.py); off: after pinning (6d) the stage 1b decoder draws the latents
+    # streams hold sharper and nearer the world (docs/fidelity.md)
+    own_decoder_steps: int = 0
     own_decoder_lr: float = 1e-4
     own_decoder_clips: int = 512
     own_decoder_stills: int = 8
@@ -170,10 +178,19 @@ class TrainConfig:
         settle = {name: value for name, value in self.to_dict().items() if name.startswith("settle_")}
         return {**self.first_frames_recipe(), **settle}
 
+    def pinned_stills_recipe(self) -> dict[str, Any]:
+        """The clip bank's recipe (the pinned stills are of its clips' scenes) and how many moments of each."""
+        return {**self.clip_bank_recipe(), "pin_moments": self.pin_moments}
+
+    def pin_recipe(self) -> dict[str, Any]:
+        """What the settled denoiser depends on, and the pinning stage's own fields."""
+        pin = {name: value for name, value in self.to_dict().items() if name.startswith("pin_")}
+        return {**self.settle_recipe(), **pin}
+
     def own_decoder_recipe(self) -> dict[str, Any]:
         """What the finished denoiser and the decoder depend on, and this stage's own fields."""
         own = {name: value for name, value in self.to_dict().items() if name.startswith("own_decoder_")}
-        return {**self.settle_recipe(), **self.decoder_recipe(), **own}
+        return {**self.pin_recipe(), **self.decoder_recipe(), **own}
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
@@ -208,6 +225,8 @@ class TrainConfig:
             first_frames_batch=8,
             first_frames_stills=2,
             settle_steps=4,
+            pin_steps=4,
+            pin_moments=2,
             own_decoder_steps=4,
             own_decoder_clips=4,
             own_decoder_stills=2,

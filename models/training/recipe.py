@@ -28,6 +28,7 @@ from .first_frames import StillBank, build_still_bank, train_first_frames, train
 from .grounder import train_grounder
 from .lexicon import bundled_wordnet, wordnet_licence
 from .own_decoder import OwnLatents, build_own_latents, train_own_decoder
+from .pinned import build_pinned_stills, medoid_layouts, train_pinning
 from .rollout import train_rollout
 from .sharpen import train_sharpener
 from .world_data import ClipBank, build_clip_bank
@@ -74,6 +75,16 @@ def _still_bank(
         return build_still_bank(bank, config.first_frames_stills, config.seed, vae, scale, text)
 
     return _cached(work_dir / "stills.pt", config.still_bank_recipe(), "stills", StillBank, build)
+
+
+def _pinned_stills(
+    config: TrainConfig, work_dir: Path, bank: ClipBank, vae: Any, scale: float, device: torch.device
+) -> StillBank:
+    def build() -> StillBank:
+        text = TextEncoder(cache_size=0, device=device)
+        return build_pinned_stills(bank, config.pin_moments, medoid_layouts(), vae, scale, text)
+
+    return _cached(work_dir / "pinned.pt", config.pinned_stills_recipe(), "pinned", StillBank, build)
 
 
 def train(
@@ -123,6 +134,11 @@ def train(
     settle_losses: list[float] = []
     if config.first_frames_steps and config.settle_steps:
         unet, settle_losses = train_settling(config, bank, stills, scheduler, unet, work_dir, device)
+    # 6d. one picture per scene: first frames aim at one layout of their subject, which a stream keeps
+    pin_losses: list[float] = []
+    if config.first_frames_steps and config.pin_steps:
+        pinned = _pinned_stills(config, work_dir, bank, vae, scale, device)
+        unet, pin_losses = train_pinning(config, bank, pinned, scheduler, unet, work_dir, device)
     # 6c. the decoder learns to draw the latents streams hold as pictures of their scene, not as a haze
     own_decoder_figures: dict[str, float] = {}
     if config.first_frames_steps and config.own_decoder_steps:
@@ -162,6 +178,7 @@ def train(
         "rollout": _curve(rollout_losses),
         "first_frames": _curve(first_frame_losses),
         "settle": _curve(settle_losses),
+        "pin": _curve(pin_losses),
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {

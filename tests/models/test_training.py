@@ -47,6 +47,7 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert again["rollout"]["final_loss"] == summary["rollout"]["final_loss"] and summary["rollout"]["loss_curve"]
     assert again["first_frames"] == summary["first_frames"] and summary["first_frames"]["loss_curve"]
     assert again["settle"] == summary["settle"] and summary["settle"]["loss_curve"]
+    assert again["pin"] == summary["pin"] and summary["pin"]["loss_curve"]
     assert again["own_decoder"] == summary["own_decoder"] and set(summary["own_decoder"]) == {
         "psnr_db",
         "edge_energy_ratio",
@@ -100,9 +101,16 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     printed = capsys.readouterr().out
     assert "first_frames.pt: saved under another recipe" in printed
     assert "settle.pt: saved under another recipe" in printed  # it goes on from the first-frames denoiser
+    assert "pin.pt: saved under another recipe" in printed  # and pinning from the settled one
     assert "own_latents.pt: saved under another recipe" in printed  # streams of the new denoiser
     assert "rollout.pt" not in printed and "stills.pt" not in printed  # the stills are of the same clips
-    more_captions = replace(more_first_frames, grounder_captions=config.grounder_captions + 8)
+    assert "pinned.pt" not in printed
+    pinned_longer = replace(more_first_frames, pin_moments=3)
+    train(pinned_longer, tmp_path / "model-pinned", work, threads=1)
+    printed = capsys.readouterr().out
+    assert {"pinned.pt", "pin.pt", "own_latents.pt", "own_decoder.pt"} <= _restarted(printed)
+    assert "settle.pt" not in printed and "stills.pt" not in printed  # pinning goes on from the settled denoiser
+    more_captions = replace(pinned_longer, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed
