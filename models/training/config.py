@@ -117,13 +117,17 @@ class TrainConfig:
         """Plain dict, for the model card and checkpoints."""
         return asdict(self)
 
+    def _stage_fields(self, prefix: str) -> dict[str, Any]:
+        """The fields of one stage: those whose names start with `prefix`."""
+        return {name: value for name, value in self.to_dict().items() if name.startswith(prefix)}
+
     def autoencoder_recipe(self) -> dict[str, Any]:
         """The fields the autoencoder stage depends on (its checkpoint resumes only under these)."""
-        return {name: value for name, value in self.to_dict().items() if name == "seed" or name.startswith("ae_")}
+        return {"seed": self.seed, **self._stage_fields("ae_")}
 
     def decoder_recipe(self) -> dict[str, Any]:
         """The autoencoder's recipe and the decoder stage's own fields."""
-        decoder = {name: value for name, value in self.to_dict().items() if name.startswith("decoder_")}
+        decoder = self._stage_fields("decoder_")
         return {**self.autoencoder_recipe(), **decoder}
 
     def clip_bank_recipe(self) -> dict[str, Any]:
@@ -156,12 +160,12 @@ class TrainConfig:
     def sharpen_recipe(self) -> dict[str, Any]:
         """The denoiser's recipe and the sharpening stage's own fields, with the inference context noise
         (the stage noises the model's own first frames with it, as a stream does)."""
-        sharpening = {name: value for name, value in self.to_dict().items() if name.startswith("sharpen_")}
+        sharpening = self._stage_fields("sharpen_")
         return {**self.denoiser_recipe(), **sharpening, "context_noise_inference": self.context_noise_inference}
 
     def rollout_recipe(self) -> dict[str, Any]:
         """What the sharpened denoiser depends on, and the rollout stage's own fields."""
-        rollout = {name: value for name, value in self.to_dict().items() if name.startswith("rollout_")}
+        rollout = self._stage_fields("rollout_")
         return {**self.sharpen_recipe(), **rollout}
 
     def still_bank_recipe(self) -> dict[str, Any]:
@@ -170,12 +174,12 @@ class TrainConfig:
 
     def first_frames_recipe(self) -> dict[str, Any]:
         """What the rolled-out denoiser depends on, and the first-frames stage's own fields."""
-        first = {name: value for name, value in self.to_dict().items() if name.startswith("first_frames_")}
+        first = self._stage_fields("first_frames_")
         return {**self.rollout_recipe(), **first}
 
     def settle_recipe(self) -> dict[str, Any]:
         """What the first-frames denoiser depends on, and the settling stage's own fields."""
-        settle = {name: value for name, value in self.to_dict().items() if name.startswith("settle_")}
+        settle = self._stage_fields("settle_")
         return {**self.first_frames_recipe(), **settle}
 
     def pinned_stills_recipe(self) -> dict[str, Any]:
@@ -184,12 +188,12 @@ class TrainConfig:
 
     def pin_recipe(self) -> dict[str, Any]:
         """What the settled denoiser depends on, and the pinning stage's own fields."""
-        pin = {name: value for name, value in self.to_dict().items() if name.startswith("pin_")}
+        pin = self._stage_fields("pin_")
         return {**self.settle_recipe(), **pin}
 
     def own_decoder_recipe(self) -> dict[str, Any]:
         """What the finished denoiser and the decoder depend on, and this stage's own fields."""
-        own = {name: value for name, value in self.to_dict().items() if name.startswith("own_decoder_")}
+        own = self._stage_fields("own_decoder_")
         return {**self.pin_recipe(), **self.decoder_recipe(), **own}
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
