@@ -73,12 +73,15 @@ async def _fail_one_viewer(url: str, stage: str) -> dict[str, Any]:
         client.send({"type": "steer", "text": f"a calm ocean {MARKER}:{stage}"})
         error = await client.next_message("error")
         async with httpx.AsyncClient(base_url=url) as http:
-            for _ in range(100):  # the session closes itself right after the message
-                if (await http.delete(client.location)).status_code == 404:
+            # the session closes itself right after the message, leaving the healthy viewer's alone; read the
+            # count rather than sending DELETE, which would end the session itself
+            for _ in range(200):
+                if (await http.get("/healthz")).json()["sessions"] == 1:
                     break
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError(f"the {stage} fault did not end the failing viewer's session")
+            assert (await http.delete(client.location)).status_code == 404
         return error
     finally:
         await client.close()
