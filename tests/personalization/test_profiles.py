@@ -27,6 +27,7 @@ from personalization.rewards import EVIDENCE_SCALE
 from personalization.store import connect
 from personalization.viewers import ViewerRegistry
 from personalization.wishes import Wishes
+from tests.support.waiting import until
 
 SCENES = [
     {"subject": "ocean", "palette": "night", "weather": "rain"},
@@ -144,10 +145,7 @@ async def test_consumer_start_stop(redis_client: aioredis.Redis) -> None:
     async with EventConsumer(redis_client, block_ms=50) as consumer:
         assert consumer.running
         await EventLog(redis_client).append(viewer_id, Feedback("like"), {"subject": "ocean"})
-        # generous: on a loaded CI machine the background task may take seconds to get a turn
-        async with asyncio.timeout(30):
-            while not consumer.applied:
-                await asyncio.sleep(0.02)
+        await until(lambda: consumer.applied, seconds=30)
     assert not consumer.running
     assert consumer.applied == 1
     # a like: alpha +2, in thousandths, in the high part of the cell

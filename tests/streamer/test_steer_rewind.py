@@ -15,6 +15,7 @@ from streamer.generation import GenerationLoop, StreamSettings
 from streamer.metrics import Metrics
 from streamer.planning import SegmentPlan
 from streamer.playout import EncodedFrame, PlayoutBuffer, PlayoutClock
+from tests.support.waiting import until
 
 FPS = 24
 INTERVAL = VIDEO_CLOCK_RATE // FPS
@@ -34,12 +35,6 @@ class _WordsPlanner:
 
     async def plan(self) -> SegmentPlan:
         return SegmentPlan(prompt=self.prompt)
-
-
-async def _until(condition, seconds: float = 60.0) -> None:  # noqa: ANN001 - a zero-argument predicate
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +61,12 @@ async def test_steer_replaces_unsent_frames_and_the_stream_stays_continuous(engi
     )
     task = asyncio.create_task(loop.run())
     try:
-        await _until(lambda: buffer.depth == buffer.capacity)
+        await until(lambda: buffer.depth == buffer.capacity)
         sent: list[EncodedFrame] = [await buffer.get() for _ in range(3)]  # what the viewer already got
-        await _until(lambda: buffer.depth == buffer.capacity)
+        await until(lambda: buffer.depth == buffer.capacity)
 
         loop.steer("a volcano at night")
-        await _until(lambda: loop.frames_replaced > 0 and buffer.depth > 1)
+        await until(lambda: loop.frames_replaced > 0 and buffer.depth > 1)
         kept, after = await buffer.get(), await buffer.get()
         # the full buffer but the frame due next, and the frame that was waiting for room when the steer came
         assert loop.frames_replaced == buffer.capacity, "every unsent pre-steer frame but the next is replaced"
@@ -79,7 +74,7 @@ async def test_steer_replaces_unsent_frames_and_the_stream_stays_continuous(engi
         assert after.pts == kept.pts + INTERVAL, "the timeline goes on from the last frame kept, no gap"
         assert after.keyframe and after.segment_id == sent[-1].segment_id + 1
         assert loop.plan is not None and loop.plan.prompt == "a volcano at night"
-        await _until(lambda: buffer.depth >= 3)
+        await until(lambda: buffer.depth >= 3)
         sent += [kept, after] + [await buffer.get() for _ in range(3)]
     finally:
         task.cancel()
