@@ -96,10 +96,18 @@ def _naive_call(model: Path, steps: int, device: str, dtype: Any, embeds: Any) -
 
         return text_to_image
     previous: list[Any] = [None]
+    anchor: list[Any] = [None]  # the stream's first frame, once made
 
     def next_frame() -> None:
-        out = pipeline(embeds[0], previous_latents=previous[0], num_inference_steps=steps, generator=generator)
+        out = pipeline(
+            embeds[0],
+            previous_latents=previous[0],
+            anchor_latents=anchor[0],
+            num_inference_steps=steps,
+            generator=generator,
+        )
         previous[0] = out.latents
+        anchor[0] = out.latents if anchor[0] is None else anchor[0]
 
     return next_frame
 

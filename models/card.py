@@ -329,6 +329,26 @@ def _own_decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    {figures.get('edge_energy_ratio')} of the original."""
 
 
+def _anchor_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3g of the card's recipe: the anchor input, if the run had it."""
+    if not config.get("first_frames_steps") or not config.get("pin_steps") or not config.get("anchor_steps"):
+        return ""
+    figures, c = training.get("anchor", {}), config
+    return f"""
+3g. The anchor ({c['anchor_steps']} steps, batch {c['anchor_batch']}, AdamW at {c['anchor_lr']};
+   `models/training/anchor.py`): the denoiser's input gets four more channels, initialised to zero, carrying the
+   picture a stream keeps coming back to: its first frame under its prompt, or the frame it was started from
+   (zeros for a first frame and the first after a new prompt). Every row at the one-step timestep with a clean
+   previous frame: {c['anchor_first_share']:.0%} first frames aimed at the pinned picture,
+   {c['anchor_own_share']:.0%} after 1-4 of the model's own frames from text alone (anchor: its first of them;
+   target: the nearest pinned moment), and the rest the next frame of a clip after a true frame or, for
+   {c['anchor_own_rest']:.0%} of them, after 1-{c['anchor_own_frames']} own frames made from one, with an earlier
+   true frame of the clip as anchor (another scene's previous frame, taught for steering, gets none). With only
+   the previous frame to go on, a stream drifted to its subject's pinned picture whatever it started from;
+   the anchor lets it keep its own. Last 100 steps: squared error {figures.get('final_loss')}. It starts from
+   the denoiser of step 3e."""
+
+
 def _streaming_line(config: dict[str, Any]) -> str:
     """How streams sample the model (the pipeline's inference settings, from the recipe's config)."""
     rollout = bool(config.get("rollout_steps"))
@@ -378,9 +398,23 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
   towards a world layout frame by frame (layout unchanged); and learning each frame's difference from
   the previous frame instead of the frame (a residual parametrisation), meant to pass a still picture
   through unchanged: its errors added up from frame to frame, and after 800 fine-tuning steps streams
-  that started from a world frame had fallen to 9 dB within three seconds. More context frames, a
-  level embedding for the previous frame's noise and a finer latent were not tried: each needs a
-  denoiser trained from scratch, more than the CPU time this session had.
+  that started from a world frame had fallen to 9 dB within three seconds. A second context input was
+  kept (the anchor, step 3g); more previous frames, a level embedding for the previous frame's noise and a
+  finer latent were not tried: each needs a denoiser trained from scratch, more than the CPU time here.
+{_hold_limit(report)}"""
+
+
+def _hold_limit(report: dict[str, Any] | None) -> str:
+    """The Limits bullet on how well a stream keeps the frame it started from, from the evaluation's hold section."""
+    hold = (report or {}).get("hold")
+    if not hold or "generated_coarse_psnr_db" not in next(iter(hold["after"].values())):
+        return ""
+    when, row = next(iter(hold["after"].items()))
+    gap = row["generated_coarse_psnr_db"] - row["still_picture_coarse_psnr_db"]
+    return f"""- A stream started from a world frame of any layout keeps it less well than a still picture of it would:
+  {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
+  {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), and its frames are softer (detail x{row['detail_ratio']}). The
+  anchor (step 3g) brings it back towards its first frame; each continuation frame still loses a little.
 """
 
 
@@ -539,9 +573,12 @@ def write_model_card(folder: Path) -> Path:
         _settle_step,
         _pin_step,
         _own_decoder_step,
+        _anchor_step,
         _grounder_step,
     )
     later_steps = "".join(step(config, training) for step in steps)
+    anchor_input = " + anchor latent, step 3g" if _anchor_step(config, training) else ""
+    base_note = f"; {training['base']}" if training.get("base") else ""
     card = f"""# Pixelcast world model
 
 A small text-to-video diffusion model trained by `pixelcast train` (seed {config['seed']}) on Pixelcast's
@@ -568,7 +605,7 @@ held-out lists and then filtered by these rules.
    {ae['psnr_db']} dB PSNR, edge energy {ae['edge_energy_ratio']} of the original. Latents are scaled by
    {ae['latent_scale']} to unit variance.{_decoder_step(config, training)}
 2. Denoiser (`UNet2DConditionModel`, {params['unet']:,} parameters; input = noisy latent + previous frame's
-   latent; MiniLM token states through cross-attention and its sentence embedding as class embedding):
+   latent{anchor_input}; MiniLM token states through cross-attention and its sentence embedding as class embedding):
    {config['unet_steps']} steps, batch {config['unet_batch']}, AdamW at {config['unet_lr']} with warm-up and cosine
    decay, EMA {config['ema_decay']}, v-prediction on a zero-terminal-SNR schedule, half the batch at the
    timesteps 1-2-step DDIM visits. The previous frame is noised (std up to {config['context_noise_max']}),
@@ -582,7 +619,7 @@ held-out lists and then filtered by these rules.
 {_streaming_line(config)}
 Final denoiser loss {training['denoiser']['final_loss']}; the run that finished the recipe took
 {training.get('minutes_this_run', training.get('minutes'))} minutes on {_device_words(training.get('device', 'cpu'))}
-(a resumed run counts only its own time); weights stored as float16 ({training['size_mb']} MB).
+(a resumed run counts only its own time{base_note}); weights stored as float16 ({training['size_mb']} MB).
 
 {evaluation}
 ## Limits

@@ -11,7 +11,8 @@ step at t = 0, i.e. from pure noise as if it were a clean image).
 The engine runs two kinds of model folders (see `models.loading`):
 
 - the shipped `PixelcastPipeline`: the UNet also sees the previous frame's latent (autoregressive
-  video), text comes from MiniLM (`models.text.TextEncoder`);
+  video) and, where it takes one, the stream's anchor (`StreamState.anchor`); text comes from MiniLM
+  (`models.text.TextEncoder`);
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
   which comes from the pipeline's own tokenizer and text encoder.
 
@@ -65,6 +66,9 @@ class StreamState:
             before the first frame.
         conditioning: what the previous frame was made for, `None` before the first frame.
         steps: this stream's own denoising steps per frame (1-4), or `None` for the engine's `steps`.
+        anchor: for a model that takes one, the picture the stream keeps coming back to `[4, h, w]`: its
+            first frame under its current prompt, or the frame it was started from (a `latent` set
+            before its first frame); `None` until then.
     """
 
     generator: torch.Generator
@@ -72,6 +76,15 @@ class StreamState:
     noise: torch.Tensor | None = None
     conditioning: torch.Tensor | None = None
     steps: int | None = None
+    anchor: torch.Tensor | None = None
+
+    def anchor_for(self, conditioning: torch.Tensor) -> torch.Tensor | None:
+        """The anchor of the next frame, made for `conditioning`: `None` for a first frame and for the first
+        after a new prompt (each becomes the anchor of the frames after it), else the stream's anchor, or
+        the frame it was started from."""
+        if self.latent is None or (self.conditioning is not None and not self.follows(conditioning)):
+            return None
+        return self.latent if self.anchor is None else self.anchor
 
     def follows(self, conditioning: torch.Tensor) -> bool:
         """Whether the next frame, made for `conditioning`, goes on from a previous frame made for the same."""
@@ -188,11 +201,13 @@ class StreamingEngine:
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
         self.latent_channels = int(self.unet.config.out_channels)
         in_channels = int(self.unet.config.in_channels)
-        if self.kind == PIXELCAST and in_channels != 2 * self.latent_channels:
+        if self.kind == PIXELCAST and in_channels not in (2 * self.latent_channels, 3 * self.latent_channels):
             raise ValueError(
-                f"unet.in_channels={in_channels} must be 2 x out_channels "
-                f"({self.latent_channels}): noisy latent + previous-frame latent"
+                f"unet.in_channels={in_channels} must be 2 or 3 x out_channels "
+                f"({self.latent_channels}): noisy latent + previous-frame latent (+ anchor latent)"
             )
+        # The shipped UNet also sees the frame its stream started from, so that it can come back to it.
+        self.takes_anchor = self.kind == PIXELCAST and in_channels == 3 * self.latent_channels
         if self.kind == TEXT_TO_IMAGE and in_channels != self.latent_channels:
             raise ValueError(
                 f"unet.in_channels={in_channels} must equal out_channels ({self.latent_channels}) "
@@ -367,16 +382,16 @@ class StreamingEngine:
         """
         if not requests:
             return torch.empty(0, *self._shape, device=self.device, dtype=self.dtype)
-        saved = [(s.generator.get_state(), s.latent, s.noise, s.conditioning) for s, _ in requests]
+        saved = [(s.generator.get_state(), s.latent, s.noise, s.conditioning, s.anchor) for s, _ in requests]
         try:
             counts = [self._steps_for(state, cond) for state, cond in requests]
             if len(set(counts)) > 1:
                 return self._advance_by_step_count(requests, counts)
             return self._advance_all(requests, self._schedules[counts[0]])
         except BaseException:
-            for (state, _), (generator, latent, noise, conditioning) in zip(requests, saved):
+            for (state, _), (generator, latent, noise, conditioning, anchor) in zip(requests, saved):
                 state.generator.set_state(generator)
-                state.latent, state.noise, state.conditioning = latent, noise, conditioning
+                state.latent, state.noise, state.conditioning, state.anchor = latent, noise, conditioning, anchor
             raise
 
     def _steps_for(self, state: StreamState, cond: torch.Tensor) -> int:
@@ -401,23 +416,30 @@ class StreamingEngine:
         """Next latent of each stream, all sampled on `schedule`; states move on."""
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
+            anchors = [s.anchor_for(c) if self.takes_anchor else None for s, c in requests]
             if self.kind == PIXELCAST:
                 previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
                 if self._context_noise:
                     previous = previous + self._context_noise * torch.stack([self._draw(s) for s, _ in requests])
+                if self.takes_anchor:
+                    given = torch.stack([self._zeros if a is None else a.to(self._zeros) for a in anchors])
+                    previous = torch.cat([previous, given], dim=1)
             else:
                 previous = None
             noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
             latents = self._denoise(noise, previous, cond, schedule)
-        for (state, cond), latent in zip(requests, latents):
+        for (state, cond), latent, anchor in zip(requests, latents, anchors):
             state.latent = latent.clone()
             state.conditioning = cond
+            if self.takes_anchor:
+                state.anchor = state.latent if anchor is None else anchor
         return latents
 
     def _denoise(
         self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
     ) -> torch.Tensor:
-        """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model)."""
+        """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model); `previous` is what
+        the shipped UNet sees beside the noisy latent (previous frame, and anchor where it takes one)."""
         unet, dtype = self.unet_precision.module_for(x.shape[0])
         pooled = sentence_embedding(cond).to(dtype) if self.pooled_conditioning else None
         cond = cond.to(dtype)

@@ -3,8 +3,8 @@
     pipeline, kind = load_pipeline(path)
 
 - `kind == PIXELCAST`: `model_index.json` names `PixelcastPipeline` (the shipped model). Loaded with
-  `PixelcastPipeline.from_pretrained`; its UNet also takes the previous frame's latent and its text
-  comes from MiniLM (`models.text.TextEncoder`).
+  `PixelcastPipeline.from_pretrained`; its UNet also takes the previous frame's latent (and an anchor
+  latent) and its text comes from MiniLM (`models.text.TextEncoder`).
 - `kind == TEXT_TO_IMAGE`: any other diffusers text-to-image folder with a cross-attention UNet,
   a VAE (`AutoencoderKL` or `AutoencoderTiny`), a tokenizer and a text encoder, such as a
   Stable-Diffusion or SD-turbo folder. Loaded with `DiffusionPipeline.from_pretrained`; text comes
@@ -101,11 +101,15 @@ def check_pipeline_folder(path: str | os.PathLike[str]) -> str:
     in_channels, out_channels = int(unet.get("in_channels", 4)), int(unet.get("out_channels", 4))
     if out_channels != latent:
         raise ValueError(f"{folder}: unet out_channels={out_channels} but the vae has {latent} latent channels")
-    expected = 2 * latent if kind == PIXELCAST else latent
-    if in_channels != expected:
-        what = "noisy latent + previous-frame latent" if kind == PIXELCAST else "a plain text-to-image unet"
+    expected = (2 * latent, 3 * latent) if kind == PIXELCAST else (latent,)
+    if in_channels not in expected:
+        what = (
+            "noisy latent + previous-frame latent (+ anchor latent)"
+            if kind == PIXELCAST
+            else "a plain text-to-image unet"
+        )
         raise ValueError(
-            f"{folder}: unet in_channels={in_channels}, expected {expected} ({what}); "
+            f"{folder}: unet in_channels={in_channels}, expected {' or '.join(map(str, expected))} ({what}); "
             "inpainting, depth or image-conditioned unets are not supported"
         )
     if kind == TEXT_TO_IMAGE:

@@ -50,10 +50,12 @@ class PixelcastPipeline(DiffusionPipeline):
     """Text-and-previous-frame conditioned frame generator.
 
     The UNet input is the noisy latent concatenated on channels with the previous frame's clean
-    latent (`in_channels = 2 * latent_channels`); text token states enter through cross-attention.
+    latent and, where the UNet takes one, an anchor latent: the frame the stream started from, or its
+    first frame under its prompt (`in_channels = 2 or 3 x latent_channels`); text token states enter
+    through cross-attention.
 
     Args:
-        unet: `UNet2DConditionModel` with `in_channels = 8`, `out_channels = 4`.
+        unet: `UNet2DConditionModel` with `in_channels = 8` or `12`, `out_channels = 4`.
         vae: `AutoencoderTiny` decoding the latent to RGB.
         scheduler: a diffusers scheduler for few-step sampling (the shipped one is `DDIMScheduler`
             with trailing timestep spacing).
@@ -91,16 +93,19 @@ class PixelcastPipeline(DiffusionPipeline):
         self.register_to_config(new_prompt_steps=int(new_prompt_steps))
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
-        """Save in diffusers layout, without the decoder setting diffusers would warn about on every load.
+        """Save in diffusers layout, without the decoder setting diffusers would warn about on every load, and
+        without the folder each part was loaded from.
 
         `AutoencoderTiny` records `block_out_channels` in its config but does not take it back: it
-        derives it from `decoder_block_out_channels`, so the saved key is only noise on loading.
+        derives it from `decoder_block_out_channels`, so the saved key is only noise on loading. A part
+        loaded from a folder records that folder's path (`_name_or_path`), which says nothing of the copy.
         """
         super().save_pretrained(save_directory, **kwargs)
-        vae_config = Path(save_directory) / "vae" / "config.json"
-        config = json.loads(vae_config.read_text())
-        if config.pop("block_out_channels", None) is not None:
-            vae_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for part_config in sorted(Path(save_directory).glob("*/config.json")):
+            noisy = ("_name_or_path", "block_out_channels") if part_config.parent.name == "vae" else ("_name_or_path",)
+            config = json.loads(part_config.read_text())
+            if [config.pop(key) for key in noisy if key in config]:
+                part_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     @property
     def vae_scale_factor(self) -> int:
@@ -112,11 +117,17 @@ class PixelcastPipeline(DiffusionPipeline):
         """Channels of one latent frame."""
         return int(self.unet.config.out_channels)
 
+    @property
+    def takes_anchor(self) -> bool:
+        """Whether the UNet also takes an anchor latent (`in_channels = 3 x latent_channels`)."""
+        return int(self.unet.config.in_channels) == 3 * self.latent_channels
+
     @torch.no_grad()
     def __call__(
         self,
         prompt_embeds: torch.Tensor,
         previous_latents: torch.Tensor | None = None,
+        anchor_latents: torch.Tensor | None = None,
         num_inference_steps: int = 2,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -127,6 +138,9 @@ class PixelcastPipeline(DiffusionPipeline):
         Args:
             prompt_embeds: text token states `[B, tokens, cross_attention_dim]` (or `[tokens, dim]`).
             previous_latents: the previous frame's latents `[B, 4, h, w]`; `None` (first frame) uses zeros.
+            anchor_latents: for a UNet that `takes_anchor`, the frame each stream started from (or its
+                first frame under this prompt) `[B, 4, h, w]`; `None` (a first frame, or the first after
+                a new prompt) uses zeros. Ignored by a UNet without an anchor input.
             num_inference_steps: denoising steps, 1-4 for the shipped model (a first frame, with no
                 `previous_latents`, takes at least the pipeline's `new_prompt_steps`).
             generator: torch generator(s) for the initial noise.
@@ -155,12 +169,17 @@ class PixelcastPipeline(DiffusionPipeline):
             num_inference_steps = max(num_inference_steps, int(self.config.get("new_prompt_steps", 0)))
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
+        if anchor_latents is None:
+            anchor_latents = torch.zeros(shape, device=device, dtype=dtype)
+        anchor_latents = anchor_latents.to(device=device, dtype=dtype).reshape(shape)
 
         pooled = sentence_embedding(prompt_embeds) if self.unet.config.class_embed_type == "projection" else None
         if self.config.context_noise:
             previous_latents = previous_latents + self.config.context_noise * randn_tensor(
                 shape, generator=generator, device=device, dtype=dtype
             )
+
+        context = torch.cat([previous_latents, anchor_latents], dim=1) if self.takes_anchor else previous_latents
 
         # 2. prepare timesteps and initial noise
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -171,7 +190,7 @@ class PixelcastPipeline(DiffusionPipeline):
         # 3. denoise
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(latents, t)
-            model_input = torch.cat([model_input, previous_latents], dim=1)
+            model_input = torch.cat([model_input, context], dim=1)
             model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled).sample
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)

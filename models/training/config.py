@@ -9,7 +9,17 @@ from models.grounding import GROUNDED
 from models.world.captions import training_captions_fingerprint
 from models.world.vocabulary import WORLD, Vocabulary
 
-LATER_STAGES = ("sharpen_", "grounder_", "decoder_", "rollout_", "first_frames_", "settle_", "pin_", "own_decoder_")
+LATER_STAGES = (
+    "sharpen_",
+    "grounder_",
+    "decoder_",
+    "rollout_",
+    "first_frames_",
+    "settle_",
+    "pin_",
+    "own_decoder_",
+    "anchor_",
+)
 """Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
 
 
@@ -93,6 +103,15 @@ class TrainConfig:
     own_decoder_lr: float = 1e-4
     own_decoder_clips: int = 512
     own_decoder_stills: int = 8
+    # 6e. the anchor (models/training/anchor.py): four more input channels carry the frame a stream started
+    # from, so that its continuation can come back to that picture instead of drifting to the pinned one
+    anchor_steps: int = 1800
+    anchor_batch: int = 32
+    anchor_lr: float = 3e-4
+    anchor_first_share: float = 0.35  # first frames: no previous frame, no anchor, a pinned still as target
+    anchor_own_share: float = 0.3  # after the model's own frames from text alone, its first frame as anchor
+    anchor_own_rest: float = 0.5  # of the other rows, those after the model's own frames from a true frame
+    anchor_own_frames: int = 6  # own frames made in turn before such a row, 1 to this many
     # 7. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
@@ -196,6 +215,11 @@ class TrainConfig:
         own = self._stage_fields("own_decoder_")
         return {**self.pin_recipe(), **self.decoder_recipe(), **own}
 
+    def anchor_recipe(self) -> dict[str, Any]:
+        """What the pinned denoiser depends on, and the anchor stage's own fields."""
+        anchor = self._stage_fields("anchor_")
+        return {**self.pin_recipe(), **anchor}
+
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""
         return {
@@ -234,6 +258,9 @@ class TrainConfig:
             own_decoder_steps=4,
             own_decoder_clips=4,
             own_decoder_stills=2,
+            anchor_steps=4,
+            anchor_batch=8,
+            anchor_own_frames=2,
             rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,

@@ -60,7 +60,7 @@ class Batch:
         sigma = torch.from_numpy(sigma).float().view(-1, 1, 1, 1)
         noise = torch.from_numpy(rng.standard_normal(context.shape)).float()
         self.context = context + sigma * noise
-        self.clip, self.t = clip, t
+        self.clip, self.t, self.swapped = clip, t, swap
         captions = bank.tokens.shape[1]
         caption = rng.integers(captions, size=size)
         tokens = bank.tokens[clip, caption].float()

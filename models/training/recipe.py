@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from models.lexicon import LICENCE_FILE
 from models.pipeline import PixelcastPipeline
 from models.text import TextEncoder
 
+from .anchor import train_anchor
 from .architecture import make_scheduler
 from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -87,21 +89,19 @@ def _pinned_stills(
     return _cached(work_dir / "pinned.pt", config.pinned_stills_recipe(), "pinned", StillBank, build)
 
 
-def train(
-    config: TrainConfig,
-    out_dir: Path,
-    work_dir: Path,
-    threads: int | None = None,
-    device: torch.device | str = "cpu",
-) -> dict[str, Any]:
-    """Run every stage on `device` (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary.
+@dataclass
+class Trained:
+    """A pipeline's parts as the stages leave them, and the summary's sections so far."""
 
-    The data are the same on every device; a GPU changes the arithmetic's rounding, not the recipe.
-    """
-    device = torch.device(device)
-    # Fewer threads than cores when the machine is shared: oversubscribed OpenMP threads spin and crawl.
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    vae: Any
+    unet: Any
+    scheduler: Any
+    grounder: Any | None
+    sections: dict[str, Any]
+
+
+def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device) -> Trained:
+    """Stages 1 to 6d (resuming from `work_dir`): the autoencoder, the denoiser and its fine-tunes."""
     started = time.monotonic()
     # 1. autoencoder
     vae, ae_figures = train_autoencoder(config, work_dir, device)
@@ -150,9 +150,87 @@ def train(
             lambda: build_own_latents(config, bank, stills, unet, vae, scheduler, device),
         )
         vae, own_decoder_figures = train_own_decoder(config, own, vae, work_dir, device)
+    sections = {
+        "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
+        "decoder": decoder_figures,
+        "own_decoder": own_decoder_figures,
+        "denoiser": _curve(losses),
+        "sharpen": {name: _final([r[name] for r in sharpening]) for name in ("mse", "adversarial", "critic", "anchor")},
+        "rollout": _curve(rollout_losses),
+        "first_frames": _curve(first_frame_losses),
+        "settle": _curve(settle_losses),
+        "pin": _curve(pin_losses),
+    }
+    return Trained(vae=vae, unet=unet, scheduler=scheduler, grounder=None, sections=sections)
+
+
+BASE_SECTIONS = (
+    "autoencoder",
+    "decoder",
+    "own_decoder",
+    "denoiser",
+    "sharpen",
+    "rollout",
+    "first_frames",
+    "settle",
+    "pin",
+    "grounder",
+)
+"""The summary sections a run started from a trained folder (`--base`) takes over from that folder's."""
+
+
+def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained:
+    """Stages 1 to 7 as a trained folder holds them (its `training.json` must be of this recipe).
+
+    Raises:
+        ValueError: the folder's recipe differs from `config` before the anchor stage, or its UNet already
+            takes an anchor.
+    """
+    summary = json.loads((base / TRAINING_FILE).read_text())
+    ours = {k: v for k, v in config.to_dict().items() if not k.startswith("anchor_") and k != "checkpoint_every"}
+    differing = sorted(k for k, v in ours.items() if summary["config"].get(k) != v)
+    if differing:
+        raise ValueError(f"{base} was trained under another recipe ({', '.join(differing)} differ)")
+    pipeline = PixelcastPipeline.from_pretrained(base, local_files_only=True, dtype=torch.float32).to(device)
+    if pipeline.takes_anchor:
+        raise ValueError(f"{base}: its denoiser already takes an anchor; start from a folder trained to stage 6d")
+    sections = {name: summary[name] for name in BASE_SECTIONS if name in summary}
+    return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections)
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    work_dir: Path,
+    threads: int | None = None,
+    device: torch.device | str = "cpu",
+    base: Path | None = None,
+) -> dict[str, Any]:
+    """Run every stage on `device` (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary.
+
+    With `base`, a folder this recipe trained to stage 6d, its weights stand for stages 1 to 7 and only the
+    anchor stage runs. The data are the same on every device; a GPU changes the arithmetic's rounding, not
+    the recipe.
+    """
+    device = torch.device(device)
+    # Fewer threads than cores when the machine is shared: oversubscribed OpenMP threads spin and crawl.
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    trained = _stages_to_pinning(config, work_dir, device) if base is None else _from_base(config, base, device)
+    vae, unet, scheduler = trained.vae, trained.unet, trained.scheduler
+    # 6e. the anchor: a stream's continuation can come back to the picture it started from
+    anchor_losses: list[float] = []
+    if config.first_frames_steps and config.pin_steps and config.anchor_steps:
+        scale = float(vae.config.scaling_factor)
+        bank = _clip_bank(config, work_dir, vae, scale, device)
+        pinned = _pinned_stills(config, work_dir, bank, vae, scale, device)
+        unet, anchor_losses = train_anchor(config, bank, pinned, scheduler, unet, work_dir, device)
     # 7. the prompt grounder (text only)
-    text = TextEncoder(cache_size=0, device="cpu")
-    grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
+    grounder, grounding = trained.grounder, trained.sections.get("grounder", {})
+    if grounder is None:
+        text = TextEncoder(cache_size=0, device="cpu")
+        grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
     # 8. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
@@ -170,15 +248,8 @@ def train(
     summary = {
         "config": config.to_dict(),
         "device": str(device),
-        "autoencoder": {**ae_figures, "latent_scale": round(scale, 5), "minutes": round(ae_seconds / 60, 1)},
-        "decoder": decoder_figures,
-        "own_decoder": own_decoder_figures,
-        "denoiser": _curve(losses),
-        "sharpen": {name: _final([r[name] for r in sharpening]) for name in ("mse", "adversarial", "critic", "anchor")},
-        "rollout": _curve(rollout_losses),
-        "first_frames": _curve(first_frame_losses),
-        "settle": _curve(settle_losses),
-        "pin": _curve(pin_losses),
+        **trained.sections,
+        "anchor": _curve(anchor_losses),
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
@@ -197,6 +268,11 @@ def train(
             2,
         ),
     }
+    if base is not None:
+        summary["base"] = (
+            "every stage before the anchor, and the grounder, are the weights of a folder this recipe trained (its"
+            " training.json's figures are kept); this run trained the anchor on them"
+        )
     (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     write_model_card(out_dir)
     return summary
@@ -211,6 +287,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tiny run of the same recipe (smoke test)")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --work-dir")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="a folder this recipe trained to stage 6d: take its weights for stages 1-7 and train the anchor on them",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores; fewer on a busy machine)")
     parser.add_argument(
         "--device",
@@ -226,7 +307,7 @@ def main(args: argparse.Namespace) -> int:
         config = config.quick()
     if args.fresh and args.work_dir.exists():
         shutil.rmtree(args.work_dir)
-    summary = train(config, args.out, args.work_dir, args.threads, args.device)
+    summary = train(config, args.out, args.work_dir, args.threads, args.device, args.base)
     print(json.dumps({k: v for k, v in summary.items() if k != "denoiser"}, indent=2))
     print(f"saved the pipeline to {args.out} ({summary['size_mb']} MB) in {summary['minutes_this_run']} min")
     return 0

@@ -83,16 +83,44 @@ def test_engine_matches_plain_pipeline(engine: StreamingEngine) -> None:
     cond = engine.encode_prompt(OCEAN)
     state = engine.new_stream(11)
     generator = torch.Generator().manual_seed(11)
-    previous = None
+    previous = anchor = None
     saved, engine.noise_drift = engine.noise_drift, 1.0  # the per-call pipeline draws fresh noise every frame
     try:
-        for _ in range(2):
+        for _ in range(3):
             frame = engine.generate([(state, cond)])[0]
-            out = engine.pipeline(cond, previous, num_inference_steps=engine.steps, generator=generator)
+            out = engine.pipeline(cond, previous, anchor, num_inference_steps=engine.steps, generator=generator)
             previous = out.latents
+            anchor = previous if anchor is None else anchor  # the stream's first frame under its prompt
             assert np.abs(frame.astype(int) - out.images[0].astype(int)).max() <= 2
     finally:
         engine.noise_drift = saved
+
+
+def test_a_stream_keeps_the_picture_it_started_from_as_its_anchor(engine: StreamingEngine) -> None:
+    """The shipped model also sees the picture a stream keeps coming back to: its first frame under its prompt,
+    or the frame it was started from; a new prompt starts a new anchor, and the anchor changes the frame."""
+    assert engine.takes_anchor
+    ocean, city = engine.encode_prompt(OCEAN), engine.encode_prompt(CITY)
+    state = engine.new_stream(4)
+    engine.advance([(state, ocean)])
+    opening = state.latent
+    for _ in range(2):
+        engine.advance([(state, ocean)])
+    assert state.anchor is not None and torch.equal(state.anchor, opening)
+    assert not torch.equal(state.latent, opening)
+    engine.advance([(state, city)])
+    assert torch.equal(state.anchor, state.latent)  # the first frame under the new prompt
+    city_frame = state.latent
+    started = engine.new_stream(5)
+    started.latent = opening.clone()
+    engine.advance([(started, ocean)])
+    assert torch.equal(started.anchor, opening)
+    made = []
+    for anchor in (opening, city_frame):
+        stream = engine.new_stream(6)
+        stream.latent, stream.conditioning, stream.anchor = opening, ocean, anchor
+        made.append(engine.generate([(stream, ocean)])[0].astype(int))
+    assert np.abs(made[0] - made[1]).mean() > 1.0
 
 
 def test_drifting_noise_keeps_consecutive_frames_closer(engine: StreamingEngine) -> None:

@@ -14,7 +14,7 @@ from models.world import SceneSpec, describe
 pytestmark = pytest.mark.slow  # streams the shipped model
 
 SETTLE_FRAMES = 24  # one second of stream before looking
-HOLD_PSNR_DB = 16.0  # the shipped model: 17.9 dB on the evaluation's 32 streams (the card's "Hold" line)
+HOLD_GAP_DB = 3.5  # how far a stream's layout may fall below a still picture's a second on (shipped: 2.3)
 LOOK_FRAMES = 6
 
 
@@ -108,11 +108,12 @@ def test_paraphrases_show_the_scene_they_name(engine: StreamingEngine, probe: At
 
 
 def test_a_stream_carries_a_frame_of_its_scene_on(engine: StreamingEngine) -> None:
-    """Streams that start from a frame of the world keep some of that picture a second on.
+    """Streams that start from a frame of the world keep its layout a second on, near a still picture of it.
 
-    The bar guards against worse, not for good: a still picture of the first frame scores 27.6 dB, the
-    shipped model 17.9, and a trial recipe whose rollouts ran away into bright streaks 13.5.
+    On these 8 streams the still picture scores 29.0 dB of layout (8x8-pixel cell means) against the world
+    a second later, the shipped model 26.6 (its anchor brings a stream back to the frame it started from),
+    and the model before the anchor, which drifted to its subject's pinned picture, 23.9.
     """
     settings = EvalSettings(hold_streams=8, hold_seconds=(1.0,))
     after = hold(engine, eval_specs(8, seed=3), settings, progress=False)["after"]["1s"]
-    assert after["generated_psnr_db"] >= HOLD_PSNR_DB, after
+    assert after["generated_coarse_psnr_db"] >= after["still_picture_coarse_psnr_db"] - HOLD_GAP_DB, after

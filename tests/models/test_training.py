@@ -11,6 +11,8 @@ import torch
 from safetensors.numpy import load_file
 
 from models import StreamingEngine
+from models.training.anchor import widen_for_anchor
+from models.training.architecture import make_video_unet
 from models.training.config import TrainConfig
 from models.training.first_frames import StillBank, nearest_stills
 from models.training.recipe import train
@@ -48,6 +50,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert again["first_frames"] == summary["first_frames"] and summary["first_frames"]["loss_curve"]
     assert again["settle"] == summary["settle"] and summary["settle"]["loss_curve"]
     assert again["pin"] == summary["pin"] and summary["pin"]["loss_curve"]
+    assert again["anchor"] == summary["anchor"] and summary["anchor"]["loss_curve"]
+    assert engine.takes_anchor and "3g. The anchor" in card
     assert again["own_decoder"] == summary["own_decoder"] and set(summary["own_decoder"]) == {
         "psnr_db",
         "edge_energy_ratio",
@@ -108,13 +112,51 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     pinned_longer = replace(more_first_frames, pin_moments=3)
     train(pinned_longer, tmp_path / "model-pinned", work, threads=1)
     printed = capsys.readouterr().out
-    assert {"pinned.pt", "pin.pt", "own_latents.pt", "own_decoder.pt"} <= _restarted(printed)
+    assert {"pinned.pt", "pin.pt", "own_latents.pt", "own_decoder.pt", "anchor.pt"} <= _restarted(printed)
     assert "settle.pt" not in printed and "stills.pt" not in printed  # pinning goes on from the settled denoiser
+    anchored_longer = replace(pinned_longer, anchor_steps=config.anchor_steps + 2)
+    train(anchored_longer, tmp_path / "model-anchored", work, threads=1)
+    printed = capsys.readouterr().out
+    assert _restarted(printed) == {"anchor.pt"}  # the anchor stage is the last to touch the denoiser
     more_captions = replace(pinned_longer, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
     assert "grounder.pt: saved under another recipe" in printed
     assert "denoiser.pt" not in printed and "sharpen.pt" not in printed  # text-only: the UNet stages are kept
+
+
+def test_a_run_from_a_trained_folder_trains_only_the_anchor_and_refuses_another_recipe(tmp_path: Path) -> None:
+    config = TrainConfig(seed=5).quick()
+    unanchored = replace(config, anchor_steps=0)
+    base = tmp_path / "base"
+    train(unanchored, base, tmp_path / "work-base", threads=1)
+    assert not StreamingEngine.from_pretrained(base).takes_anchor
+    summary = train(config, tmp_path / "anchored", tmp_path / "work", threads=1, base=base)
+    assert summary["anchor"]["loss_curve"] and "trained the anchor" in summary["base"]
+    assert {p.name for p in (tmp_path / "work").iterdir()} == {"clip_bank.pt", "pinned.pt", "anchor.pt"}
+    kept = _weights(base, "grounder")
+    for name, value in _weights(tmp_path / "anchored", "grounder").items():
+        np.testing.assert_array_equal(value, kept[name])
+    assert StreamingEngine.from_pretrained(tmp_path / "anchored").takes_anchor
+    with pytest.raises(ValueError, match="another recipe .*pin_steps"):
+        train(replace(config, pin_steps=5), tmp_path / "other", tmp_path / "work", threads=1, base=base)
+    with pytest.raises(ValueError, match="already takes an anchor"):
+        train(config, tmp_path / "twice", tmp_path / "work", threads=1, base=tmp_path / "anchored")
+
+
+def test_widening_for_the_anchor_keeps_what_the_denoiser_computes() -> None:
+    torch.manual_seed(0)
+    unet = make_video_unet().eval()
+    wide = widen_for_anchor(unet).eval()
+    assert wide.config.in_channels == 12
+    x = torch.randn(2, 8, 16, 16)
+    anchor = torch.randn(2, 4, 16, 16)
+    tokens, t = torch.randn(2, 5, 384), torch.tensor([999, 500])
+    pooled = torch.nn.functional.normalize(torch.randn(2, 384), dim=-1)
+    with torch.no_grad():
+        before = unet(x, t, encoder_hidden_states=tokens, class_labels=pooled).sample
+        after = wide(torch.cat([x, anchor], 1), t, encoder_hidden_states=tokens, class_labels=pooled).sample
+    torch.testing.assert_close(after, before)
 
 
 def test_settling_aims_each_stream_at_the_still_of_its_scene_nearest_to_its_own_frame() -> None:

@@ -25,7 +25,7 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=LATENT_SIZE,
-        in_channels=8,  # noisy latent and previous frame's latent
+        in_channels=12,  # noisy latent, previous frame's latent and the stream's anchor latent
         out_channels=4,
         block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
