@@ -149,7 +149,9 @@ def connect_sentinel(url: str, **options: Any) -> aioredis.Redis:
     service = urlsplit(url).path.strip("/")
     if not service:
         raise ValueError(f"{url!r} names no service: redis+sentinel://host:port/<service>")
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves its constructor untyped
+    # redis-py types Sentinel's constructor in some releases and not in others; as Any it checks under both
+    sentinel_class: Any = Sentinel
+    sentinel = sentinel_class(
         _addresses(url), sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT}, **_timeouts(options)
     )
     return sentinel.master_for(service, decode_responses=True, **_credentials(url))  # type: ignore[no-any-return]
