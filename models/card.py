@@ -329,9 +329,14 @@ def _own_decoder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    {figures.get('edge_energy_ratio')} of the original."""
 
 
+def _has_anchor(config: dict[str, Any]) -> bool:
+    """Whether the run trained the anchor input (it needs the first-frames and pinning stages before it)."""
+    return bool(config.get("first_frames_steps") and config.get("pin_steps") and config.get("anchor_steps"))
+
+
 def _anchor_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     """Step 3g of the card's recipe: the anchor input, if the run had it."""
-    if not config.get("first_frames_steps") or not config.get("pin_steps") or not config.get("anchor_steps"):
+    if not _has_anchor(config):
         return ""
     figures, c = training.get("anchor", {}), config
     return f"""
@@ -577,7 +582,7 @@ def write_model_card(folder: Path) -> Path:
         _grounder_step,
     )
     later_steps = "".join(step(config, training) for step in steps)
-    anchor_input = " + anchor latent, step 3g" if _anchor_step(config, training) else ""
+    anchor_input = " + anchor latent, step 3g" if _has_anchor(config) else ""
     base_note = f"; {training['base']}" if training.get("base") else ""
     card = f"""# Pixelcast world model
 

@@ -207,7 +207,7 @@ class StreamingEngine:
                 f"({self.latent_channels}): noisy latent + previous-frame latent (+ anchor latent)"
             )
         # The shipped UNet also sees the frame its stream started from, so that it can come back to it.
-        self.takes_anchor = self.kind == PIXELCAST and in_channels == 3 * self.latent_channels
+        self.takes_anchor: bool = self.kind == PIXELCAST and pipeline.takes_anchor
         if self.kind == TEXT_TO_IMAGE and in_channels != self.latent_channels:
             raise ValueError(
                 f"unet.in_channels={in_channels} must equal out_channels ({self.latent_channels}) "

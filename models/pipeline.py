@@ -169,9 +169,6 @@ class PixelcastPipeline(DiffusionPipeline):
             num_inference_steps = max(num_inference_steps, int(self.config.get("new_prompt_steps", 0)))
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
-        if anchor_latents is None:
-            anchor_latents = torch.zeros(shape, device=device, dtype=dtype)
-        anchor_latents = anchor_latents.to(device=device, dtype=dtype).reshape(shape)
 
         pooled = sentence_embedding(prompt_embeds) if self.unet.config.class_embed_type == "projection" else None
         if self.config.context_noise:
@@ -179,7 +176,11 @@ class PixelcastPipeline(DiffusionPipeline):
                 shape, generator=generator, device=device, dtype=dtype
             )
 
-        context = torch.cat([previous_latents, anchor_latents], dim=1) if self.takes_anchor else previous_latents
+        context = previous_latents
+        if self.takes_anchor:
+            if anchor_latents is None:
+                anchor_latents = torch.zeros(shape, device=device, dtype=dtype)
+            context = torch.cat([context, anchor_latents.to(device=device, dtype=dtype).reshape(shape)], dim=1)
 
         # 2. prepare timesteps and initial noise
         self.scheduler.set_timesteps(num_inference_steps, device=device)

@@ -107,13 +107,12 @@ def anchor_batch(
         batch.target[after_own] = nearest_stills(pinned, batch.clip[after_own], held)
     if len(rest):
         frames = int(rng.integers(1, config.anchor_own_frames + 1))
-        own = rest[(rng.random(len(rest)) < config.anchor_own_rest) & (batch.t[rest] > frames)]
-        start = batch.t[rest] - 1
-        start[np.isin(rest, own)] -= frames
+        mine = (rng.random(len(rest)) < config.anchor_own_rest) & (batch.t[rest] > frames)
+        own = rest[mine]
+        start = batch.t[rest] - 1 - np.where(mine, frames, 0)  # the true frame each row's stream goes on from
         earlier = (rng.random(len(rest)) * (start + 1)).astype(int)  # uniform in [0, start]
         anchor[rest] = bank.latents[batch.clip[rest], earlier].float().to(device)
         if len(own):
-            mine = np.isin(rest, own)
             from_true = bank.latents[batch.clip[own], start[mine]].float().to(device)
             batch.context[own] = _own_frames(
                 unet, from_true, anchor[own], batch.tokens[own], batch.pooled[own], frames, rng, alphas

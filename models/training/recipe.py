@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 
 from models.card import TRAINING_FILE, write_model_card
+from models.grounding import SceneGrounder
 from models.lexicon import LICENCE_FILE
 from models.pipeline import PixelcastPipeline
 from models.text import TextEncoder
@@ -91,13 +93,16 @@ def _pinned_stills(
 
 @dataclass
 class Trained:
-    """A pipeline's parts as the stages leave them, and the summary's sections so far."""
+    """A pipeline's parts as the stages leave them, the summary's sections so far, and the training data
+    already in memory (`None` where the stages did not need it)."""
 
-    vae: Any
-    unet: Any
-    scheduler: Any
-    grounder: Any | None
+    vae: AutoencoderTiny
+    unet: UNet2DConditionModel
+    scheduler: DDIMScheduler
+    grounder: SceneGrounder | None
     sections: dict[str, Any]
+    bank: ClipBank | None = None
+    pinned: StillBank | None = None
 
 
 def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device) -> Trained:
@@ -136,6 +141,7 @@ def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device
         unet, settle_losses = train_settling(config, bank, stills, scheduler, unet, work_dir, device)
     # 6d. one picture per scene: first frames aim at one layout of their subject, which a stream keeps
     pin_losses: list[float] = []
+    pinned: StillBank | None = None
     if config.first_frames_steps and config.pin_steps:
         pinned = _pinned_stills(config, work_dir, bank, vae, scale, device)
         unet, pin_losses = train_pinning(config, bank, pinned, scheduler, unet, work_dir, device)
@@ -161,7 +167,7 @@ def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device
         "settle": _curve(settle_losses),
         "pin": _curve(pin_losses),
     }
-    return Trained(vae=vae, unet=unet, scheduler=scheduler, grounder=None, sections=sections)
+    return Trained(vae, unet, scheduler, None, sections, bank, pinned)
 
 
 BASE_SECTIONS = (
@@ -223,8 +229,8 @@ def train(
     anchor_losses: list[float] = []
     if config.first_frames_steps and config.pin_steps and config.anchor_steps:
         scale = float(vae.config.scaling_factor)
-        bank = _clip_bank(config, work_dir, vae, scale, device)
-        pinned = _pinned_stills(config, work_dir, bank, vae, scale, device)
+        bank = trained.bank or _clip_bank(config, work_dir, vae, scale, device)
+        pinned = trained.pinned or _pinned_stills(config, work_dir, bank, vae, scale, device)
         unet, anchor_losses = train_anchor(config, bank, pinned, scheduler, unet, work_dir, device)
     # 7. the prompt grounder (text only)
     grounder, grounding = trained.grounder, trained.sections.get("grounder", {})
