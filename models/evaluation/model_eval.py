@@ -198,6 +198,12 @@ def summary(report: dict[str, Any]) -> str:
             f" layout alone {row['generated_coarse_psnr_db']} dB ({row['still_picture_coarse_psnr_db']} dB),"
             f" detail x{row['detail_ratio']}"
         )
+        cameras = [(camera, entry["after"][when]) for camera, entry in report["hold"].get("by_camera", {}).items()]
+        by_camera = (
+            f"{camera} {at['generated_coarse_psnr_db']} dB ({at['still_picture_coarse_psnr_db']} dB)"
+            for camera, at in cameras
+        )
+        lines.append("    layout by camera: " + ", ".join(by_camera))
     fid = report["fidelity"]
     for when, row in fid["overall"].items():
         lines.append(

@@ -22,6 +22,22 @@ LATER_STAGES = (
 )
 """Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
 
+FINE_TUNE_RNG_TAGS = {"rollout": 13, "first_frames": 19, "settle": 23, "pin": 29, "anchor": 31}
+"""The denoiser's fine-tuning stages, each with the number that seeds its own random stream beside the config's."""
+
+
+@dataclass(frozen=True)
+class FineTuneStage:
+    """What one fine-tuning stage of the denoiser takes from the config (`TrainConfig.fine_tune_stage`)."""
+
+    name: str  # its fields' prefix, and its checkpoint's file name
+    steps: int
+    lr: float
+    ema_decay: float
+    checkpoint_every: int
+    recipe: dict[str, Any]  # its checkpoint resumes only under this
+    rng_seed: tuple[int, int]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -219,6 +235,18 @@ class TrainConfig:
         """What the pinned denoiser depends on, and the anchor stage's own fields."""
         anchor = self._stage_fields("anchor_")
         return {**self.pin_recipe(), **anchor}
+
+    def fine_tune_stage(self, name: str) -> FineTuneStage:
+        """The settings of the denoiser's fine-tuning stage `name` (a key of `FINE_TUNE_RNG_TAGS`)."""
+        return FineTuneStage(
+            name=name,
+            steps=getattr(self, f"{name}_steps"),
+            lr=getattr(self, f"{name}_lr"),
+            ema_decay=self.ema_decay,
+            checkpoint_every=self.checkpoint_every,
+            recipe=getattr(self, f"{name}_recipe")(),
+            rng_seed=(self.seed, FINE_TUNE_RNG_TAGS[name]),
+        )
 
     def grounder_recipe(self, vocabulary: Vocabulary = WORLD) -> dict[str, Any]:
         """What the grounder's embedded captions depend on: the seed, how many, which words (text only)."""

@@ -17,7 +17,7 @@ from models.text import sentence_embedding
 
 from .architecture import make_video_unet
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
-from .config import TrainConfig
+from .config import FineTuneStage, TrainConfig
 from .world_data import ClipBank
 
 # The timesteps 1- and 2-step trailing DDIM sampling actually visits get extra training weight.
@@ -180,22 +180,20 @@ def fine_tune(
     unet: UNet2DConditionModel,
     scheduler: DDIMScheduler,
     next_batch: BatchMaker,
+    stage: FineTuneStage,
+    work_dir: Path,
     *,
-    path: Path,
-    recipe: dict,
-    rng: np.random.Generator,
-    steps: int,
-    lr: float,
-    ema_decay: float,
-    checkpoint_every: int,
     desc: str,
     device: torch.device | str = "cpu",
 ) -> tuple[UNet2DConditionModel, list[float]]:
-    """Fine-tune a copy of `unet` with v-prediction on `next_batch`'s batches at a constant learning rate,
-    checkpointing to `path` under `recipe` (and resuming from it); returns the EMA weights and the loss curve."""
+    """Fine-tune a copy of `unet` with v-prediction on `next_batch`'s batches at the `stage`'s constant learning
+    rate, checkpointing to `work_dir / <stage name>.pt` under its recipe (and resuming from it); returns the
+    EMA weights and the loss curve."""
+    path, recipe, steps = work_dir / f"{stage.name}.pt", stage.recipe, stage.steps
+    rng = np.random.default_rng(stage.rng_seed)
     unet = copy.deepcopy(unet).to(device).float().requires_grad_(True).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=stage.lr, weight_decay=1e-2)
     parts = {"model": unet, "ema": ema, "optimizer": optimizer}
     step, losses = 0, []
     state = load_checkpoint(path, recipe)
@@ -207,11 +205,11 @@ def fine_tune(
             batch, t = next_batch(unet, rng, alphas)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
             loss = v_prediction_loss(unet, batch, t, noise, alphas)
-            descend(unet, optimizer, loss, ema, ema_decay)
+            descend(unet, optimizer, loss, ema, stage.ema_decay)
             step += 1
             losses.append(round(loss.item(), 5))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            if step % checkpoint_every == 0 or step == steps:
+            if step % stage.checkpoint_every == 0 or step == steps:
                 save_checkpoint(path, training_state(parts, rng, step, losses=losses), recipe)
     return ema.eval(), losses

@@ -158,13 +158,8 @@ def train_first_frames(
         unet,
         scheduler,
         lambda model, rng, alphas: first_frames_batch(config, bank, stills, model, rng, alphas, device),
-        path=work_dir / "first_frames.pt",
-        recipe=config.first_frames_recipe(),
-        rng=np.random.default_rng([config.seed, 19]),
-        steps=config.first_frames_steps,
-        lr=config.first_frames_lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=config.checkpoint_every,
+        config.fine_tune_stage("first_frames"),
+        work_dir,
         desc="first frames",
         device=device,
     )
@@ -188,13 +183,8 @@ def train_settling(
         lambda model, rng, alphas: first_frames_batch(
             config, bank, stills, model, rng, alphas, device, shares=shares, settle=True
         ),
-        path=work_dir / "settle.pt",
-        recipe=config.settle_recipe(),
-        rng=np.random.default_rng([config.seed, 23]),
-        steps=config.settle_steps,
-        lr=config.settle_lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=config.checkpoint_every,
+        config.fine_tune_stage("settle"),
+        work_dir,
         desc="settle",
         device=device,
     )

@@ -94,13 +94,8 @@ def train_pinning(
         lambda model, rng, alphas: first_frames_batch(
             config, bank, pinned, model, rng, alphas, device, shares=shares, settle=True
         ),
-        path=work_dir / "pin.pt",
-        recipe=config.pin_recipe(),
-        rng=np.random.default_rng([config.seed, 29]),
-        steps=config.pin_steps,
-        lr=config.pin_lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=config.checkpoint_every,
+        config.fine_tune_stage("pin"),
+        work_dir,
         desc="pin",
         device=device,
     )
