@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -193,8 +193,7 @@ def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained
             takes an anchor.
     """
     summary = json.loads((base / TRAINING_FILE).read_text())
-    ours = {k: v for k, v in config.to_dict().items() if not k.startswith("anchor_") and k != "checkpoint_every"}
-    differing = sorted(k for k, v in ours.items() if summary["config"].get(k) != v)
+    differing = _recipe_differences(config, summary["config"])
     if differing:
         raise ValueError(f"{base} was trained under another recipe ({', '.join(differing)} differ)")
     pipeline = PixelcastPipeline.from_pretrained(base, local_files_only=True, dtype=torch.float32).to(device)
@@ -202,6 +201,20 @@ def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained
         raise ValueError(f"{base}: its denoiser already takes an anchor; start from a folder trained to stage 6d")
     sections = {name: summary[name] for name in BASE_SECTIONS if name in summary}
     return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections)
+
+
+def _recipe_differences(config: TrainConfig, base_config: dict[str, Any]) -> list[str]:
+    """The fields on which the stages before the anchor (denoiser, decoder and grounder) depend and that differ
+    between `config` and a trained folder's `base_config`; settings for streams and bookkeeping may differ."""
+    unknown = set(base_config) - {field.name for field in fields(TrainConfig)}
+    if unknown:
+        return sorted(unknown)
+    theirs = TrainConfig(**base_config)
+    differing: set[str] = set()
+    for recipe in ("own_decoder_recipe", "grounder_recipe"):
+        ours, other = getattr(config, recipe)(), getattr(theirs, recipe)()
+        differing |= {name for name in ours.keys() | other.keys() if ours.get(name) != other.get(name)}
+    return sorted(differing)
 
 
 def train(

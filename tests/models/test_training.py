@@ -140,6 +140,10 @@ def test_a_run_from_a_trained_folder_trains_only_the_anchor_and_refuses_another_
     assert StreamingEngine.from_pretrained(tmp_path / "anchored").takes_anchor
     with pytest.raises(ValueError, match="another recipe .*pin_steps"):
         train(replace(config, pin_steps=5), tmp_path / "other", tmp_path / "work", threads=1, base=base)
+    # settings for streams do not change the weights a base stands for: they go into the new pipeline
+    steered = replace(config, new_prompt_steps_inference=2)
+    train(steered, tmp_path / "steered", tmp_path / "work", threads=1, base=base)
+    assert StreamingEngine.from_pretrained(tmp_path / "steered").new_prompt_steps == 2
     with pytest.raises(ValueError, match="already takes an anchor"):
         train(config, tmp_path / "twice", tmp_path / "work", threads=1, base=tmp_path / "anchored")
 
