@@ -72,7 +72,8 @@ def turn_server() -> Iterator[TurnProcess]:
 
 @pytest.fixture(scope="module")
 def server_with_turn(turn_server: TurnProcess, artifacts_dir) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
-    args = ("--ice-server", turn_server.url, "--turn-secret", turn_server.secret)
+    # `=`: a URL-safe secret may start with "-", which argparse would take for another option
+    args = ("--ice-server", turn_server.url, f"--turn-secret={turn_server.secret}")
     with ServerProcess(*args, log_path=artifacts_dir / "server-turn.log") as server:
         yield server
 
