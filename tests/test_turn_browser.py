@@ -6,7 +6,7 @@ coturn (Debian's package) runs on loopback with a shared secret; the server gets
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import secrets
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.deployment import TurnProcess, find_program
 from benchmarks.server_process import ServerProcess
+from tests.support.waiting import until
 from tests.test_browser import CHROMIUM, DESKTOP, Viewer, chromium
 
 if TYPE_CHECKING:
@@ -55,13 +56,15 @@ async () => {
 async def _selected_pair_once_it_carries_bytes(page: Page, seconds: float = 10.0) -> dict | None:
     """The transport's selected candidate pair, read again until its byte count shows what already played:
     Chromium's stats of a pair lag the media (a full run once read 0 bytes on a pair whose frames had
-    advanced)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
+    advanced). After `seconds` it is returned as it is, for the caller's assertions to describe."""
+
+    async def carries_bytes() -> bool:
         pair = await page.evaluate(JS_SELECTED_PAIR)
-        if (pair and pair["received"] > 0) or asyncio.get_running_loop().time() > deadline:
-            return pair
-        await asyncio.sleep(0.25)
+        return bool(pair and pair["received"] > 0)
+
+    with contextlib.suppress(TimeoutError):
+        await until(carries_bytes, seconds)
+    return await page.evaluate(JS_SELECTED_PAIR)
 
 
 @pytest.fixture(scope="module")
