@@ -189,19 +189,18 @@ def fine_tune(
     """Fine-tune a copy of `unet` with v-prediction on `next_batch`'s batches at the `stage`'s constant learning
     rate, checkpointing to `work_dir / <stage name>.pt` under its recipe (and resuming from it); returns the
     EMA weights and the loss curve."""
-    path, recipe, steps = work_dir / f"{stage.name}.pt", stage.recipe, stage.steps
-    rng = np.random.default_rng(stage.rng_seed)
+    path, rng = work_dir / f"{stage.name}.pt", np.random.default_rng(stage.rng_seed)
     unet = copy.deepcopy(unet).to(device).float().requires_grad_(True).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=stage.lr, weight_decay=1e-2)
     parts = {"model": unet, "ema": ema, "optimizer": optimizer}
     step, losses = 0, []
-    state = load_checkpoint(path, recipe)
+    state = load_checkpoint(path, stage.recipe)
     if state is not None:
         step, losses = restore_training_state(state, parts, rng), state["losses"]
     alphas = scheduler.alphas_cumprod.float().to(device)
-    with tqdm(total=steps, initial=step, desc=desc, unit="step") as bar:
-        while step < steps:
+    with tqdm(total=stage.steps, initial=step, desc=desc, unit="step") as bar:
+        while step < stage.steps:
             batch, t = next_batch(unet, rng, alphas)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
             loss = v_prediction_loss(unet, batch, t, noise, alphas)
@@ -210,6 +209,6 @@ def fine_tune(
             losses.append(round(loss.item(), 5))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            if step % stage.checkpoint_every == 0 or step == steps:
-                save_checkpoint(path, training_state(parts, rng, step, losses=losses), recipe)
+            if step % stage.checkpoint_every == 0 or step == stage.steps:
+                save_checkpoint(path, training_state(parts, rng, step, losses=losses), stage.recipe)
     return ema.eval(), losses
