@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 from benchmarks.deployment import find_program, loopback_deployment
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient
+from tests.support.waiting import until
 from tests.test_browser import CHROMIUM, DESKTOP, chromium, open_viewer
 
 pytestmark = pytest.mark.skipif(
@@ -130,7 +130,8 @@ async def test_the_viewer_page_plays_through_nginx_and_its_session_ends_on_its_w
         assert await _sessions_on(worker) == 1
         viewer.assert_no_errors()
         await viewer.page.close()  # pagehide: the page DELETEs its session through nginx
-    deadline = asyncio.get_running_loop().time() + 10
-    while await _sessions_on(worker):
-        assert asyncio.get_running_loop().time() < deadline, "the page's DELETE never reached its worker"
-        await asyncio.sleep(0.2)
+
+    async def drained() -> bool:
+        return await _sessions_on(worker) == 0
+
+    await until(drained, 10, failure="the page's DELETE never reached its worker", every=0.2)

@@ -15,6 +15,7 @@ from personalization.personalizer import Personalizer, is_spooled
 from personalization.spool import EventSpool
 from personalization.store import UNAVAILABLE, Store, connect
 from personalization.viewers import ViewerRegistry
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow  # starts Redis Clusters
 
@@ -58,10 +59,7 @@ async def test_events_are_neither_lost_nor_doubled_when_a_master_fails_over(tmp_
             await asyncio.sleep(0.05)
         assert spooled >= len(on_victim), "the dead master's viewers had their feedback spooled"
 
-        deadline = asyncio.get_running_loop().time() + 60
-        while spool.pending:
-            assert asyncio.get_running_loop().time() < deadline, f"{spool.pending} events still spooled"
-            await asyncio.sleep(0.2)
+        await until(lambda: not spool.pending, 60, failure=lambda: f"{spool.pending} events still spooled", every=0.2)
         replayer.cancel()
 
         assert (await cluster.master_of(profile_key(viewers[0]))) is not victim, "the replica took over"

@@ -20,6 +20,7 @@ from benchmarks.server_process import ServerProcess
 from streamer.encoding import VIDEO_CLOCK_RATE
 from streamer.faults import FAULT_MARKER_ENV
 from streamer.whep_client import WhepClient, use_loopback_only
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow  # starts a server
 
@@ -52,10 +53,10 @@ class _Timestamps:
             pass
 
     async def at_least(self, count: int, timeout: float = 60) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.pts) < count:
-            assert asyncio.get_running_loop().time() < deadline, f"only {len(self.pts)} of {count} frames came"
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: len(self.pts) >= count, timeout, failure=lambda: f"only {len(self.pts)} of {count} frames came",
+            every=0.05,
+        )  # fmt: skip
 
     def stalls(self, since: int) -> list[int]:
         """Gaps (in frame slots) over two slots between consecutive frames from index `since` on."""

@@ -8,6 +8,7 @@ viewer sent is in its profile exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
@@ -18,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.server_process import ServerProcess
 from streamer.whep_client import WhepClient, use_loopback_only
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow  # starts a server and kills its Redis
 
@@ -41,21 +43,24 @@ class _Frames:
             self.ended = error
 
     async def more_than(self, count: int, timeout: float = 30) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.count <= count:
+        def arrived() -> bool:
             assert self.ended is None, "the viewer's video ended"
-            assert asyncio.get_running_loop().time() < deadline, "no new frames arrived"
-            await asyncio.sleep(0.05)
+            return self.count > count
+
+        await until(arrived, timeout, failure="no new frames arrived", every=0.05)
 
 
-async def _until(http: httpx.AsyncClient, status: int, timeout: float = 60) -> httpx.Response:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        response = await http.get("/healthz")
-        if response.status_code == status:
-            return response
-        assert asyncio.get_running_loop().time() < deadline, f"/healthz never answered {status}: {response.text}"
-        await asyncio.sleep(0.1)
+async def _health_once(http: httpx.AsyncClient, status: int, timeout: float = 60) -> httpx.Response:
+    """The first /healthz response with `status`, polled every 0.1 s."""
+    responses: list[httpx.Response] = []
+
+    async def answered() -> bool:
+        responses.append(await http.get("/healthz"))
+        return responses[-1].status_code == status
+
+    never = lambda: f"/healthz never answered {status}: {responses[-1].text}"  # noqa: E731
+    await until(answered, timeout, failure=never, every=0.1)
+    return responses[-1]
 
 
 async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice() -> None:
@@ -86,7 +91,7 @@ async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice(
                 # 1. Redis dies
                 pid = int((server.data_dir / "redis" / "redis.pid").read_text())
                 os.kill(pid, signal.SIGKILL)
-                degraded = await _until(http, 503)
+                degraded = await _health_once(http, 503)
                 assert degraded.json()["status"] == "degraded" and "Redis" in degraded.json()["reason"]
                 assert "retry-after" in degraded.headers
 
@@ -98,7 +103,7 @@ async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice(
                 await frames.more_than(at_kill + 12)
 
                 # 3. it comes back by itself, and the stream is still going
-                healthy = (await _until(http, 200)).json()
+                healthy = (await _health_once(http, 200)).json()
                 assert healthy["redis"]["restarts"] == 1
                 await frames.more_than(frames.count + 12)
                 sending = False
@@ -107,18 +112,28 @@ async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice(
 
                 # 4. every event is in the profile, once
                 headers = {"Authorization": f"Bearer {viewer['token']}"}
-                deadline = asyncio.get_running_loop().time() + 60
-                while True:
+                profile: dict[str, Any] = {}
+
+                async def all_counted() -> bool:
+                    nonlocal profile
                     profile = (await http.get(f"/api/viewers/{viewer['viewer_id']}/profile", headers=headers)).json()
-                    counted = int(profile["profile"].get("n_like", 0))
-                    if counted >= sent or asyncio.get_running_loop().time() > deadline:
-                        break
-                    await asyncio.sleep(0.2)
+                    return int(profile["profile"].get("n_like", 0)) >= sent
+
+                with contextlib.suppress(TimeoutError):
+                    await until(all_counted, 60, every=0.2)
+                counted = int(profile["profile"].get("n_like", 0))
                 assert counted == sent, f"sent {sent} likes, the profile counts {counted}"
                 assert int(profile["profile"]["n_applied"]) == sent
                 assert len(profile["events"]) == sent
-                health = (await http.get("/healthz")).json()
-                assert health["spool"]["pending"] == 0 and health["spool"]["replayed"] > 0, health
+                # the spool empties itself after its events land (they may show in the profile first)
+                health: dict[str, Any] = {}
+
+                async def spool_replayed() -> bool:
+                    nonlocal health
+                    health = (await http.get("/healthz")).json()
+                    return health["spool"]["pending"] == 0 and health["spool"]["replayed"] > 0
+
+                await until(spool_replayed, 30, failure=lambda: f"the spool never emptied: {health}", every=0.2)
                 errors = [m for m in list(client.messages._queue) if m.get("type") == "error"]  # noqa: SLF001
                 assert not errors, errors
                 assert frames.ended is None
