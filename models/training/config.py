@@ -105,15 +105,15 @@ class TrainConfig:
     settle_lr: float = 1e-4
     settle_first_share: float = 0.25
     settle_own_share: float = 0.4
-    # 6d. one picture per scene (models/training/pinned.py): first frames aim at the subject's medoid layout,
+    # 6c. one picture per scene (models/training/pinned.py): first frames aim at the subject's medoid layout,
     # frames after the model's own at the nearest of that layout's first moments
     pin_steps: int = 3600
     pin_lr: float = 3e-4
     pin_first_share: float = 0.35
     pin_own_share: float = 0.3
     pin_moments: int = 4
-    # 6c. the decoder draws the denoiser's own latents as the nearest render of their scene
-    # (models/training/own_decoder.py); off: after pinning (6d) the stage 1b decoder draws the latents
+    # 6d. the decoder draws the denoiser's own latents as the nearest render of their scene
+    # (models/training/own_decoder.py); off: after pinning (6c) the stage 1b decoder draws the latents
     # streams hold sharper and nearer the world (docs/fidelity.md)
     own_decoder_steps: int = 0
     own_decoder_lr: float = 1e-4

@@ -1,4 +1,4 @@
-"""Stage 5: the prompt grounder (see `models.grounding`), trained on training captions only.
+"""Stage 7: the prompt grounder (see `models.grounding`), trained on training captions only.
 
 Text only, so it takes minutes: most of it is MiniLM embedding every caption and its word runs.
 The embedded features are checkpointed; the linear heads then train in seconds, full batch.

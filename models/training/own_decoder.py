@@ -1,4 +1,4 @@
-"""Stage 6c: the decoder learns to draw the denoiser's own latents as pictures of the world.
+"""Stage 6d: the decoder learns to draw the denoiser's own latents as pictures of the world.
 
 A one-step frame from text alone is the denoiser's estimate of the average of every picture its text
 allows, and the decoder, trained on the encoder's latents of single pictures, draws that average as a

@@ -1,4 +1,4 @@
-"""Stage 6d: one picture per scene, drawn sharp, and streams that keep it.
+"""Stage 6c: one picture per scene, drawn sharp, and streams that keep it.
 
 One DDIM step from zero-SNR noise returns the average of every picture a text allows: with the world's
 32 layouts of each subject as targets, the first frame is their blur, and whatever a stream starts from,
@@ -85,7 +85,7 @@ def train_pinning(
     work_dir: Path,
     device: torch.device | str = "cpu",
 ) -> tuple[UNet2DConditionModel, list[float]]:
-    """Stage 6d: first frames aim at the subject's pinned layout, and frames after the model's own first frames
+    """Stage 6c: first frames aim at the subject's pinned layout, and frames after the model's own first frames
     at the nearest of its first moments (resuming from `work_dir`); returns the EMA weights and the loss curve."""
     shares = (config.pin_first_share, config.pin_own_share)
     return fine_tune(

@@ -139,13 +139,13 @@ def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device
     settle_losses: list[float] = []
     if config.first_frames_steps and config.settle_steps:
         unet, settle_losses = train_settling(config, bank, stills, scheduler, unet, work_dir, device)
-    # 6d. one picture per scene: first frames aim at one layout of their subject, which a stream keeps
+    # 6c. one picture per scene: first frames aim at one layout of their subject, which a stream keeps
     pin_losses: list[float] = []
     pinned: StillBank | None = None
     if config.first_frames_steps and config.pin_steps:
         pinned = _pinned_stills(config, work_dir, bank, vae, scale, device)
         unet, pin_losses = train_pinning(config, bank, pinned, scheduler, unet, work_dir, device)
-    # 6c. the decoder learns to draw the latents streams hold as pictures of their scene, not as a haze
+    # 6d. the decoder learns to draw the latents streams hold as pictures of their scene, not as a haze
     own_decoder_figures: dict[str, float] = {}
     if config.first_frames_steps and config.own_decoder_steps:
         own = _cached(
