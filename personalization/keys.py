@@ -35,7 +35,7 @@ def _tag(viewer_id: str) -> str:
 
 
 def profile_key(viewer_id: str) -> str:
-    """HASH: schema_version, created_at, anonymous, last_event_id, counters, last_steer, ..."""
+    """HASH: schema_version, created_at, anonymous, last_event_id, counters, last_steer, last_steer_ms, ..."""
     return f"{_tag(viewer_id)}:profile"
 
 

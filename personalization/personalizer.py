@@ -6,13 +6,14 @@
 
 Scenes are plain ``dict[str, str]`` (attr -> value); the streamer converts to and from ``SceneSpec``.
 
-With Redis away, feedback goes to the event spool (``personalization.spool``) when one is attached, and
-a session keeps choosing scenes from the last ``Profile`` it loaded (``choose``).
+With Redis away, feedback and steers go to the event spool (``personalization.spool``) when one is
+attached, and a session keeps choosing scenes from the last ``Profile`` it loaded (``choose``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,7 +59,7 @@ class Personalizer:
         self.steer_reader = steer_reader
         self.default_policy = default_policy
         self.rng = np.random.default_rng(seed)
-        self.spool: EventSpool | None = None  # where feedback goes while Redis is away (set by the server)
+        self.spool: EventSpool | None = None  # where feedback and steers go while Redis is away (attach_spool)
         self._policies: dict[str, Policy] = {}
 
     def policy(self, name: str | None = None) -> Policy:
@@ -111,20 +112,55 @@ class Personalizer:
         await self.spool.add(SpooledEvent.of(viewer_id, feedback, scene, context, eid, experiment))
         return SPOOLED_PREFIX + eid
 
-    async def steer(self, viewer_id: str, text: str) -> Wishes:
+    async def steer(self, viewer_id: str, text: str) -> Wishes | None:
         """Remember a steer text and update the viewer's wishes from it; return the wishes now in force.
 
-        Without a ``steer_reader`` the text is only remembered (it still goes into the prompt).
+        Without a ``steer_reader`` the text is only remembered (it still goes into the prompt). With Redis
+        away and a spool attached the steer is spooled instead, and stored in turn once Redis is back
+        (None is returned); so is any steer while the spool still holds events, so that steers are stored
+        in the order they were sent. Raises ``spool.SpoolFull`` when the spool is full, the Redis error
+        when there is no spool.
         """
-        await self.viewers.record_steer(viewer_id, text)
-        current = await self.profiles.wishes(viewer_id)
-        if self.steer_reader is None:
-            return current
-        # Parsing embeds text (a model call): keep it off the event loop.
-        updated = await asyncio.to_thread(self.steer_reader.update, current, text)
-        if updated != current:
-            await self.profiles.set_wishes(viewer_id, updated)
-        return updated
+        sent_ms = int(time.time() * 1000)  # the same in Redis and in the spool: a replay knows it if it landed
+        spool = self.spool
+        if spool is None:
+            return await self._store_steer(viewer_id, text, sent_ms)
+        if not spool.pending:
+            try:
+                return await self._store_steer(viewer_id, text, sent_ms)
+            except UNAVAILABLE:
+                pass  # spooled below
+        await spool.add(SpooledEvent.steer(viewer_id, text, new_event_id(), sent_ms))
+        return None
+
+    async def store_steer(self, viewer_id: str, text: str, sent_ms: int) -> bool:
+        """Store a replayed steer sent at `sent_ms` (unix ms) if it is newer than the viewer's latest stored
+        steer; False where it is not (it landed before its reply was lost, or a newer one superseded it)."""
+        if sent_ms <= await self.viewers.last_steer_ms(viewer_id):
+            return False
+        await self._store_steer(viewer_id, text, sent_ms)
+        return True
+
+    async def _store_steer(self, viewer_id: str, text: str, sent_ms: int) -> Wishes:
+        """The wishes in force after storing one steer sent at `sent_ms`.
+
+        The wishes are updated before the text is remembered: a steer cut off between the two writes is
+        replayed whole, and merging the same words again changes nothing.
+        """
+        wishes = await self.profiles.wishes(viewer_id)
+        if self.steer_reader is not None:
+            # Parsing embeds text (a model call): keep it off the event loop.
+            updated = await asyncio.to_thread(self.steer_reader.update, wishes, text)
+            if updated != wishes:
+                await self.profiles.set_wishes(viewer_id, updated)
+            wishes = updated
+        await self.viewers.record_steer(viewer_id, text, sent_ms)
+        return wishes
+
+    def attach_spool(self, spool: EventSpool) -> None:
+        """Keep feedback and steers in `spool` while Redis is away; its replays store steers here."""
+        self.spool = spool
+        spool.steers = self.store_steer
 
     async def clear_wishes(self, viewer_id: str) -> None:
         """Forget the viewer's wishes. Raises ``UnknownViewer``."""

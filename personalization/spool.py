@@ -1,15 +1,17 @@
-"""The event spool: feedback that could not reach Redis, kept on disk until it can.
+"""The event spool: feedback and steers that could not reach Redis, kept on disk until they can.
 
-While Redis is away (dead, restarting, unreachable) a viewer's feedback still counts: it is appended
-to ``events.spool`` in the data directory, one JSON line per event, and fsynced (on a thread) before
-the caller hears back. ``replay`` sends it to Redis through the same append and idempotent apply as
-live feedback, once Redis answers again, then empties the file.
+While Redis is away (dead, restarting, unreachable) a viewer's feedback still counts and a steer's words
+are still remembered: each is appended to ``events.spool`` in the data directory, one JSON line per
+event, and fsynced (on a thread) before the caller hears back. ``replay`` sends them to Redis once it
+answers again, feedback through the same append and idempotent apply as live feedback and steers through
+``steers`` (the personalizer's ``store_steer``), then empties the file.
 
 Nothing is counted twice: every event carries its own id (``eid``) from the moment it is first sent,
-and ``replay`` skips events whose eid is already in the viewer's stream. That covers both a replay
-cut short by another Redis failure and an append whose reply was lost as Redis died (the script may
-have run). Nothing acknowledged is lost: an event is acknowledged only once Redis or the fsynced spool
-has it, and a server restarted with a non-empty spool replays it at start.
+and ``replay`` skips events whose eid is already in the viewer's stream; a steer carries the time it was
+sent, and one no newer than the viewer's last stored steer is skipped. That covers both a replay cut
+short by another Redis failure and a write whose reply was lost as Redis died (the script may have run).
+Nothing acknowledged is lost: an event is acknowledged only once Redis or the fsynced spool has it, and a
+server restarted with a non-empty spool replays it at start.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,17 +42,21 @@ REPLAY_INTERVAL = 1.0  # seconds between tries while the spool holds events
 # Stream ids carry Redis' clock and spool records this process' clock; search the stream from this long
 # before the oldest record so that an event that landed just before Redis died is found whatever the skew.
 CLOCK_SKEW_MS = 10 * 60 * 1000
+STEER = "steer"  # the kind of a spooled steer; every other kind is feedback
+
+StoreSteer = Callable[[str, str, int], Awaitable[bool]]
+"""``(viewer_id, text, sent_ms) -> stored``: False where a steer as new was stored already."""
 
 
 class SpoolFull(PixelcastError):
-    """The spool holds its maximum of events: Redis has been away too long to keep more feedback."""
+    """The spool holds its maximum of events: Redis has been away too long to keep more."""
 
     status = 503
 
 
 @dataclass(frozen=True)
 class SpooledEvent:
-    """One feedback event as written to the spool."""
+    """One feedback event, or a steer (kind ``steer``, with its ``text``), as written to the spool."""
 
     eid: str
     viewer: str
@@ -62,6 +68,7 @@ class SpooledEvent:
     device: str | None
     ms: int  # when it was first sent (unix milliseconds)
     experiment: str | None = None  # the experiment the viewer's session ran, whose metrics count the event
+    text: str | None = None  # a steer's words
 
     @property
     def metric_id(self) -> str:
@@ -92,6 +99,14 @@ class SpooledEvent:
             experiment=experiment,
         )
 
+    @classmethod
+    def steer(cls, viewer_id: str, text: str, eid: str, sent_ms: int) -> SpooledEvent:
+        """The record of one steer sent at `sent_ms` (unix ms)."""
+        return cls(
+            eid=eid, viewer=viewer_id, kind=STEER, segment_id=None, seconds=None, scene=None, time_of_day=None,
+            device=None, ms=sent_ms, text=text,
+        )  # fmt: skip
+
     def feedback(self) -> tuple[Feedback, dict[str, str] | None, Context | None]:
         """The ``(feedback, scene, context)`` that ``EventLog.append_many`` takes."""
         context = Context(self.time_of_day, self.device) if self.time_of_day and self.device else None
@@ -110,6 +125,7 @@ class EventSpool:
         self.replayed = 0  # events this spool sent to Redis
         self.duplicates = 0  # events found already in Redis when replayed (their first reply was lost)
         self.experiments: Experiments | None = None  # counts replayed events in their experiments (set by the server)
+        self.steers: StoreSteer | None = None  # stores replayed steers (``Personalizer.attach_spool`` sets it)
         self._count = 0
         self._lock = asyncio.Lock()
 
@@ -152,27 +168,48 @@ class EventSpool:
                 by_viewer.setdefault(record.viewer, []).append(record)
             sent = 0
             for viewer_id, events in by_viewer.items():
-                since = min(e.ms for e in events) - CLOCK_SKEW_MS
-                landed = await self.events.landed(viewer_id, [e.eid for e in events], since)
-                todo = [e for e in events if e.eid not in landed]
-                self.duplicates += len(events) - len(todo)
                 try:
-                    if todo:
-                        await self.events.append_many(
-                            viewer_id, [e.feedback() for e in todo], apply=True, eids=[e.eid for e in todo]
-                        )
+                    sent += await self._replay_feedback(viewer_id, [e for e in events if e.kind != STEER])
+                    sent += await self._replay_steers(viewer_id, [e for e in events if e.kind == STEER])
                 except UnknownViewer:
-                    logger.warning("event spool: viewer %s was erased; %d of its events dropped", viewer_id, len(todo))
-                    continue
-                sent += len(todo)
-                # landed or not, no event here was counted in its experiment yet: the session skips that
-                # while Redis is away, and each count is keyed by the event, so a replay cut short repeats none
-                await self._count_in_experiments(events)
+                    logger.warning("event spool: viewer %s was erased; its spooled events dropped", viewer_id)
             await asyncio.to_thread(self._clear)
             self._count = 0
             self.replayed += sent
             logger.info("event spool: %d events sent to Redis (%d had landed before)", sent, len(records) - sent)
             return sent
+
+    async def _replay_feedback(self, viewer_id: str, events: list[SpooledEvent]) -> int:
+        """Send one viewer's spooled feedback not in Redis yet; the events sent."""
+        if not events:
+            return 0
+        since = min(e.ms for e in events) - CLOCK_SKEW_MS
+        landed = await self.events.landed(viewer_id, [e.eid for e in events], since)
+        todo = [e for e in events if e.eid not in landed]
+        self.duplicates += len(events) - len(todo)
+        if todo:
+            await self.events.append_many(
+                viewer_id, [e.feedback() for e in todo], apply=True, eids=[e.eid for e in todo]
+            )
+        # landed or not, no event here was counted in its experiment yet: the session skips that
+        # while Redis is away, and each count is keyed by the event, so a replay cut short repeats none
+        await self._count_in_experiments(events)
+        return len(todo)
+
+    async def _replay_steers(self, viewer_id: str, steers: list[SpooledEvent]) -> int:
+        """Store one viewer's spooled steers in the order they were sent; the steers stored."""
+        store = self.steers
+        if store is None:
+            if steers:
+                logger.warning("event spool: nothing stores steers here; %d of %s's dropped", len(steers), viewer_id)
+            return 0
+        stored = 0
+        for steer in steers:
+            if await store(viewer_id, steer.text or "", steer.ms):
+                stored += 1
+            else:
+                self.duplicates += 1
+        return stored
 
     async def _count_in_experiments(self, events: list[SpooledEvent]) -> None:
         if self.experiments is None:

@@ -77,11 +77,17 @@ class ViewerRegistry:
             return False
         return bool(await self.redis.exists(profile_key(viewer_id)))
 
-    async def record_steer(self, viewer_id: str, text: str) -> None:
-        """Remember a steer text: newest first in the steers list (capped) and as ``last_steer``."""
+    async def record_steer(self, viewer_id: str, text: str, sent_ms: int | None = None) -> None:
+        """Remember a steer text: newest first in the steers list (capped) and as ``last_steer``, with the
+        time it was sent (`sent_ms`, unix ms, default now) as ``last_steer_ms`` if that is the latest."""
         keys = [profile_key(viewer_id), steers_key(viewer_id), *viewer_keys(viewer_id)]
-        if not await self._record_steer(keys=keys, args=[text, STEERS_MAX]):
+        sent = int(time.time() * 1000) if sent_ms is None else sent_ms
+        if not await self._record_steer(keys=keys, args=[text, STEERS_MAX, sent]):
             raise UnknownViewer(viewer_id)
+
+    async def last_steer_ms(self, viewer_id: str) -> int:
+        """When the viewer's latest stored steer was sent (unix ms; 0 for none)."""
+        return int(await self.redis.hget(profile_key(viewer_id), "last_steer_ms") or 0)
 
     async def recent_steers(self, viewer_id: str) -> list[str]:
         """The viewer's recent steer texts, newest first."""

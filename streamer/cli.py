@@ -161,7 +161,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--spool-max-events",
         type=int,
         default=100_000,
-        help="feedback events kept on disk while Redis is away; beyond it feedback is refused (default 100000)",
+        help="feedback events and steers kept on disk while Redis is away; beyond it they are refused (default 100000)",
     )
     serve.add_argument(
         "--token-rotate-days", type=float, default=30.0, help="days a viewer-token signing key signs (default 30)"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from personalization.messages import ControlMessage, Feedback, Steer
 from personalization.personalizer import Personalizer
+from personalization.spool import SpoolFull
 from personalization.store import UNAVAILABLE
 from personalization.wishes import is_reset
 
@@ -16,24 +17,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+STEER_NOT_KEPT: tuple[type[Exception], ...] = (*UNAVAILABLE, SpoolFull)
+"""Why a steer can go unstored while the streams still follow it: Redis away without a spool, or spool full."""
+
 
 async def carry_out(
     message: ControlMessage, viewer_id: str, personalizer: Personalizer, live: Sequence[ViewerSession]
 ) -> str | None:
     """Store a viewer's steer or feedback and apply it to their `live` sessions; the feedback's event id.
 
-    A steer updates the viewer's wishes and every live stream's prompt; with Redis away the streams follow
-    it all the same (only with no live stream does the Redis error reach the caller). Feedback is credited
-    to the scene its segment showed in the first live session (a skip changes that stream's scene at once),
-    or stored for the viewer alone without one.
+    A steer updates the viewer's wishes and every live stream's prompt; with Redis away it waits in the
+    spool to be stored, and the streams follow it at once all the same (where it cannot be kept, without
+    a spool or with the spool full, only the streams do; with no live stream the error reaches the
+    caller). Feedback is credited to the scene its segment showed in the first live session (a skip
+    changes that stream's scene at once), or stored for the viewer alone without one.
     """
     if isinstance(message, Steer):
         try:
             await personalizer.steer(viewer_id, message.text)
-        except UNAVAILABLE as error:
+        except STEER_NOT_KEPT as error:
             if not live:
                 raise
-            logger.warning("viewer %s: steer not stored, Redis is away (%s); the stream follows it", viewer_id, error)
+            logger.warning("viewer %s: steer not stored (%s); the stream follows it", viewer_id, error)
         for session in live:
             session.steer("" if is_reset(message.text) else message.text)
         if live:

@@ -187,7 +187,7 @@ def create_app(config: ServerConfig) -> Starlette:
             experiments = Experiments(store.redis)
             spool = await EventSpool.open(config.data_dir, personalizer.events, max_events=config.spool_max_events)
             spool.experiments = experiments
-            personalizer.spool = spool
+            personalizer.attach_spool(spool)
             with contextlib.suppress(*UNAVAILABLE):  # what a previous run spooled (the replayer retries)
                 await spool.replay()
             replayer = asyncio.create_task(spool.run(), name="pixelcast-spool")

@@ -17,16 +17,13 @@ from personalization.redis_server import EmbeddedRedis
 from personalization.spool import EventSpool, SpooledEvent, SpoolFull
 from personalization.store import UNAVAILABLE, connect
 from personalization.viewers import ViewerRegistry
+from personalization.wishes import SimilarityNamer, SteerReader
+from tests.personalization.test_wishes import DESCRIPTIONS, fake_embed
+from tests.personalization.test_wishes import VOCABULARY as STEER_VOCABULARY
+from tests.support.waiting import until
 
 VOCABULARY = {"subject": ("ocean", "forest"), "palette": ("warm", "cool")}
 SCENE = {"subject": "ocean", "palette": "warm"}
-
-
-async def _wait_for(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.slow  # kills and restarts a Redis server
@@ -44,9 +41,9 @@ async def test_supervisor_restarts_a_killed_redis_on_its_data(data_dir: Path) ->
         while int((await client.info("persistence"))["aof_buffer_length"]):
             await asyncio.sleep(0.01)
         os.kill(first, signal.SIGKILL)  # as the OOM killer would
-        await _wait_for(lambda: server.down_reason is not None)
+        await until(lambda: server.down_reason is not None, 30, failure="the supervisor never saw Redis die")
         assert "exited" in (server.down_reason or "")
-        await _wait_for(lambda: server.restarts == 1 and server.down_reason is None)
+        await until(lambda: server.restarts == 1 and server.down_reason is None, 30, failure="no restart")
         assert server.pid not in (None, first)
         assert await ViewerRegistry(client).exists(viewer_id), "the restarted server keeps the data"
     finally:
@@ -167,6 +164,74 @@ async def test_replayed_events_count_once_in_their_experiment(data_dir: Path) ->
             assert await spool.replay() == 0 and spool.duplicates == 4
             again = (await experiments.metrics.rows("spooled"))[viewer_id]
             assert again == row
+        finally:
+            await personalizer.events.aclose()
+            await client.aclose()
+
+
+def _steer_reader() -> SteerReader:
+    embeddings = {a: {v: fake_embed(d) for v, d in values.items()} for a, values in DESCRIPTIONS.items()}
+    return SteerReader(SimilarityNamer(STEER_VOCABULARY, embeddings, fake_embed))
+
+
+@pytest.mark.slow  # kills and restarts a Redis server
+async def test_steers_while_redis_is_away_are_spooled_then_stored_in_the_order_sent(data_dir: Path) -> None:
+    server = EmbeddedRedis(data_dir / "redis")
+    url = await server.start()
+    client = connect(url)
+    personalizer = Personalizer(client, STEER_VOCABULARY, steer_reader=_steer_reader())
+    try:
+        viewer_id = await ViewerRegistry(client).create()
+        spool = await EventSpool.open(data_dir, personalizer.events)
+        personalizer.attach_spool(spool)
+        wishes = await personalizer.steer(viewer_id, "more forest")
+        assert wishes is not None and wishes.want["subject"] == "forest"
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert await personalizer.steer(viewer_id, "rain") is None
+        assert await personalizer.steer(viewer_id, "more ocean") is None
+        assert spool.pending == 2
+
+        await server.stop()
+        await server.start()
+        # Redis is back, but the spool still holds older steers: this one waits its turn behind them
+        assert await personalizer.steer(viewer_id, "at night") is None
+        assert spool.pending == 3
+        assert await spool.replay() == 3 and spool.pending == 0
+        registry = ViewerRegistry(client)
+        assert await registry.recent_steers(viewer_id) == ["at night", "more ocean", "rain", "more forest"]
+        profile = await personalizer.profile(viewer_id)
+        assert dict(profile.wishes.want) == {"subject": "ocean", "weather": "rain", "palette": "night"}
+        # and with the spool empty again, a steer is stored at once
+        wishes = await personalizer.steer(viewer_id, "snow")
+        assert wishes is not None and wishes.want["weather"] == "snow"
+    finally:
+        await personalizer.events.aclose()
+        await client.aclose()
+        await server.stop()
+
+
+async def test_replay_skips_steers_that_landed_before_their_reply_was_lost(data_dir: Path) -> None:
+    async with EmbeddedRedis(data_dir / "redis") as url:
+        client = connect(url)
+        personalizer = Personalizer(client, STEER_VOCABULARY, steer_reader=_steer_reader())
+        try:
+            viewer_id = await ViewerRegistry(client).create()
+            spool = await EventSpool.open(data_dir, personalizer.events)
+            personalizer.attach_spool(spool)
+            texts = ["more forest", "rain", "at night"]
+            steers = [SpooledEvent.steer(viewer_id, text, f"s{i}", 1_000 + i) for i, text in enumerate(texts)]
+            for steer in steers:
+                await spool.add(steer)
+            # the first two reached Redis, but their caller saw the connection drop (or a replay was cut short)
+            for steer in steers[:2]:
+                assert await personalizer.store_steer(viewer_id, steer.text or "", steer.ms)
+            assert await spool.replay() == 1
+            assert spool.duplicates == 2
+            assert await ViewerRegistry(client).recent_steers(viewer_id) == texts[::-1]
+            profile = await personalizer.profile(viewer_id)
+            assert dict(profile.wishes.want) == {"subject": "forest", "weather": "rain", "palette": "night"}
         finally:
             await personalizer.events.aclose()
             await client.aclose()

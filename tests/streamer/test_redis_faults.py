@@ -95,7 +95,8 @@ async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice(
                 assert degraded.json()["status"] == "degraded" and "Redis" in degraded.json()["reason"]
                 assert "retry-after" in degraded.headers
 
-                # 2. while it is away: the stream goes on, new viewers are told to come back
+                # 2. while it is away: the stream goes on, a steer is kept, new viewers are told to come back
+                client.send({"type": "steer", "text": "a forest in the snow"})
                 at_kill = frames.count
                 refused = await http.post("/api/viewers")
                 assert refused.status_code == 503 and "retry-after" in refused.headers, refused.text
@@ -125,6 +126,8 @@ async def test_sigkill_of_redis_mid_stream_loses_no_event_and_counts_none_twice(
                 assert counted == sent, f"sent {sent} likes, the profile counts {counted}"
                 assert int(profile["profile"]["n_applied"]) == sent
                 assert len(profile["events"]) == sent
+                assert profile["steers"] == ["a forest in the snow"], "the steer sent while Redis was away is stored"
+                assert profile["wishes"]["want"].get("subject") == "forest", profile["wishes"]
                 # the spool empties itself after its events land (they may show in the profile first)
                 health: dict[str, Any] = {}
 
