@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import ServerConfig
     from .generation import StreamSettings
     from .ice import IceSettings
+    from .memory import limit_arenas
     from .server import create_app
 
     overrides = {
@@ -75,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not (Path(config.model_path) / "model_index.json").is_file():
         print(f"pixelcast: no diffusers pipeline at {config.model_path} (model_index.json missing)", file=sys.stderr)
         return 2
+    limit_arenas()  # before the server's threads start: see streamer.memory
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level)
     return 0
 

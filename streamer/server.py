@@ -222,6 +222,11 @@ def create_app(config: ServerConfig) -> Starlette:
             # Everything built so far lives as long as the server: keep it out of the collector's full
             # passes, whose pauses would otherwise grow with the model and stall frames and feedback.
             gc.freeze()
+            # A full pass now, over the few objects left tracked: the collector sizes its next full passes by
+            # the survivors of the last one, which before the freeze were the model's millions of objects, so
+            # without this no full pass would run again and the garbage cycles every closed session leaves
+            # (peer connections, tracks, encoders) would pile up: half a MiB per viewer who came and went.
+            gc.collect()
             logger.info(
                 "Pixelcast ready on http://%s:%d%s (Redis: %s)",
                 config.host,

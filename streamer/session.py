@@ -25,6 +25,7 @@ from .commands import carry_out
 from .encoding import VideoEncoder
 from .generation import GenerationLoop
 from .limits import RateLimiter
+from .memory import FreedMemoryRelease
 from .planning import SegmentPlan, SegmentPlanner
 from .playout import PlayoutBuffer, PlayoutClock, PlayoutClosed
 from .services import Services
@@ -323,6 +324,7 @@ class SessionManager:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._sessions: dict[str, ViewerSession] = {}
+        self.freed_memory = FreedMemoryRelease()  # what a closed session freed goes back to the system
         services.metrics.track_realtime_factor(self.lowest_realtime_factor)
         config = services.config
         self.controller = AdaptiveController(
@@ -403,6 +405,7 @@ class SessionManager:
     def _forget(self, session: ViewerSession) -> None:
         self._sessions.pop(session.id, None)
         self._services.metrics.sessions.set(len(self._sessions))
+        self.freed_memory.request()
 
     async def close_all(self, farewell: str | None = None) -> None:
         """Close every session (server shutdown), telling each viewer `farewell` first when given."""
