@@ -132,8 +132,12 @@ class Experiments:
         """Count a steer (``steer_id`` makes a retry harmless; a fresh one is made when None)."""
         if assignment is None:
             return
-        event_id = f"steer:{viewer_id}:{steer_id or secrets.token_urlsafe(12)}"
-        await self.metrics.record(assignment.experiment, viewer_id, "steer", event_id, ts=ts)
+        await self.count_steer(assignment.experiment, viewer_id, steer_id or secrets.token_urlsafe(12), ts=ts)
+
+    async def count_steer(self, experiment: str, viewer_id: str, steer_id: str, *, ts: float | None = None) -> None:
+        """Count a steer in the metrics of the experiment `experiment` (by key); `steer_id` makes a retry
+        harmless."""
+        await self.metrics.record(experiment, viewer_id, "steer", f"steer:{viewer_id}:{steer_id}", ts=ts)
 
     # -- results ---------------------------------------------------------------------------------
 

@@ -112,14 +112,15 @@ class Personalizer:
         await self.spool.add(SpooledEvent.of(viewer_id, feedback, scene, context, eid, experiment))
         return SPOOLED_PREFIX + eid
 
-    async def steer(self, viewer_id: str, text: str) -> Wishes | None:
+    async def steer(self, viewer_id: str, text: str, *, experiment: str | None = None) -> Wishes | None:
         """Remember a steer text and update the viewer's wishes from it; return the wishes now in force.
 
         Without a ``steer_reader`` the text is only remembered (it still goes into the prompt). With Redis
         away and a spool attached the steer is spooled instead, and stored in turn once Redis is back
         (None is returned); so is any steer while the spool still holds events, so that steers are stored
-        in the order they were sent. Raises ``spool.SpoolFull`` when the spool is full, the Redis error
-        when there is no spool.
+        in the order they were sent. `experiment`: the experiment the viewer's session runs, in which a
+        spooled steer is counted when it is replayed. Raises ``spool.SpoolFull`` when the spool is full, the
+        Redis error when there is no spool.
         """
         sent_ms = int(time.time() * 1000)  # the same in Redis and in the spool: a replay knows it if it landed
         spool = self.spool
@@ -130,7 +131,7 @@ class Personalizer:
                 return await self._store_steer(viewer_id, text, sent_ms)
             except UNAVAILABLE:
                 pass  # spooled below
-        await spool.add(SpooledEvent.steer(viewer_id, text, new_event_id(), sent_ms))
+        await spool.add(SpooledEvent.steer(viewer_id, text, new_event_id(), sent_ms, experiment))
         return None
 
     async def store_steer(self, viewer_id: str, text: str, sent_ms: int) -> bool:

@@ -100,11 +100,13 @@ class SpooledEvent:
         )
 
     @classmethod
-    def steer(cls, viewer_id: str, text: str, eid: str, sent_ms: int) -> SpooledEvent:
-        """The record of one steer sent at `sent_ms` (unix ms)."""
+    def steer(
+        cls, viewer_id: str, text: str, eid: str, sent_ms: int, experiment: str | None = None
+    ) -> SpooledEvent:
+        """The record of one steer sent at `sent_ms` (unix ms); `experiment`: the one the viewer's session runs."""
         return cls(
             eid=eid, viewer=viewer_id, kind=STEER, segment_id=None, seconds=None, scene=None, time_of_day=None,
-            device=None, ms=sent_ms, text=text,
+            device=None, ms=sent_ms, experiment=experiment, text=text,
         )  # fmt: skip
 
     def feedback(self) -> tuple[Feedback, dict[str, str] | None, Context | None]:
@@ -209,13 +211,19 @@ class EventSpool:
                 stored += 1
             else:
                 self.duplicates += 1
+        # stored now or before, none was counted in its experiment yet (each count is keyed by the steer)
+        await self._count_in_experiments(steers)
         return stored
 
     async def _count_in_experiments(self, events: list[SpooledEvent]) -> None:
         if self.experiments is None:
             return
         for event in events:
-            if event.experiment is not None:
+            if event.experiment is None:
+                continue
+            if event.kind == STEER:
+                await self.experiments.count_steer(event.experiment, event.viewer, event.metric_id, ts=event.ms / 1000)
+            else:
                 feedback = event.feedback()[0]
                 await self.experiments.count_feedback(
                     event.experiment, event.viewer, feedback, event.metric_id, ts=event.ms / 1000

@@ -33,15 +33,17 @@ async def carry_out(
     changes that stream's scene at once), or stored for the viewer alone without one.
     """
     if isinstance(message, Steer):
+        spooled = False
         try:
-            await personalizer.steer(viewer_id, message.text)
+            experiment = live[0].experiment if live else None
+            spooled = await personalizer.steer(viewer_id, message.text, experiment=experiment) is None
         except STEER_NOT_KEPT as error:
             if not live:
                 raise
             logger.warning("viewer %s: steer not stored (%s); the stream follows it", viewer_id, error)
         for session in live:
             session.steer("" if is_reset(message.text) else message.text)
-        if live:
+        if live and not spooled:  # a spooled steer is counted in the experiment when it is replayed
             await live[0].record_steer()
         return None
     assert isinstance(message, Feedback)

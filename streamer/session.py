@@ -178,6 +178,11 @@ class ViewerSession:
         if self._loop is not None:
             self._loop.skip()
 
+    @property
+    def experiment(self) -> str | None:
+        """The key of the experiment this session runs a variation of, if any."""
+        return self.assignment.experiment if self.assignment is not None else None
+
     def scene_of(self, segment_id: int | None) -> dict[str, str] | None:
         """The scene a recent segment showed (None for unknown or old segments)."""
         return self._scenes.get(segment_id) if segment_id is not None else None
@@ -279,10 +284,10 @@ class ViewerSession:
 
         With Redis away it is spooled, and applied and counted in the session's experiment when Redis is back.
         """
-        experiment = self.assignment.experiment if self.assignment is not None else None
         event_id = await self._services.personalizer.record_feedback(
-            self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context, experiment=experiment
-        )
+            self.viewer_id, feedback, self.scene_of(feedback.segment_id), context=self.context,
+            experiment=self.experiment,
+        )  # fmt: skip
         if feedback.kind == "skip":
             self.skip()
         experiments = self._services.experiments
@@ -294,7 +299,8 @@ class ViewerSession:
         return event_id
 
     async def record_steer(self) -> None:
-        """Count a steer in this session's experiment, if it runs one (not while Redis is away)."""
+        """Count a steer in this session's experiment, if it runs one (one spooled while Redis is away is
+        counted when it is replayed)."""
         experiments = self._services.experiments
         if experiments is not None and self.assignment is not None:
             try:

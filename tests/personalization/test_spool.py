@@ -128,7 +128,7 @@ async def test_spool_is_bounded(data_dir: Path) -> None:
             await client.aclose()
 
 
-async def test_replayed_events_count_once_in_their_experiment(data_dir: Path) -> None:
+async def test_replayed_feedback_and_steers_count_once_in_their_experiment(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
         client = connect(url)
         personalizer = Personalizer(client, VOCABULARY)
@@ -147,21 +147,23 @@ async def test_replayed_events_count_once_in_their_experiment(data_dir: Path) ->
             assert await experiments.start_session(viewer_id, Context(), "s1") is not None
             spool = await EventSpool.open(data_dir, personalizer.events)
             spool.experiments = experiments
+            personalizer.attach_spool(spool)
             kinds = ["like", "like", "skip", "dwell"]
             events = [
                 SpooledEvent.of(viewer_id, Feedback(kind, i, 4.0 if kind == "dwell" else None), SCENE, None,
                                 f"e{i:04d}", "spooled")
                 for i, kind in enumerate(kinds)
             ]
+            events += [SpooledEvent.steer(viewer_id, t, f"s{i}", 1_000 + i, "spooled") for i, t in enumerate("ab")]
             for event in events:
                 await spool.add(event)
-            assert await spool.replay() == 4
+            assert await spool.replay() == 6
             row = (await experiments.metrics.rows("spooled"))[viewer_id]
-            assert (row["l"], row["s"]) == (2, 1)
+            assert (row["l"], row["s"], row["t"]) == (2, 1, 2)
             # the same events spooled again (a replay cut short after counting) count nothing twice
             for event in events:
                 await spool.add(event)
-            assert await spool.replay() == 0 and spool.duplicates == 4
+            assert await spool.replay() == 0 and spool.duplicates == 6
             again = (await experiments.metrics.rows("spooled"))[viewer_id]
             assert again == row
         finally:
