@@ -34,8 +34,8 @@ async def carry_out(
     """
     if isinstance(message, Steer):
         spooled = False
+        experiment = live[0].experiment if live else None
         try:
-            experiment = live[0].experiment if live else None
             spooled = await personalizer.steer(viewer_id, message.text, experiment=experiment) is None
         except STEER_NOT_KEPT as error:
             if not live:

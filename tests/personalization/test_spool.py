@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from personalization.context import Context
 from personalization.experimenting import Experiments
@@ -24,6 +28,20 @@ from tests.support.waiting import until
 
 VOCABULARY = {"subject": ("ocean", "forest"), "palette": ("warm", "cool")}
 SCENE = {"subject": "ocean", "palette": "warm"}
+
+
+@contextlib.asynccontextmanager
+async def _personalizer(
+    url: str, vocabulary: Mapping[str, Sequence[str]] = VOCABULARY, **options: Any
+) -> AsyncIterator[tuple[Redis, Personalizer]]:
+    """A client of the Redis at `url` and a Personalizer over it, both closed afterwards."""
+    client = connect(url)
+    personalizer = Personalizer(client, vocabulary, **options)
+    try:
+        yield client, personalizer
+    finally:
+        await personalizer.events.aclose()
+        await client.aclose()
 
 
 @pytest.mark.slow  # kills and restarts a Redis server
@@ -56,42 +74,37 @@ async def test_supervisor_restarts_a_killed_redis_on_its_data(data_dir: Path) ->
 async def test_feedback_while_redis_is_away_is_spooled_then_applied_once(data_dir: Path) -> None:
     server = EmbeddedRedis(data_dir / "redis")
     url = await server.start()
-    client = connect(url)
-    personalizer = Personalizer(client, VOCABULARY)
     try:
-        viewer_id = await ViewerRegistry(client).create()
-        personalizer.spool = await EventSpool.open(data_dir, personalizer.events)
-        assert not is_spooled(await personalizer.record_feedback(viewer_id, Feedback("like", 1), SCENE))
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGKILL)
-        await asyncio.sleep(0.2)
-        ids = [await personalizer.record_feedback(viewer_id, Feedback("like", i), SCENE) for i in range(5)]
-        assert all(is_spooled(i) for i in ids)
-        assert personalizer.spool.pending == 5
-        with pytest.raises(UNAVAILABLE):
-            await personalizer.spool.replay()
-        assert personalizer.spool.pending == 5, "a failed replay keeps everything"
+        async with _personalizer(url) as (client, personalizer):
+            viewer_id = await ViewerRegistry(client).create()
+            personalizer.spool = await EventSpool.open(data_dir, personalizer.events)
+            assert not is_spooled(await personalizer.record_feedback(viewer_id, Feedback("like", 1), SCENE))
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGKILL)
+            await asyncio.sleep(0.2)
+            ids = [await personalizer.record_feedback(viewer_id, Feedback("like", i), SCENE) for i in range(5)]
+            assert all(is_spooled(i) for i in ids)
+            assert personalizer.spool.pending == 5
+            with pytest.raises(UNAVAILABLE):
+                await personalizer.spool.replay()
+            assert personalizer.spool.pending == 5, "a failed replay keeps everything"
 
-        await server.stop()
-        await server.start()
-        # a new process over the same data dir finds the spool on disk
-        spool = await EventSpool.open(data_dir, personalizer.events)
-        assert spool.pending == 5
-        assert await spool.replay() == 5
-        assert spool.pending == 0 and await spool.replay() == 0
-        profile = (await ViewerRegistry(client).export(viewer_id))["profile"]
-        assert profile["n_like"] == "6" and profile["n_applied"] == "6"
+            await server.stop()
+            await server.start()
+            # a new process over the same data dir finds the spool on disk
+            spool = await EventSpool.open(data_dir, personalizer.events)
+            assert spool.pending == 5
+            assert await spool.replay() == 5
+            assert spool.pending == 0 and await spool.replay() == 0
+            profile = (await ViewerRegistry(client).export(viewer_id))["profile"]
+            assert profile["n_like"] == "6" and profile["n_applied"] == "6"
     finally:
-        await personalizer.events.aclose()
-        await client.aclose()
         await server.stop()
 
 
 async def test_replay_skips_events_that_landed_before_their_reply_was_lost(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = connect(url)
-        personalizer = Personalizer(client, VOCABULARY)
-        try:
+        async with _personalizer(url) as (client, personalizer):
             viewer_id = await ViewerRegistry(client).create()
             spool = await EventSpool.open(data_dir, personalizer.events)
             events = [SpooledEvent.of(viewer_id, Feedback("skip", i), SCENE, None, f"e{i:04d}") for i in range(6)]
@@ -106,34 +119,24 @@ async def test_replay_skips_events_that_landed_before_their_reply_was_lost(data_
             assert spool.duplicates == 3
             profile = (await ViewerRegistry(client).export(viewer_id))["profile"]
             assert profile["n_skip"] == "6" and profile["n_applied"] == "6"
-        finally:
-            await personalizer.events.aclose()
-            await client.aclose()
 
 
 async def test_spool_is_bounded(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = connect(url)
-        personalizer = Personalizer(client, VOCABULARY)
-        spool = await EventSpool.open(data_dir, personalizer.events, max_events=2)
-        try:
+        async with _personalizer(url) as (client, personalizer):
+            spool = await EventSpool.open(data_dir, personalizer.events, max_events=2)
             for i in range(2):
                 await spool.add(SpooledEvent.of("someone", Feedback("like", i), None, None, f"e{i}"))
             with pytest.raises(SpoolFull):
                 await spool.add(SpooledEvent.of("someone", Feedback("like", 3), None, None, "e3"))
             assert spool.pending == 2
             assert (data_dir / "events.spool").read_text().count("\n") == 2
-        finally:
-            await personalizer.events.aclose()
-            await client.aclose()
 
 
 async def test_replayed_feedback_and_steers_count_once_in_their_experiment(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = connect(url)
-        personalizer = Personalizer(client, VOCABULARY)
-        experiments = Experiments(client)
-        try:
+        async with _personalizer(url) as (client, personalizer):
+            experiments = Experiments(client)
             await experiments.create(
                 {
                     "key": "spooled",
@@ -166,9 +169,6 @@ async def test_replayed_feedback_and_steers_count_once_in_their_experiment(data_
             assert await spool.replay() == 0 and spool.duplicates == 6
             again = (await experiments.metrics.rows("spooled"))[viewer_id]
             assert again == row
-        finally:
-            await personalizer.events.aclose()
-            await client.aclose()
 
 
 def _steer_reader() -> SteerReader:
@@ -180,45 +180,40 @@ def _steer_reader() -> SteerReader:
 async def test_steers_while_redis_is_away_are_spooled_then_stored_in_the_order_sent(data_dir: Path) -> None:
     server = EmbeddedRedis(data_dir / "redis")
     url = await server.start()
-    client = connect(url)
-    personalizer = Personalizer(client, STEER_VOCABULARY, steer_reader=_steer_reader())
     try:
-        viewer_id = await ViewerRegistry(client).create()
-        spool = await EventSpool.open(data_dir, personalizer.events)
-        personalizer.attach_spool(spool)
-        wishes = await personalizer.steer(viewer_id, "more forest")
-        assert wishes is not None and wishes.want["subject"] == "forest"
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGKILL)
-        await asyncio.sleep(0.2)
-        assert await personalizer.steer(viewer_id, "rain") is None
-        assert await personalizer.steer(viewer_id, "more ocean") is None
-        assert spool.pending == 2
+        async with _personalizer(url, STEER_VOCABULARY, steer_reader=_steer_reader()) as (client, personalizer):
+            viewer_id = await ViewerRegistry(client).create()
+            spool = await EventSpool.open(data_dir, personalizer.events)
+            personalizer.attach_spool(spool)
+            wishes = await personalizer.steer(viewer_id, "more forest")
+            assert wishes is not None and wishes.want["subject"] == "forest"
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGKILL)
+            await asyncio.sleep(0.2)
+            assert await personalizer.steer(viewer_id, "rain") is None
+            assert await personalizer.steer(viewer_id, "more ocean") is None
+            assert spool.pending == 2
 
-        await server.stop()
-        await server.start()
-        # Redis is back, but the spool still holds older steers: this one waits its turn behind them
-        assert await personalizer.steer(viewer_id, "at night") is None
-        assert spool.pending == 3
-        assert await spool.replay() == 3 and spool.pending == 0
-        registry = ViewerRegistry(client)
-        assert await registry.recent_steers(viewer_id) == ["at night", "more ocean", "rain", "more forest"]
-        profile = await personalizer.profile(viewer_id)
-        assert dict(profile.wishes.want) == {"subject": "ocean", "weather": "rain", "palette": "night"}
-        # and with the spool empty again, a steer is stored at once
-        wishes = await personalizer.steer(viewer_id, "snow")
-        assert wishes is not None and wishes.want["weather"] == "snow"
+            await server.stop()
+            await server.start()
+            # Redis is back, but the spool still holds older steers: this one waits its turn behind them
+            assert await personalizer.steer(viewer_id, "at night") is None
+            assert spool.pending == 3
+            assert await spool.replay() == 3 and spool.pending == 0
+            registry = ViewerRegistry(client)
+            assert await registry.recent_steers(viewer_id) == ["at night", "more ocean", "rain", "more forest"]
+            profile = await personalizer.profile(viewer_id)
+            assert dict(profile.wishes.want) == {"subject": "ocean", "weather": "rain", "palette": "night"}
+            # and with the spool empty again, a steer is stored at once
+            wishes = await personalizer.steer(viewer_id, "snow")
+            assert wishes is not None and wishes.want["weather"] == "snow"
     finally:
-        await personalizer.events.aclose()
-        await client.aclose()
         await server.stop()
 
 
 async def test_replay_skips_steers_that_landed_before_their_reply_was_lost(data_dir: Path) -> None:
     async with EmbeddedRedis(data_dir / "redis") as url:
-        client = connect(url)
-        personalizer = Personalizer(client, STEER_VOCABULARY, steer_reader=_steer_reader())
-        try:
+        async with _personalizer(url, STEER_VOCABULARY, steer_reader=_steer_reader()) as (client, personalizer):
             viewer_id = await ViewerRegistry(client).create()
             spool = await EventSpool.open(data_dir, personalizer.events)
             personalizer.attach_spool(spool)
@@ -234,6 +229,3 @@ async def test_replay_skips_steers_that_landed_before_their_reply_was_lost(data_
             assert await ViewerRegistry(client).recent_steers(viewer_id) == texts[::-1]
             profile = await personalizer.profile(viewer_id)
             assert dict(profile.wishes.want) == {"subject": "forest", "weather": "rain", "palette": "night"}
-        finally:
-            await personalizer.events.aclose()
-            await client.aclose()
