@@ -60,7 +60,9 @@ class FreedMemoryRelease:
         self._again = False
 
     def request(self) -> None:
-        """Release freed memory soon (call from the event loop)."""
+        """Release freed memory soon (call from the event loop); nothing where the C library cannot."""
+        if _glibc() is None:
+            return
         if self._task is not None and not self._task.done():
             self._again = True
             return
