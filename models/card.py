@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from models.copying import COPY_OUTPUTS
 from models.lexicon import LICENCE_FILE
 from models.world.phrases import HELDOUT_TEMPLATES, SYNONYMS, TRAIN_TEMPLATES
 
@@ -368,6 +369,27 @@ def _anchor_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    the denoiser of step 3e."""
 
 
+def _copy_head_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 3h of the card's recipe: the copy head, if the run had it."""
+    if not _has_anchor(config) or not config.get("copy_steps"):
+        return ""
+    figures, c = training.get("copy_head", {}), config
+    keep = c["copy_keep_share"]
+    return f"""
+3h. The copy head ({c['copy_steps']} steps, batch {c['copy_batch']}, AdamW at {c['copy_lr']}, the output layer at
+   {c['copy_head_lr']}; `models/training/copy_head.py`, `models/copying.py`): the UNet's output gets {COPY_OUTPUTS} more
+   channels: per latent cell, weights that mix its own drawing with the stream's anchor and with the previous
+   frame moved by a 3x3 kernel (the compositing of Finn et al.'s CDNA video predictor, in latent space). A frame
+   without an anchor (a stream's first, the first after a new prompt) is the drawing alone, so first frames and
+   steering stay the UNet's. {1 - keep:.0%} of each batch goes on from a true frame of {c['copy_clips']} clips of
+   {c['copy_clip_frames']} frames through 0-{c['copy_own_frames']} of the model's own frames (through the head,
+   without gradients) with that true frame as anchor and the true frame after them as target, {c['copy_canonical']:.0%}
+   of them captioned with the scene's canonical words (which name the camera's motion); {keep:.0%} are the
+   anchor stage's rows. Loss: squared error of the clean latent. A one-step UNet redraws every frame as the
+   average of what it allows and loses a little each frame; the head learns to keep what it has. Last 100
+   steps: squared error {figures.get('final_loss')}. It starts from the denoiser of step 3g."""
+
+
 def _streaming_line(config: dict[str, Any]) -> str:
     """How streams sample the model (the pipeline's inference settings, from the recipe's config)."""
     rollout = bool(config.get("rollout_steps"))
@@ -418,8 +440,11 @@ def _picture_limits(report: dict[str, Any] | None) -> str:
   the previous frame instead of the frame (a residual parametrisation), meant to pass a still picture
   through unchanged: its errors added up from frame to frame, and after 800 fine-tuning steps streams
   that started from a world frame had fallen to 9 dB within three seconds. A second context input was
-  kept (the anchor, step 3g); more previous frames, a level embedding for the previous frame's noise and a
-  finer latent were not tried: each needs a denoiser trained from scratch, more than the CPU time here.
+  kept (the anchor, step 3g); output channels that mix the drawing with the anchor and the moved previous
+  frame (a copy head, `models/training/copy_head.py`, off in the recipe) held a stream's start better but
+  blurred what it held, more every frame (docs/fidelity.md); more previous frames, a level embedding for
+  the previous frame's noise and a finer latent were not tried: each needs a denoiser trained from scratch,
+  more than the CPU time here.
 {_hold_limit(report)}"""
 
 
@@ -430,6 +455,13 @@ def _hold_limit(report: dict[str, Any] | None) -> str:
         return ""
     when, row = next(iter(hold["after"].items()))
     gap = row["generated_coarse_psnr_db"] - row["still_picture_coarse_psnr_db"]
+    if gap >= 0:
+        return f"""- A stream started from a world frame of any layout keeps it as well as a still picture of it would:
+  {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
+  {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), detail x{row['detail_ratio']}. It does so by keeping, not
+  by drawing: with the copy head (step 3h) each continuation frame is almost its previous frame, moved a little
+  and mixed with its anchor, so the world's water, clouds, pans and zooms hardly play out.
+"""
     return f"""- A stream started from a world frame of any layout keeps it less well than a still picture of it would:
   {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
   {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), and its frames are softer (detail x{row['detail_ratio']}). The
@@ -594,10 +626,13 @@ def write_model_card(folder: Path) -> Path:
         _pin_step,
         _own_decoder_step,
         _anchor_step,
+        _copy_head_step,
         _grounder_step,
     )
     later_steps = "".join(step(config, training) for step in steps)
     anchor_input = " + anchor latent, step 3g" if _has_anchor(config) else ""
+    if _has_anchor(config) and config.get("copy_steps"):
+        anchor_input += "; output = drawing + copy head, step 3h"
     base_note = f"; {training['base']}" if training.get("base") else ""
     card = f"""# Pixelcast world model
 

@@ -11,8 +11,9 @@ step at t = 0, i.e. from pure noise as if it were a clean image).
 The engine runs two kinds of model folders (see `models.loading`):
 
 - the shipped `PixelcastPipeline`: the UNet also sees the previous frame's latent (autoregressive
-  video) and, where it takes one, the stream's anchor (`StreamState.anchor`); text comes from MiniLM
-  (`models.text.TextEncoder`);
+  video) and, where it takes one, the stream's anchor (`StreamState.anchor`); with a copy head
+  (`models.copying`) a continuation frame keeps, cell by cell, what it may from the anchor and the
+  moved previous frame; text comes from MiniLM (`models.text.TextEncoder`);
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
   which comes from the pipeline's own tokenizer and text encoder.
 
@@ -31,12 +32,13 @@ import os
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from models.copying import has_copy_head, mix
 from models.loading import (
     PIXELCAST,
     TEXT_TO_IMAGE,
@@ -93,6 +95,14 @@ class StreamState:
             and self.conditioning is not None
             and (self.conditioning is conditioning or torch.equal(self.conditioning, conditioning))
         )
+
+
+class _CopySources(NamedTuple):
+    """What a copy head mixes into a batch's frames (`models.copying.mix`)."""
+
+    previous: torch.Tensor  # previous frames' clean latents [B, C, h, w]
+    anchor: torch.Tensor  # anchors [B, C, h, w], zeros where there is none
+    anchored: torch.Tensor  # [B] bool: the rows that go on under an anchor
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,11 @@ class StreamingEngine:
         self.prediction_type: str = config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
-        self.latent_channels = int(self.unet.config.out_channels)
+        self.latent_channels = int(self.vae.config.get("latent_channels", self.unet.config.out_channels))
+        # A UNet with a copy head can keep, cell by cell, its anchor or its moved previous frame (models.copying).
+        self.copy_head = self.kind == PIXELCAST and has_copy_head(
+            int(self.unet.config.out_channels), self.latent_channels
+        )
         in_channels = int(self.unet.config.in_channels)
         if self.kind == PIXELCAST and in_channels not in (2 * self.latent_channels, 3 * self.latent_channels):
             raise ValueError(
@@ -417,17 +431,22 @@ class StreamingEngine:
         with torch.inference_mode():
             cond = torch.stack([c.to(device=self.device, dtype=self.dtype) for _, c in requests])
             anchors = [s.anchor_for(c) if self.takes_anchor else None for s, c in requests]
+            copy_from: _CopySources | None = None
             if self.kind == PIXELCAST:
-                previous = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
+                clean = torch.stack([self._zeros if s.latent is None else s.latent for s, _ in requests])
+                previous = clean
                 if self._context_noise:
                     previous = previous + self._context_noise * torch.stack([self._draw(s) for s, _ in requests])
                 if self.takes_anchor:
                     given = torch.stack([self._zeros if a is None else a.to(self._zeros) for a in anchors])
                     previous = torch.cat([previous, given], dim=1)
+                    if self.copy_head:
+                        anchored = torch.tensor([a is not None for a in anchors], device=self.device)
+                        copy_from = _CopySources(clean, given, anchored)
             else:
                 previous = None
             noise = torch.stack([self._drifted_noise(s) for s, _ in requests])
-            latents = self._denoise(noise, previous, cond, schedule)
+            latents = self._denoise(noise, previous, cond, schedule, copy_from)
         for (state, cond), latent, anchor in zip(requests, latents, anchors):
             state.latent = latent.clone()
             state.conditioning = cond
@@ -436,10 +455,16 @@ class StreamingEngine:
         return latents
 
     def _denoise(
-        self, x: torch.Tensor, previous: torch.Tensor | None, cond: torch.Tensor, schedule: _Schedule
+        self,
+        x: torch.Tensor,
+        previous: torch.Tensor | None,
+        cond: torch.Tensor,
+        schedule: _Schedule,
+        copy_from: _CopySources | None = None,
     ) -> torch.Tensor:
         """DDIM (eta = 0) from pure noise `x` to clean latents (clamped for the shipped model); `previous` is what
-        the shipped UNet sees beside the noisy latent (previous frame, and anchor where it takes one)."""
+        the shipped UNet sees beside the noisy latent (previous frame, and anchor where it takes one); with
+        `copy_from`, each step's clean latent is the copy head's mix of it with the anchor and previous frame."""
         unet, dtype = self.unet_precision.module_for(x.shape[0])
         pooled = sentence_embedding(cond).to(dtype) if self.pooled_conditioning else None
         cond = cond.to(dtype)
@@ -451,6 +476,9 @@ class StreamingEngine:
                 encoder_hidden_states=cond,
                 class_labels=pooled,
             ).sample.to(self.dtype)
+            head = None
+            if copy_from is not None:
+                out, head = out[:, : self.latent_channels], out[:, self.latent_channels :]
             a, s = schedule.sqrt_alpha[i], schedule.sqrt_one_minus_alpha[i]
             # 1. predicted clean latent and noise
             if self.prediction_type == "v_prediction":
@@ -461,6 +489,9 @@ class StreamingEngine:
                 eps = out
             else:
                 clean = out
+                eps = (x - a * clean) / max(s, 1e-4)
+            if head is not None and copy_from is not None:
+                clean = mix(clean, head, copy_from.previous, copy_from.anchor, copy_from.anchored)
                 eps = (x - a * clean) / max(s, 1e-4)
             # 2. step to the previous timestep (after the last step alpha_bar_prev is the final alpha, 1 when shipped)
             x = schedule.sqrt_alpha_prev[i] * clean + schedule.sqrt_one_minus_alpha_prev[i] * eps

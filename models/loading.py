@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
+from models.copying import has_copy_head
 from models.text import CachedTextEncoder
 
 PIXELCAST = "pixelcast"
@@ -99,7 +100,8 @@ def check_pipeline_folder(path: str | os.PathLike[str]) -> str:
     vae = _read_json(folder / "vae" / "config.json", folder)
     latent = int(vae.get("latent_channels", 4))
     in_channels, out_channels = int(unet.get("in_channels", 4)), int(unet.get("out_channels", 4))
-    if out_channels != latent:
+    copying = kind == PIXELCAST and in_channels == 3 * latent and has_copy_head(out_channels, latent)
+    if out_channels != latent and not copying:
         raise ValueError(f"{folder}: unet out_channels={out_channels} but the vae has {latent} latent channels")
     expected = (2 * latent, 3 * latent) if kind == PIXELCAST else (latent,)
     if in_channels not in expected:

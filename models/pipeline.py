@@ -20,6 +20,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from models.copying import has_copy_head, mix
 from models.grounding import SceneGrounder
 from models.text import sentence_embedding
 
@@ -55,7 +56,8 @@ class PixelcastPipeline(DiffusionPipeline):
     through cross-attention.
 
     Args:
-        unet: `UNet2DConditionModel` with `in_channels = 8` or `12`, `out_channels = 4`.
+        unet: `UNet2DConditionModel` with `in_channels = 8` or `12`, `out_channels = 4`, or `16` with a copy
+            head (`models.copying`: continuation frames mix its drawing with the anchor and the moved previous frame).
         vae: `AutoencoderTiny` decoding the latent to RGB.
         scheduler: a diffusers scheduler for few-step sampling (the shipped one is `DDIMScheduler`
             with trailing timestep spacing).
@@ -115,7 +117,13 @@ class PixelcastPipeline(DiffusionPipeline):
     @property
     def latent_channels(self) -> int:
         """Channels of one latent frame."""
-        return int(self.unet.config.out_channels)
+        return int(self.vae.config.get("latent_channels", self.unet.config.out_channels))
+
+    @property
+    def copy_head(self) -> bool:
+        """Whether the UNet carries a copy head (`models.copying`): its continuation frames mix its drawing with
+        the anchor and the moved previous frame."""
+        return self.takes_anchor and has_copy_head(int(self.unet.config.out_channels), self.latent_channels)
 
     @property
     def takes_anchor(self) -> bool:
@@ -169,6 +177,8 @@ class PixelcastPipeline(DiffusionPipeline):
             num_inference_steps = max(num_inference_steps, int(self.config.get("new_prompt_steps", 0)))
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
+        clean_previous = previous_latents
+        anchored = torch.full((batch,), anchor_latents is not None, device=device)
 
         pooled = sentence_embedding(prompt_embeds) if self.unet.config.class_embed_type == "projection" else None
         if self.config.context_noise:
@@ -193,6 +203,8 @@ class PixelcastPipeline(DiffusionPipeline):
             model_input = self.scheduler.scale_model_input(latents, t)
             model_input = torch.cat([model_input, context], dim=1)
             model_output = self.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=pooled).sample
+            if self.copy_head:
+                model_output = self._copied(model_output, latents, t, clean_previous, context, anchored)
             latents = self.scheduler.step(model_output, t, latents, generator=generator).prev_sample
         latents = latents.clamp(-LATENT_CLAMP, LATENT_CLAMP)
 
@@ -203,3 +215,31 @@ class PixelcastPipeline(DiffusionPipeline):
         if not return_dict:
             return images, latents
         return PixelcastPipelineOutput(images=images, latents=latents)
+
+    def _copied(
+        self,
+        model_output: torch.Tensor,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        previous: torch.Tensor,
+        context: torch.Tensor,
+        anchored: torch.Tensor,
+    ) -> torch.Tensor:
+        """The UNet's output for the scheduler after its copy head's mix, given back as the scheduler's
+        `prediction_type` (v-prediction for the shipped model) so that its `step` stays as it is."""
+        channels = self.latent_channels
+        drawing, head = model_output[:, :channels], model_output[:, channels:]
+        alpha = self.scheduler.alphas_cumprod.to(device=latents.device, dtype=latents.dtype)[t]
+        a, s = alpha.sqrt(), (1 - alpha).sqrt()
+        kind = self.scheduler.config.prediction_type
+        if kind == "v_prediction":
+            clean = a * latents - s * drawing
+        elif kind == "epsilon":
+            clean = (latents - s * drawing) / a.clamp(min=1e-4)
+        else:
+            clean = drawing
+        clean = mix(clean, head, previous, context[:, channels:], anchored)
+        if kind == "sample":
+            return clean
+        eps = (latents - a * clean) / s.clamp(min=1e-4)
+        return a * eps - s * clean if kind == "v_prediction" else eps

@@ -19,10 +19,11 @@ LATER_STAGES = (
     "pin_",
     "own_decoder_",
     "anchor_",
+    "copy_",
 )
 """Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
 
-FINE_TUNE_RNG_TAGS = {"rollout": 13, "first_frames": 19, "settle": 23, "pin": 29, "anchor": 31}
+FINE_TUNE_RNG_TAGS = {"rollout": 13, "first_frames": 19, "settle": 23, "pin": 29, "anchor": 31, "copy": 37}
 """The denoiser's fine-tuning stages, each with the number that seeds its own random stream beside the config's."""
 
 
@@ -128,6 +129,19 @@ class TrainConfig:
     anchor_own_share: float = 0.3  # after the model's own frames from text alone, its first frame as anchor
     anchor_own_rest: float = 0.5  # of the other rows, those after the model's own frames from a true frame
     anchor_own_frames: int = 6  # own frames made in turn before such a row, 1 to this many
+    # 6f. the copy head (models/training/copy_head.py): per latent cell the UNet mixes its drawing with the
+    # anchor and the previous frame moved by a 3x3 kernel, so that a stream keeps its picture. Off in the
+    # shipped recipe: 900 steps held a stream's start better (hold -0.7 dB instead of -2.1) but blurred what
+    # streams keep (sharpness 0.66, layout 26.2 dB at 10 s); docs/fidelity.md
+    copy_steps: int = 0
+    copy_batch: int = 32
+    copy_lr: float = 2e-4  # the UNet's body
+    copy_head_lr: float = 1e-3  # its output layer, which carries the new channels
+    copy_clips: int = 400  # long clips, for rollouts as long as a second
+    copy_clip_frames: int = 26
+    copy_own_frames: int = 24  # own frames made in turn before a row, 0 to this many
+    copy_canonical: float = 0.5  # rows captioned with the scene's canonical caption (it names the camera)
+    copy_keep_share: float = 0.25  # rows drawn as the anchor stage draws them, so that the drawing stays
     # 7. the prompt grounder: a text-only classifier naming the scene a prompt asks for (models/grounding.py)
     grounder_captions: int = 9000
     grounder_max_words: int = 5
@@ -236,6 +250,17 @@ class TrainConfig:
         anchor = self._stage_fields("anchor_")
         return {**self.pin_recipe(), **anchor}
 
+    def long_clips_recipe(self) -> dict[str, Any]:
+        """The fields the copy stage's long clips depend on: the clip bank's (its autoencoder and captions), and
+        how many and how long."""
+        return {**self.clip_bank_recipe(), "copy_clips": self.copy_clips, "copy_clip_frames": self.copy_clip_frames}
+
+    def copy_recipe(self) -> dict[str, Any]:
+        """What the anchored denoiser depends on, and the copy stage's own fields but its length: the stage runs
+        at a constant rate, so a longer run passes through a shorter one's checkpoint and goes on from it."""
+        own = {name: value for name, value in self._stage_fields("copy_").items() if name != "copy_steps"}
+        return {**self.anchor_recipe(), **own}
+
     def fine_tune_stage(self, name: str) -> FineTuneStage:
         """The settings of the denoiser's fine-tuning stage `name` (a key of `FINE_TUNE_RNG_TAGS`)."""
         return FineTuneStage(
@@ -289,6 +314,11 @@ class TrainConfig:
             anchor_steps=4,
             anchor_batch=8,
             anchor_own_frames=2,
+            copy_steps=4,
+            copy_batch=8,
+            copy_clips=6,
+            copy_clip_frames=5,
+            copy_own_frames=3,
             rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,

@@ -6,6 +6,7 @@ import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,6 +176,12 @@ def train_denoiser(
 BatchMaker = Callable[[UNet2DConditionModel, np.random.Generator, torch.Tensor], tuple[Batch, torch.Tensor]]
 """(model being trained, the stage's generator, alphas) -> a batch on the device and its timesteps."""
 
+LossFn = Callable[[UNet2DConditionModel, Batch, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(model, batch, timesteps, noise, alphas) -> the loss to descend on, as `v_prediction_loss`."""
+
+ParamGroups = Callable[[UNet2DConditionModel], list[dict[str, Any]]]
+"""The model being trained -> the optimizer's parameter groups (a group without "lr" takes the stage's)."""
+
 
 def fine_tune(
     unet: UNet2DConditionModel,
@@ -185,14 +192,17 @@ def fine_tune(
     *,
     desc: str,
     device: torch.device | str = "cpu",
+    loss_fn: LossFn = v_prediction_loss,
+    param_groups: ParamGroups | None = None,
 ) -> tuple[UNet2DConditionModel, list[float]]:
-    """Fine-tune a copy of `unet` with v-prediction on `next_batch`'s batches at the `stage`'s constant learning
-    rate, checkpointing to `work_dir / <stage name>.pt` under its recipe (and resuming from it); returns the
-    EMA weights and the loss curve."""
+    """Fine-tune a copy of `unet` on `next_batch`'s batches with `loss_fn` (v-prediction unless given) at the
+    `stage`'s constant learning rate (or the `param_groups`' own), checkpointing to `work_dir / <stage name>.pt`
+    under its recipe (and resuming from it); returns the EMA weights and the loss curve."""
     path, rng = work_dir / f"{stage.name}.pt", np.random.default_rng(stage.rng_seed)
     unet = copy.deepcopy(unet).to(device).float().requires_grad_(True).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=stage.lr, weight_decay=1e-2)
+    groups = param_groups(unet) if param_groups is not None else [{"params": list(unet.parameters())}]
+    optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=1e-2)
     parts = {"model": unet, "ema": ema, "optimizer": optimizer}
     step, losses = 0, []
     state = load_checkpoint(path, stage.recipe)
@@ -203,7 +213,7 @@ def fine_tune(
         while step < stage.steps:
             batch, t = next_batch(unet, rng, alphas)
             noise = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
-            loss = v_prediction_loss(unet, batch, t, noise, alphas)
+            loss = loss_fn(unet, batch, t, noise, alphas)
             descend(unet, optimizer, loss, ema, stage.ema_decay)
             step += 1
             losses.append(round(loss.item(), 5))

@@ -26,6 +26,7 @@ from .architecture import make_scheduler
 from .autoencoder import latent_scale, train_autoencoder
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .copy_head import train_copy_head
 from .decoder import train_decoder
 from .denoiser import train_denoiser
 from .first_frames import StillBank, build_still_bank, train_first_frames, train_settling
@@ -35,9 +36,12 @@ from .own_decoder import OwnLatents, build_own_latents, train_own_decoder
 from .pinned import build_pinned_stills, medoid_layouts, train_pinning
 from .rollout import train_rollout
 from .sharpen import train_sharpener
-from .world_data import ClipBank, build_clip_bank
+from .world_data import ClipBank, build_clip_bank, with_canonical_captions
 
 T = TypeVar("T")
+
+LONG_CLIPS_SEED = 12
+"""Added to the config's seed for the long clips' draw, so that they are other clips than the bank's."""
 
 
 def _final(values: list[float], last: int = 100) -> float:
@@ -89,6 +93,18 @@ def _pinned_stills(
         return build_pinned_stills(bank, config.pin_moments, medoid_layouts(), vae, scale, text)
 
     return _cached(work_dir / "pinned.pt", config.pinned_stills_recipe(), "pinned", StillBank, build)
+
+
+def _long_clips(config: TrainConfig, work_dir: Path, vae: Any, scale: float, device: torch.device) -> ClipBank:
+    """The copy stage's long clips (their own draw of scenes), each with its canonical caption last."""
+
+    def build() -> ClipBank:
+        text = TextEncoder(cache_size=0, device=device)
+        seed, count, frames = config.seed + LONG_CLIPS_SEED, config.copy_clips, config.copy_clip_frames
+        clips = build_clip_bank(seed, count, frames, config.captions_per_clip, vae, scale, text)
+        return with_canonical_captions(clips, text)
+
+    return _cached(work_dir / "long_clips.pt", config.long_clips_recipe(), "clips", ClipBank, build)
 
 
 @dataclass
@@ -186,32 +202,42 @@ BASE_SECTIONS = (
 
 
 def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained:
-    """Stages 1 to 7 as a trained folder holds them (its `training.json` must be of this recipe).
+    """Stages 1 to 7, or 1 to 6e where its UNet takes an anchor, as a trained folder holds them (its
+    `training.json` must be of this recipe).
 
     Raises:
-        ValueError: the folder's recipe differs from `config` before the anchor stage, or its UNet already
-            takes an anchor.
+        ValueError: the folder's recipe differs from `config` in the stages it holds, or its UNet already
+            has a copy head.
     """
     summary = json.loads((base / TRAINING_FILE).read_text())
-    differing = _recipe_differences(config, summary["config"])
+    differing = _recipe_differences(config, summary["config"], anchored=_takes_anchor(base))
     if differing:
         raise ValueError(f"{base} was trained under another recipe ({', '.join(differing)} differ)")
     pipeline = PixelcastPipeline.from_pretrained(base, local_files_only=True, dtype=torch.float32).to(device)
-    if pipeline.takes_anchor:
-        raise ValueError(f"{base}: its denoiser already takes an anchor; start from a folder trained to stage 6d")
-    sections = {name: summary[name] for name in BASE_SECTIONS if name in summary}
+    if pipeline.copy_head:
+        raise ValueError(f"{base}: its denoiser already has a copy head; start from a folder trained to stage 6e")
+    kept = (*BASE_SECTIONS, "anchor") if pipeline.takes_anchor else BASE_SECTIONS
+    sections = {name: summary[name] for name in kept if name in summary}
     return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections)
 
 
-def _recipe_differences(config: TrainConfig, base_config: dict[str, Any]) -> list[str]:
-    """The fields on which the stages before the anchor (denoiser, decoder and grounder) depend and that differ
-    between `config` and a trained folder's `base_config`; settings for streams and bookkeeping may differ."""
+def _takes_anchor(folder: Path) -> bool:
+    """Whether the UNet of the pipeline folder at `folder` takes an anchor (three latents in, not two)."""
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    return int(unet["in_channels"]) == 3 * int(unet["out_channels"])
+
+
+def _recipe_differences(config: TrainConfig, base_config: dict[str, Any], *, anchored: bool = False) -> list[str]:
+    """The fields on which the stages a trained folder holds (denoiser, decoder and grounder, and the anchor
+    where `anchored`) depend and that differ between `config` and its `base_config`; settings for streams
+    and bookkeeping may differ. Fields this recipe has and the folder's lacks (later stages) take defaults."""
     unknown = set(base_config) - {field.name for field in fields(TrainConfig)}
     if unknown:
         return sorted(unknown)
     theirs = TrainConfig(**base_config)
     differing: set[str] = set()
-    for recipe in ("own_decoder_recipe", "grounder_recipe"):
+    recipes = ("own_decoder_recipe", "grounder_recipe", *(("anchor_recipe",) if anchored else ()))
+    for recipe in recipes:
         ours, other = getattr(config, recipe)(), getattr(theirs, recipe)()
         differing |= {name for name in ours.keys() | other.keys() if ours.get(name) != other.get(name)}
     return sorted(differing)
@@ -227,9 +253,9 @@ def train(
 ) -> dict[str, Any]:
     """Run every stage on `device` (resuming from `work_dir`) and save the pipeline to `out_dir`; returns a summary.
 
-    With `base`, a folder this recipe trained to stage 6d, its weights stand for stages 1 to 7 and only the
-    anchor stage runs. The data are the same on every device; a GPU changes the arithmetic's rounding, not
-    the recipe.
+    With `base`, a folder this recipe trained to stage 6d or 6e, its weights stand for the stages it holds and
+    the grounder, and only the later stages run. The data are the same on every device; a GPU changes the
+    arithmetic's rounding, not the recipe.
     """
     device = torch.device(device)
     # Fewer threads than cores when the machine is shared: oversubscribed OpenMP threads spin and crawl.
@@ -238,13 +264,22 @@ def train(
     started = time.monotonic()
     trained = _stages_to_pinning(config, work_dir, device) if base is None else _from_base(config, base, device)
     vae, unet, scheduler = trained.vae, trained.unet, trained.scheduler
+    scale = float(vae.config.scaling_factor)
+    anchoring = bool(config.first_frames_steps and config.pin_steps and config.anchor_steps)
+    bank, pinned = trained.bank, trained.pinned
+    if anchoring:
+        bank = bank or _clip_bank(config, work_dir, vae, scale, device)
+        pinned = pinned or _pinned_stills(config, work_dir, bank, vae, scale, device)
     # 6e. the anchor: a stream's continuation can come back to the picture it started from
-    anchor_losses: list[float] = []
-    if config.first_frames_steps and config.pin_steps and config.anchor_steps:
-        scale = float(vae.config.scaling_factor)
-        bank = trained.bank or _clip_bank(config, work_dir, vae, scale, device)
-        pinned = trained.pinned or _pinned_stills(config, work_dir, bank, vae, scale, device)
+    anchor_section = trained.sections.get("anchor") or _curve([])
+    if anchoring and bank and pinned and "anchor" not in trained.sections:
         unet, anchor_losses = train_anchor(config, bank, pinned, scheduler, unet, work_dir, device)
+        anchor_section = _curve(anchor_losses)
+    # 6f. the copy head: a continuation keeps, cell by cell, its anchor or its moved previous frame
+    copy_losses: list[float] = []
+    if anchoring and bank and pinned and config.copy_steps:
+        long_clips = _long_clips(config, work_dir, vae, scale, device)
+        unet, copy_losses = train_copy_head(config, long_clips, bank, pinned, scheduler, unet, work_dir, device)
     # 7. the prompt grounder (text only)
     grounder, grounding = trained.grounder, trained.sections.get("grounder", {})
     if grounder is None:
@@ -268,7 +303,8 @@ def train(
         "config": config.to_dict(),
         "device": str(device),
         **trained.sections,
-        "anchor": _curve(anchor_losses),
+        "anchor": anchor_section,
+        "copy_head": _curve(copy_losses),
         "grounder": grounding,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
@@ -288,9 +324,11 @@ def train(
         ),
     }
     if base is not None:
+        held = "every stage before the copy head" if "anchor" in trained.sections else "every stage before the anchor"
+        trained_here = "the copy head" if "anchor" in trained.sections else "the anchor and the copy head"
         summary["base"] = (
-            "every stage before the anchor, and the grounder, are the weights of a folder this recipe trained (its"
-            " training.json's figures are kept); this run trained the anchor on them"
+            f"{held}, and the grounder, are the weights of a folder this recipe trained (its training.json's"
+            f" figures are kept); this run trained {trained_here} on them"
         )
     (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     write_model_card(out_dir)
@@ -309,7 +347,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base",
         type=Path,
-        help="a folder this recipe trained to stage 6d: take its weights for stages 1-7 and train the anchor on them",
+        help=(
+            "a folder this recipe trained to stage 6d (or 6e): take its weights for the stages it holds and the"
+            " grounder, and train the later stages (the anchor, the copy head) on them"
+        ),
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores; fewer on a busy machine)")
     parser.add_argument(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
+from models.copying import mix
 from models.pipeline import LATENT_CLAMP
 
 from .config import TrainConfig
@@ -44,11 +45,31 @@ def one_step_frame(
     alphas: torch.Tensor,
 ) -> torch.Tensor:
     """The latent a stream makes in one step from pure `noise` after `context`, as the engine samples it."""
+    return one_step_clean(unet, noise, context, tokens, pooled, alphas).clamp(-LATENT_CLAMP, LATENT_CLAMP)
+
+
+def one_step_clean(
+    unet: UNet2DConditionModel,
+    noise: torch.Tensor,
+    context: torch.Tensor,
+    tokens: torch.Tensor,
+    pooled: torch.Tensor,
+    alphas: torch.Tensor,
+) -> torch.Tensor:
+    """The clean latent one step from pure `noise` after `context` predicts, before clamping: with a copy head,
+    its mix of the UNet's drawing with the anchor and the moved previous frame wherever the context has an
+    anchor (an all-zero anchor is none, as the engine gives it)."""
     last = len(alphas) - 1
     t = torch.full((len(context),), last, dtype=torch.long, device=context.device)
     velocity = unet(torch.cat([noise, context], dim=1), t, encoder_hidden_states=tokens, class_labels=pooled).sample
     a, s = float(alphas[last].sqrt()), float((1 - alphas[last]).sqrt())
-    return (a * noise - s * velocity).clamp(-LATENT_CLAMP, LATENT_CLAMP)
+    channels = noise.shape[1]
+    clean = a * noise - s * velocity[:, :channels]
+    if velocity.shape[1] == channels:
+        return clean
+    previous, anchor = context[:, :channels], context[:, channels : 2 * channels]
+    anchored = anchor.flatten(1).abs().amax(1) > 0
+    return mix(clean, velocity[:, channels:], previous, anchor, anchored)
 
 
 def give_own_context(

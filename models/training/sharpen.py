@@ -25,6 +25,7 @@ from .architecture import LATENT_CHANNELS, TEXT_DIM
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .config import TrainConfig
 from .denoiser import Batch, update_ema, v_prediction_loss
+from .rollout import one_step_clean
 from .world_data import ClipBank
 
 ANCHOR_POOL = 4
@@ -81,21 +82,6 @@ def critic_loss(
     return F.softplus(-real_logits).mean() + not_real + 0.5 * r1 * penalty
 
 
-def first_step(
-    unet: UNet2DConditionModel,
-    noise: torch.Tensor,
-    context: torch.Tensor,
-    tokens: torch.Tensor,
-    pooled: torch.Tensor,
-    alphas: torch.Tensor,
-) -> torch.Tensor:
-    """The clean latent of one DDIM step from pure noise at the last timestep, as a stream draws a frame."""
-    t = torch.full((noise.shape[0],), len(alphas) - 1, dtype=torch.long, device=noise.device)
-    a, s = float(alphas[-1].sqrt()), float((1 - alphas[-1]).sqrt())
-    velocity = unet(torch.cat([noise, context], dim=1), t, encoder_hidden_states=tokens, class_labels=pooled).sample
-    return a * noise - s * velocity
-
-
 @torch.no_grad()
 def stream_contexts(
     unet: UNet2DConditionModel, batch: Batch, config: TrainConfig, rng: np.random.Generator, alphas: torch.Tensor
@@ -111,7 +97,7 @@ def stream_contexts(
     rows = torch.from_numpy(np.flatnonzero(rng.random(size) < config.sharpen_own_context)).to(device)
     noise, jitter = (torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device) for _ in range(2))
     if len(rows):
-        own = first_step(unet, noise[rows], contexts[rows], batch.tokens[rows], batch.pooled[rows], alphas)
+        own = one_step_clean(unet, noise[rows], contexts[rows], batch.tokens[rows], batch.pooled[rows], alphas)
         contexts[rows] = own + config.context_noise_inference * jitter[rows]
     return contexts
 
@@ -153,7 +139,7 @@ def train_sharpener(
             start = torch.from_numpy(rng.standard_normal(batch.target.shape)).float().to(device)
             # 1. critic: real frames against the frames a stream starts with
             with torch.no_grad():
-                fake = first_step(unet, start, contexts, batch.tokens, batch.pooled, alphas)
+                fake = one_step_clean(unet, start, contexts, batch.tokens, batch.pooled, alphas)
             d_loss = critic_loss(critic, batch.target, fake, batch.pooled, config.sharpen_r1)
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -164,12 +150,12 @@ def train_sharpener(
             #    the critic is there to undo.
             t = torch.from_numpy(rng.integers(train_steps, size=size)).long().to(device)
             mse = v_prediction_loss(unet, batch, t, noise, alphas)
-            generated = first_step(unet, start, contexts, batch.tokens, batch.pooled, alphas)
+            generated = one_step_clean(unet, start, contexts, batch.tokens, batch.pooled, alphas)
             adversarial = F.softplus(-critic(generated, batch.pooled)).mean()
             # 3. the coarse layout and colours stay the trained denoiser's (which follow the text): the
             #    critic only adds detail within them
             with torch.no_grad():
-                average = first_step(teacher, start, contexts, batch.tokens, batch.pooled, alphas)
+                average = one_step_clean(teacher, start, contexts, batch.tokens, batch.pooled, alphas)
             anchor = F.mse_loss(F.avg_pool2d(generated, ANCHOR_POOL), F.avg_pool2d(average, ANCHOR_POOL))
             loss = mse + config.sharpen_weight * adversarial + config.sharpen_anchor * anchor
             g_opt.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ from diffusers import AutoencoderTiny
 from tqdm import tqdm
 
 from models.text import TextEncoder
-from models.world import SceneSpec, all_specs, caption, render_clip
+from models.world import SceneSpec, all_specs, caption, describe, render_clip
 
 MAX_START_FRAME = 24 * 60 * 10  # clips start anywhere in the first ten minutes of a scene
 
@@ -83,3 +83,14 @@ def build_clip_bank(
         states.append(text.encode(flat[start : start + 256]).half().cpu())
     tokens = torch.cat(states).reshape(clips, captions_per_clip, *states[0].shape[1:])
     return ClipBank(latents=latents, specs=specs, tokens=tokens, captions=captions)
+
+
+@torch.no_grad()
+def with_canonical_captions(bank: ClipBank, text: TextEncoder) -> ClipBank:
+    """`bank` with each clip's canonical caption (`describe(spec)`, which names the camera's motion) added as its
+    last caption."""
+    canonical = [describe(spec) for spec in bank.specs]
+    states = torch.cat([text.encode(canonical[i : i + 256]).half().cpu() for i in range(0, len(canonical), 256)])
+    tokens = torch.cat([bank.tokens, states[:, None]], 1)
+    captions = [[*own, words] for own, words in zip(bank.captions, canonical)]
+    return ClipBank(latents=bank.latents, specs=bank.specs, tokens=tokens, captions=captions)

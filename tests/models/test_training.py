@@ -11,9 +11,11 @@ import torch
 from safetensors.numpy import load_file
 
 from models import StreamingEngine
+from models.copying import COPY_OUTPUTS
 from models.training.anchor import widen_for_anchor
 from models.training.architecture import make_video_unet
 from models.training.config import TrainConfig
+from models.training.copy_head import widen_for_copy_head
 from models.training.first_frames import StillBank, nearest_stills
 from models.training.recipe import train
 
@@ -52,6 +54,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert again["pin"] == summary["pin"] and summary["pin"]["loss_curve"]
     assert again["anchor"] == summary["anchor"] and summary["anchor"]["loss_curve"]
     assert engine.takes_anchor and "3g. The anchor" in card
+    assert again["copy_head"] == summary["copy_head"] and summary["copy_head"]["loss_curve"]
+    assert engine.copy_head and "3h. The copy head" in card
     assert again["own_decoder"] == summary["own_decoder"] and set(summary["own_decoder"]) == {
         "psnr_db",
         "edge_energy_ratio",
@@ -112,12 +116,22 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     pinned_longer = replace(more_first_frames, pin_moments=3)
     train(pinned_longer, tmp_path / "model-pinned", work, threads=1)
     printed = capsys.readouterr().out
-    assert {"pinned.pt", "pin.pt", "own_latents.pt", "own_decoder.pt", "anchor.pt"} <= _restarted(printed)
+    assert {"pinned.pt", "pin.pt", "own_latents.pt", "own_decoder.pt", "anchor.pt", "copy.pt"} <= _restarted(printed)
     assert "settle.pt" not in printed and "stills.pt" not in printed  # pinning goes on from the settled denoiser
     anchored_longer = replace(pinned_longer, anchor_steps=config.anchor_steps + 2)
     train(anchored_longer, tmp_path / "model-anchored", work, threads=1)
     printed = capsys.readouterr().out
-    assert _restarted(printed) == {"anchor.pt"}  # the anchor stage is the last to touch the denoiser
+    assert _restarted(printed) == {"anchor.pt", "copy.pt"}  # the copy head goes on from the anchored denoiser
+    copied_longer = replace(anchored_longer, copy_steps=config.copy_steps + 2)
+    longer = train(copied_longer, tmp_path / "model-copied", work, threads=1)
+    printed = capsys.readouterr().out
+    assert not _restarted(printed)  # a longer copy stage goes on from the shorter one's checkpoint
+    assert len(longer["copy_head"]["loss_curve"]) == config.copy_steps + 2
+    copied_otherwise = replace(anchored_longer, copy_canonical=1.0)
+    train(copied_otherwise, tmp_path / "model-copied-otherwise", work, threads=1)
+    printed = capsys.readouterr().out
+    assert _restarted(printed) == {"copy.pt"}  # the copy stage is the last to touch the denoiser
+    assert "long_clips.pt" not in printed  # the same long clips
     more_captions = replace(pinned_longer, grounder_captions=config.grounder_captions + 8)
     train(more_captions, tmp_path / "model-grounded", work, threads=1)
     printed = capsys.readouterr().out
@@ -125,27 +139,43 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert "denoiser.pt" not in printed and "sharpen.pt" not in printed  # text-only: the UNet stages are kept
 
 
-def test_a_run_from_a_trained_folder_trains_only_the_anchor_and_refuses_another_recipe(tmp_path: Path) -> None:
+def test_a_run_from_a_trained_folder_trains_only_the_stages_it_lacks_and_refuses_another_recipe(
+    tmp_path: Path,
+) -> None:
     config = TrainConfig(seed=5).quick()
     unanchored = replace(config, anchor_steps=0)
     base = tmp_path / "base"
     train(unanchored, base, tmp_path / "work-base", threads=1)
     assert not StreamingEngine.from_pretrained(base).takes_anchor
     summary = train(config, tmp_path / "anchored", tmp_path / "work", threads=1, base=base)
-    assert summary["anchor"]["loss_curve"] and "trained the anchor" in summary["base"]
-    assert {p.name for p in (tmp_path / "work").iterdir()} == {"clip_bank.pt", "pinned.pt", "anchor.pt"}
+    assert summary["anchor"]["loss_curve"] and summary["copy_head"]["loss_curve"]
+    assert "trained the anchor and the copy head" in summary["base"]
+    made = {"clip_bank.pt", "pinned.pt", "anchor.pt", "long_clips.pt", "copy.pt"}
+    assert {p.name for p in (tmp_path / "work").iterdir()} == made
     kept = _weights(base, "grounder")
     for name, value in _weights(tmp_path / "anchored", "grounder").items():
         np.testing.assert_array_equal(value, kept[name])
-    assert StreamingEngine.from_pretrained(tmp_path / "anchored").takes_anchor
+    assert StreamingEngine.from_pretrained(tmp_path / "anchored").copy_head
     with pytest.raises(ValueError, match="another recipe .*pin_steps"):
         train(replace(config, pin_steps=5), tmp_path / "other", tmp_path / "work", threads=1, base=base)
     # settings for streams do not change the weights a base stands for: they go into the new pipeline
     steered = replace(config, new_prompt_steps_inference=2)
     train(steered, tmp_path / "steered", tmp_path / "work", threads=1, base=base)
     assert StreamingEngine.from_pretrained(tmp_path / "steered").new_prompt_steps == 2
-    with pytest.raises(ValueError, match="already takes an anchor"):
+    with pytest.raises(ValueError, match="already has a copy head"):
         train(config, tmp_path / "twice", tmp_path / "work", threads=1, base=tmp_path / "anchored")
+
+    # a folder trained to the anchor keeps it, and its anchor stage's figures: only the copy head trains
+    anchored_only = tmp_path / "anchored-only"
+    anchoring = train(replace(config, copy_steps=0), anchored_only, tmp_path / "work-anchored", threads=1)
+    assert not StreamingEngine.from_pretrained(anchored_only).copy_head
+    work = tmp_path / "work-copy"
+    copied = train(config, tmp_path / "copied", work, threads=1, base=anchored_only)
+    assert "trained the copy head" in copied["base"] and "anchor.pt" not in {p.name for p in work.iterdir()}
+    assert copied["anchor"] == anchoring["anchor"] and copied["anchor"]["loss_curve"]
+    assert StreamingEngine.from_pretrained(tmp_path / "copied").copy_head
+    with pytest.raises(ValueError, match="another recipe .*anchor_steps"):
+        train(replace(config, anchor_steps=5), tmp_path / "other", work, threads=1, base=anchored_only)
 
 
 def test_widening_for_the_anchor_keeps_what_the_denoiser_computes() -> None:
@@ -161,6 +191,24 @@ def test_widening_for_the_anchor_keeps_what_the_denoiser_computes() -> None:
         before = unet(x, t, encoder_hidden_states=tokens, class_labels=pooled).sample
         after = wide(torch.cat([x, anchor], 1), t, encoder_hidden_states=tokens, class_labels=pooled).sample
     torch.testing.assert_close(after, before)
+
+
+def test_a_copy_head_starts_as_the_drawing_it_was_given() -> None:
+    """The widened UNet draws exactly what the anchored one did, and its mix starts nearly all on that drawing,
+    with a kernel that nearly keeps each cell where it is."""
+    torch.manual_seed(0)
+    unet = widen_for_anchor(make_video_unet()).eval()
+    wide = widen_for_copy_head(unet).eval()
+    assert wide.config.out_channels == 4 + COPY_OUTPUTS
+    x = torch.randn(2, 12, 16, 16)
+    tokens, t = torch.randn(2, 5, 384), torch.tensor([999, 500])
+    pooled = torch.nn.functional.normalize(torch.randn(2, 384), dim=-1)
+    with torch.no_grad():
+        before = unet(x, t, encoder_hidden_states=tokens, class_labels=pooled).sample
+        after = wide(x, t, encoder_hidden_states=tokens, class_labels=pooled).sample
+    torch.testing.assert_close(after[:, :4], before)
+    weights, kernel = after[:, 4:7].softmax(1), after[:, 7:].softmax(1)
+    assert weights[:, 0].min() > 0.9 and kernel[:, 4].min() > 0.9
 
 
 def test_settling_aims_each_stream_at_the_still_of_its_scene_nearest_to_its_own_frame() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny, UNet2DConditionModel
 
+from models.copying import COPY_OUTPUTS
 from models.pipeline import PixelcastPipeline
 from models.training.architecture import make_scheduler
 
@@ -20,13 +21,14 @@ LATENT_SIZE = 8
 FRAME_SIZE = 64  # LATENT_SIZE x 2 ** 3 (four decoder blocks)
 
 
-def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny random pipeline to `folder` (diffusers layout) and return it."""
+def write_tiny_pipeline(folder: Path, seed: int = 0, *, copy_head: bool = False) -> Path:
+    """Save a tiny random pipeline to `folder` (diffusers layout) and return it; with `copy_head`, its UNet
+    also puts out a copy head's channels (`models.copying`)."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=LATENT_SIZE,
         in_channels=12,  # noisy latent, previous frame's latent and the stream's anchor latent
-        out_channels=4,
+        out_channels=4 + (COPY_OUTPUTS if copy_head else 0),
         block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
