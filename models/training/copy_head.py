@@ -17,6 +17,7 @@ it was. The loss is on each row's clean latent, mixed where the row has an ancho
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def copy_batch(
 ) -> tuple[Batch, torch.Tensor]:
     """One batch of the stage: the anchor stage's rows, then the rows after own frames of a long clip."""
     keep = max(1, round(config.copy_batch * config.copy_keep_share))
-    kept, t = anchor_batch(config, bank, pinned, unet, rng, alphas, device)
+    kept, t = anchor_batch(dataclasses.replace(config, anchor_batch=keep), bank, pinned, unet, rng, alphas, device)
     size = config.copy_batch - keep
     frames = int(rng.integers(0, config.copy_own_frames + 1))
     clips, length = long_clips.latents.shape[:2]
@@ -92,12 +93,11 @@ def copy_batch(
         noise = torch.from_numpy(rng.standard_normal(previous.shape)).float().to(device)
         previous = one_step_frame(unet, torch.cat([previous, anchor], 1), tokens, pooled, noise, alphas)
     unet.train()
-    take = slice(0, keep)
-    kept.target = torch.cat([kept.target[take], target])
-    kept.context = torch.cat([kept.context[take], torch.cat([previous, anchor], 1)])
-    kept.tokens = torch.cat([kept.tokens[take], tokens])
-    kept.pooled = torch.cat([kept.pooled[take], pooled])
-    return kept, torch.cat([t[take], t.new_full((size,), len(alphas) - 1)])
+    kept.target = torch.cat([kept.target, target])
+    kept.context = torch.cat([kept.context, torch.cat([previous, anchor], 1)])
+    kept.tokens = torch.cat([kept.tokens, tokens])
+    kept.pooled = torch.cat([kept.pooled, pooled])
+    return kept, torch.cat([t, t.new_full((size,), len(alphas) - 1)])
 
 
 def clean_loss(
