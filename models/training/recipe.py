@@ -210,21 +210,15 @@ def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained
             has a copy head.
     """
     summary = json.loads((base / TRAINING_FILE).read_text())
-    differing = _recipe_differences(config, summary["config"], anchored=_takes_anchor(base))
+    pipeline = PixelcastPipeline.from_pretrained(base, local_files_only=True, dtype=torch.float32).to(device)
+    differing = _recipe_differences(config, summary["config"], anchored=pipeline.takes_anchor)
     if differing:
         raise ValueError(f"{base} was trained under another recipe ({', '.join(differing)} differ)")
-    pipeline = PixelcastPipeline.from_pretrained(base, local_files_only=True, dtype=torch.float32).to(device)
     if pipeline.copy_head:
         raise ValueError(f"{base}: its denoiser already has a copy head; start from a folder trained to stage 6e")
     kept = (*BASE_SECTIONS, "anchor") if pipeline.takes_anchor else BASE_SECTIONS
     sections = {name: summary[name] for name in kept if name in summary}
     return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections)
-
-
-def _takes_anchor(folder: Path) -> bool:
-    """Whether the UNet of the pipeline folder at `folder` takes an anchor (three latents in, not two)."""
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    return int(unet["in_channels"]) == 3 * int(unet["out_channels"])
 
 
 def _recipe_differences(config: TrainConfig, base_config: dict[str, Any], *, anchored: bool = False) -> list[str]:
