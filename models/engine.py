@@ -48,6 +48,7 @@ from models.loading import (
     vae_scale_factor,
 )
 from models.pipeline import LATENT_CLAMP, PixelcastPipeline, latents_to_uint8
+from models.prediction import PREDICTION_TYPES, clean_and_noise, noise_of
 from models.prompts import PromptConditioner
 from models.text import TextEncoder, sentence_embedding
 from models.tuning.frozen import FrozenDecoder, FrozenUNet
@@ -207,7 +208,7 @@ class StreamingEngine:
         self.decoder_precision = MixedPrecision(self.vae, freeze=FrozenDecoder)
         config = pipeline.scheduler.config
         self.prediction_type: str = config.get("prediction_type", "epsilon")
-        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+        if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
         self.latent_channels = int(self.vae.config.get("latent_channels", self.unet.config.out_channels))
         # A UNet with a copy head can keep, cell by cell, its anchor or its moved previous frame (models.copying).
@@ -481,18 +482,10 @@ class StreamingEngine:
                 out, head = out[:, : self.latent_channels], out[:, self.latent_channels :]
             a, s = schedule.sqrt_alpha[i], schedule.sqrt_one_minus_alpha[i]
             # 1. predicted clean latent and noise
-            if self.prediction_type == "v_prediction":
-                clean = a * x - s * out
-                eps = a * out + s * x
-            elif self.prediction_type == "epsilon":
-                clean = (x - s * out) / max(a, 1e-4)
-                eps = out
-            else:
-                clean = out
-                eps = (x - a * clean) / max(s, 1e-4)
+            clean, eps = clean_and_noise(self.prediction_type, x, out, a, s)
             if head is not None and copy_from is not None:
                 clean = mix(clean, head, copy_from.previous, copy_from.anchor, copy_from.anchored)
-                eps = (x - a * clean) / max(s, 1e-4)
+                eps = noise_of(x, clean, a, s)
             # 2. step to the previous timestep (after the last step alpha_bar_prev is the final alpha, 1 when shipped)
             x = schedule.sqrt_alpha_prev[i] * clean + schedule.sqrt_one_minus_alpha_prev[i] * eps
         if self._latent_clamp is None:

@@ -22,6 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from models.copying import has_copy_head, mix
 from models.grounding import SceneGrounder
+from models.prediction import clean_and_noise, output_for
 from models.text import sentence_embedding
 
 LATENT_CLAMP = 3.0
@@ -232,14 +233,6 @@ class PixelcastPipeline(DiffusionPipeline):
         alpha = self.scheduler.alphas_cumprod.to(device=latents.device, dtype=latents.dtype)[t]
         a, s = alpha.sqrt(), (1 - alpha).sqrt()
         kind = self.scheduler.config.prediction_type
-        if kind == "v_prediction":
-            clean = a * latents - s * drawing
-        elif kind == "epsilon":
-            clean = (latents - s * drawing) / a.clamp(min=1e-4)
-        else:
-            clean = drawing
+        clean, _ = clean_and_noise(kind, latents, drawing, a, s)
         clean = mix(clean, head, previous, context[:, channels:], anchored)
-        if kind == "sample":
-            return clean
-        eps = (latents - a * clean) / s.clamp(min=1e-4)
-        return a * eps - s * clean if kind == "v_prediction" else eps
+        return output_for(kind, latents, clean, a, s)
