@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(VENV)/bin/pixelcast serve $(ARGS)
 
 test: lint browser
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest --durations=15 $(ARGS)
 
 # the unit tier: everything not marked slow (no server process, browser, cluster or shipped model)
 test-fast: $(STAMP)
