@@ -38,6 +38,8 @@ class Sense:
 
     words: tuple[str, ...]
     broader: tuple[str, ...]
+    part_of_speech: str
+    """Which of WordNet's files it is from: noun, verb, adj or adv."""
 
 
 class WordNet:
@@ -95,7 +97,7 @@ class WordNet:
         for pos, offset in self._senses.get(lemma, [])[:limit]:
             words, pointers = self._synsets[pos][offset]
             broader = tuple(w for symbol, (p, o) in pointers if symbol in _BROADER for w in self._synsets[p][o][0])
-            out.append(Sense(words=words, broader=broader))
+            out.append(Sense(words=words, broader=broader, part_of_speech=pos))
         return out
 
 
@@ -165,7 +167,9 @@ def build_lexicon(wordnet: WordNet, known: frozenset[str], senses: int) -> dict[
     An entry is made for every WordNet lemma of at most `LOOKUP_WORDS` words that holds a word outside
     `known` (bar one-word lemmas that are mostly inflections of another), keyed as a prompt's words
     are looked up; and for a noun's regular plural, unless that is a lemma of its own or is said in
-    `known` words. `senses`: how many of the lemma's most common senses are used.
+    `known` words. `senses`: how many of the lemma's most common senses are used. Verb senses are left
+    out: a verb names what happens, not what a scene is, and its synonyms would read remarks as scenes
+    ("keep going" -> "tide over", read as the ocean).
     """
 
     def words_of(phrase: str) -> str:
@@ -188,6 +192,7 @@ def build_lexicon(wordnet: WordNet, known: frozenset[str], senses: int) -> dict[
         related = [
             phrase
             for sense in wordnet.senses(lemma, senses)
+            if sense.part_of_speech != "verb"
             for phrase in (words_of(w) for w in (*sense.words, *sense.broader))
             if phrase != key and said_in_known_words(phrase)
         ]

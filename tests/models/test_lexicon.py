@@ -39,9 +39,16 @@ INDEX = {
         "mountain_range n 1 0 1 0 00000005",
         "waterfall n 1 0 1 0 00000001",
     ],
-    "verb": ["fall v 1 0 1 5 00000010"],  # a common verb: "falls" is mostly what it does
+    # a common verb: "falls" is mostly what it does; a collocation whose only sense is a verb's
+    "verb": ["fall v 1 0 1 5 00000010", "keep_going v 1 0 1 0 00000011"],
 }
-DATA = {"noun": list(NOUNS.values()), "verb": ["00000010 38 v 01 fall 0 000 01 + 01 00 | descend"]}
+DATA = {
+    "noun": list(NOUNS.values()),
+    "verb": [
+        "00000010 38 v 01 fall 0 000 01 + 01 00 | descend",
+        "00000011 42 v 02 keep_going 0 tide_over 0 000 01 + 01 00 | suffice until",
+    ],
+}
 
 
 def _tiny_wordnet(root: Path) -> Path:
@@ -69,6 +76,8 @@ def test_rare_words_are_said_again_in_known_words_only(tmp_path: Path) -> None:
     # only the most common senses count
     assert build_lexicon(wordnet, frozenset({"clouding"}), senses=1).get("cataract") is None
     assert build_lexicon(wordnet, frozenset({"clouding"}), senses=2)["cataract"] == ["clouding"]
+    # a verb's synonyms name no scene: "keep going" must not be read as "tide over", the ocean
+    assert "keep going" not in build_lexicon(wordnet, frozenset({"tide", "over"}), senses=2)
 
 
 def test_a_prompt_finds_its_rare_words_and_collocations() -> None:
@@ -108,6 +117,14 @@ def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> Non
     for text in texts:
         assert set(WORD.findall(text.lower())) <= known, text
         assert lexicon_phrases(word_runs(text, LOOKUP_WORDS), table) == [], text
+
+
+def test_a_remark_that_names_no_scene_is_not_read_as_one(engine: StreamingEngine) -> None:
+    """A steer such as "keep going" leaves the scene as it is: the grounder says no subject, palette or weather."""
+    grounder, embed = engine.prompts.grounder, engine.prompts.text_encoder.sentence_embeddings
+    for remark in ("keep going", "go on", "more like this"):
+        [found] = grounder.ground([remark], embed)
+        assert not any(reading.said for reading in found.values()), (remark, found)
 
 
 def test_a_rare_place_name_is_read_as_its_scene(engine: StreamingEngine) -> None:

@@ -64,8 +64,7 @@ def test_viewer_words_become_wishes(parser: SteerReader, text: str, want: dict, 
     assert {attr: set(values) for attr, values in wishes.avoid.items()} == {a: {v} for a, v in avoid.items()}
 
 
-# "keep going", in the shared set's chatter too, is read as the ocean by the grounder: a known miss
-@pytest.mark.parametrize("text", ["I like it", "hello there", "hmm", "this is nice"])
+@pytest.mark.parametrize("text", ["I like it", "hello there", "hmm", "this is nice", "keep going"])
 def test_chatter_is_no_wish(parser: SteerReader, text: str) -> None:
     wishes = parser.parse(text)
     assert not wishes.want and not wishes.avoid
