@@ -97,16 +97,19 @@ def _naive_call(model: Path, steps: int, device: str, dtype: Any, embeds: Any) -
         return text_to_image
     previous: list[Any] = [None]
     anchor: list[Any] = [None]  # the stream's first frame, once made
+    since = [0]  # frames made after it (a camera moves the anchor by this many frames' motion)
 
     def next_frame() -> None:
         out = pipeline(
             embeds[0],
             previous_latents=previous[0],
             anchor_latents=anchor[0],
+            frames_since_anchor=since[0],
             num_inference_steps=steps,
             generator=generator,
         )
         previous[0] = out.latents
+        since[0] = 0 if anchor[0] is None else since[0] + 1
         anchor[0] = out.latents if anchor[0] is None else anchor[0]
 
     return next_frame

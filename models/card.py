@@ -458,9 +458,9 @@ def _hold_limit(report: dict[str, Any] | None) -> str:
     if gap >= 0:
         return f"""- A stream started from a world frame of any layout keeps it as well as a still picture of it would:
   {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
-  {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), detail x{row['detail_ratio']}. It does so by keeping, not
-  by drawing: with the copy head (step 3h) each continuation frame is almost its previous frame, moved a little
-  and mixed with its anchor, so the world's water, clouds, pans and zooms hardly play out.
+  {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), detail x{row['detail_ratio']}. Each continuation frame is
+  drawn from the stream's anchor moved by the camera its prompt names (step 4b), so a one-step drawing's small
+  losses do not add up from frame to frame; the world's water, clouds and rain do not play out.
 """
     return f"""- A stream started from a world frame of any layout keeps it less well than a still picture of it would:
   {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
@@ -513,6 +513,33 @@ def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
    0.794 of the ceiling (768 streams). The share of unnamed captions and the order were chosen earlier by their
    effect on the first 192 of the evaluation's held-out captions, so its held-out figures are
    somewhat optimistic.{_fit_size(config)}{_own_match_words(config)}{_lexicon_words(config, figures)}"""
+
+
+def _camera_step(config: dict[str, Any], training: dict[str, Any]) -> str:
+    """Step 4b of the card's recipe: the camera reader, if the run trained one."""
+    figures = training.get("camera")
+    if not figures:
+        return ""
+    accuracy = {attr: _pct(value) for attr, value in figures["training_accuracy"].items()}
+    parameters = training["parameters"].get("camera", 0)
+    motion = figures["motion_per_second"]
+    pans = ", ".join(f"{name} {m['pan']:+g}" for name, m in motion.items() if m["pan"])
+    zooms = ", ".join(f"{name} {m['zoom']:g}" for name, m in motion.items() if m["zoom"])
+    return f"""
+4b. Camera reader (`camera/`, {parameters:,} parameters; `models/camera.py`): a linear score per MiniLM token of
+   the conditioning the denoiser sees (the grounded prompt), max-pooled over the prompt's tokens, names the
+   camera (static, pan left or right, zoom in) and the pace, or that the text names neither ("unnamed", as
+   in the grounder). Fit on the grounder's {figures['captions']:,} training captions (Adam at
+   {config['camera_lr']}, {config['camera_steps']} steps of {config['camera_batch']}): right for the camera in
+   {accuracy['camera']} and the pace in {accuracy['pace']} of those that name them. Each camera x pace value's
+   motion is fitted on {config['camera_clips']} world clips of it ({config['camera_clip_frames']} frames): the pan
+   and zoom per second that best carry a clip's first latent onto its later ones (pan in frame widths per second:
+   {pans}; zoom, scale growth per second: {zooms}). A continuation frame is drawn from the stream's anchor moved
+   by its camera since the anchor was taken, given in both of the denoiser's context slots (previous frame and
+   anchor), so a one-step drawing's small losses do not add up from frame to frame. Once the anchor has moved
+   {config['camera_max_travel']} of a frame width (or grown by as much) the camera comes to rest: the denoiser
+   cannot draw the scenery a long pan uncovers, and streams whose frames were drawn again from their own moved
+   frames dissolved into streaks within half a minute. Where no camera is named the anchor stays put."""
 
 
 FOLD_CHOSEN_FIT = {"grounder_captions": 9000, "grounder_steps": 1000}
@@ -631,17 +658,20 @@ def write_model_card(folder: Path) -> Path:
         _anchor_step,
         _copy_head_step,
         _grounder_step,
+        _camera_step,
     )
     later_steps = "".join(step(config, training) for step in steps)
     anchor_input = " + anchor latent, step 3g" if _has_anchor(config) else ""
     if _has_anchor(config) and config.get("copy_steps"):
         anchor_input += "; output = drawing + copy head, step 3h"
     base_note = f"; {training['base']}" if training.get("base") else ""
+    camera_part = ", `camera`" if training.get("camera") else ""
+    camera_words = " (or, with the camera reader, its anchor moved by the camera)" if training.get("camera") else ""
     card = f"""# Pixelcast world model
 
 A small text-to-video diffusion model trained by `pixelcast train` (seed {config['seed']}) on Pixelcast's
-procedural world, in diffusers layout (`PixelcastPipeline`: `unet`, `vae`, `scheduler`, `grounder`). It streams
-128x128 video autoregressively, one frame at a time, conditioned on MiniLM text and the previous frame.
+procedural world, in diffusers layout (`PixelcastPipeline`: `unet`, `vae`, `scheduler`, `grounder`{camera_part}). It
+streams 128x128 video one frame at a time, conditioned on MiniLM text and the previous frame{camera_words}.
 
 ## Data
 
@@ -698,7 +728,10 @@ Final denoiser loss {training['denoiser']['final_loss']}; the run that finished 
   whatever the rest says. Kept out of training, "concrete jungle" is read as waterfall ("jungle
   waterfall") and "as the sun peeks over the horizon" as sunset (most of the phrases with "horizon"
   are sunset's), each in all of its fold captions.
-- Pace and camera motion are not drawn (see above); the single-frame probe does not measure them.
+- Camera motion is drawn by moving the stream's anchor as a whole, at the fitted speeds, for a quarter of a
+  frame (about 2 s of a lively pan, 8 s of a calm one); then the camera rests, with the edge it moved in from
+  repeated in a band of streaks. What moves within a scene (water, clouds, rain) does not play out, and pace
+  only sets the camera's speed. The single-frame probe does not measure motion.
 {misses}"""
     path = folder / "README.md"
     path.write_text(card)

@@ -11,8 +11,9 @@ step at t = 0, i.e. from pure noise as if it were a clean image).
 The engine runs two kinds of model folders (see `models.loading`):
 
 - the shipped `PixelcastPipeline`: the UNet also sees the previous frame's latent (autoregressive
-  video) and, where it takes one, the stream's anchor (`StreamState.anchor`); with a copy head
-  (`models.copying`) a continuation frame keeps, cell by cell, what it may from the anchor and the
+  video) and, where it takes one, the stream's anchor (`StreamState.anchor`); with a camera reader
+  (`models.camera`) a continuation sees, in both slots, its anchor moved by the camera its prompt names;
+  with a copy head (`models.copying`) a continuation frame keeps, cell by cell, what it may from the anchor and the
   moved previous frame; text comes from MiniLM (`models.text.TextEncoder`);
 - any diffusers text-to-image folder (Stable Diffusion, SD-turbo, ...): the UNet sees text only,
   which comes from the pipeline's own tokenizer and text encoder.
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from models.camera import move
 from models.copying import has_copy_head, mix
 from models.loading import (
     PIXELCAST,
@@ -72,6 +74,7 @@ class StreamState:
         anchor: for a model that takes one, the picture the stream keeps coming back to `[4, h, w]`: its
             first frame under its current prompt, or the frame it was started from (a `latent` set
             before its first frame); `None` until then.
+        anchor_frames: frames made since the anchor was taken (how far a camera has moved it since).
     """
 
     generator: torch.Generator
@@ -80,6 +83,7 @@ class StreamState:
     conditioning: torch.Tensor | None = None
     steps: int | None = None
     anchor: torch.Tensor | None = None
+    anchor_frames: int = 0
 
     def anchor_for(self, conditioning: torch.Tensor) -> torch.Tensor | None:
         """The anchor of the next frame, made for `conditioning`: `None` for a first frame and for the first
@@ -223,6 +227,9 @@ class StreamingEngine:
             )
         # The shipped UNet also sees the frame its stream started from, so that it can come back to it.
         self.takes_anchor: bool = self.kind == PIXELCAST and pipeline.takes_anchor
+        # With a camera reader a continuation is drawn from its anchor moved by the camera, not from its
+        # previous frame, so a one-step UNet's losses do not compound frame after frame (models.camera).
+        self.camera = getattr(pipeline, "camera", None) if self.takes_anchor else None
         if self.kind == TEXT_TO_IMAGE and in_channels != self.latent_channels:
             raise ValueError(
                 f"unet.in_channels={in_channels} must equal out_channels ({self.latent_channels}) "
@@ -397,16 +404,19 @@ class StreamingEngine:
         """
         if not requests:
             return torch.empty(0, *self._shape, device=self.device, dtype=self.dtype)
-        saved = [(s.generator.get_state(), s.latent, s.noise, s.conditioning, s.anchor) for s, _ in requests]
+        saved = [
+            (s.generator.get_state(), s.latent, s.noise, s.conditioning, s.anchor, s.anchor_frames) for s, _ in requests
+        ]
         try:
             counts = [self._steps_for(state, cond) for state, cond in requests]
             if len(set(counts)) > 1:
                 return self._advance_by_step_count(requests, counts)
             return self._advance_all(requests, self._schedules[counts[0]])
         except BaseException:
-            for (state, _), (generator, latent, noise, conditioning, anchor) in zip(requests, saved):
+            for (state, _), (generator, latent, noise, conditioning, anchor, frames) in zip(requests, saved):
                 state.generator.set_state(generator)
                 state.latent, state.noise, state.conditioning, state.anchor = latent, noise, conditioning, anchor
+                state.anchor_frames = frames
             raise
 
     def _steps_for(self, state: StreamState, cond: torch.Tensor) -> int:
@@ -440,9 +450,12 @@ class StreamingEngine:
                     previous = previous + self._context_noise * torch.stack([self._draw(s) for s, _ in requests])
                 if self.takes_anchor:
                     given = torch.stack([self._zeros if a is None else a.to(self._zeros) for a in anchors])
+                    anchored = torch.tensor([a is not None for a in anchors], device=self.device)
+                    if self.camera is not None:
+                        given = self._moved_anchors(requests, cond, given)
+                        previous = torch.where(anchored.view(-1, 1, 1, 1), given, previous)
                     previous = torch.cat([previous, given], dim=1)
                     if self.copy_head:
-                        anchored = torch.tensor([a is not None for a in anchors], device=self.device)
                         copy_from = _CopySources(clean, given, anchored)
             else:
                 previous = None
@@ -453,7 +466,17 @@ class StreamingEngine:
             state.conditioning = cond
             if self.takes_anchor:
                 state.anchor = state.latent if anchor is None else anchor
+                state.anchor_frames = 0 if anchor is None else state.anchor_frames + 1
         return latents
+
+    def _moved_anchors(
+        self, requests: Sequence[tuple[StreamState, torch.Tensor]], cond: torch.Tensor, anchors: torch.Tensor
+    ) -> torch.Tensor:
+        """Each anchor moved by its prompt's camera over the frames since it was taken, this one included (as far
+        as the camera travels); rows without an anchor (zeros) stay zeros."""
+        assert self.camera is not None
+        frames = torch.tensor([s.anchor_frames + 1 for s, _ in requests], device=self.device)
+        return move(anchors, *self.camera.travel(self.camera.motion(cond), frames))
 
     def _denoise(
         self,

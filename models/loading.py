@@ -89,7 +89,8 @@ def check_pipeline_folder(path: str | os.PathLike[str]) -> str:
         raise ValueError(
             f"{folder}: {class_name} is not a text-to-image pipeline: missing {', '.join(missing)} in model_index.json"
         )
-    for name in ("unet", "vae", *(["grounder"] if kind == PIXELCAST and _has_component(index, "grounder") else [])):
+    optional = [name for name in ("grounder", "camera") if kind == PIXELCAST and _has_component(index, name)]
+    for name in ("unet", "vae", *optional):
         if not (folder / name / "config.json").is_file():
             raise ValueError(f"{folder}: {name}/config.json missing")
 

@@ -20,6 +20,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from models.camera import CameraReader, move
 from models.copying import has_copy_head, mix
 from models.grounding import SceneGrounder
 from models.prediction import clean_and_noise, output_for
@@ -64,6 +65,8 @@ class PixelcastPipeline(DiffusionPipeline):
             with trailing timestep spacing).
         grounder: optional `SceneGrounder` (`models.grounding`) that adds the world's canonical words
             for the scene a prompt names; the streaming engine applies it to every prompt.
+        camera: optional `CameraReader` (`models.camera`) for a UNet that takes an anchor: a continuation frame
+            is drawn from its anchor moved by the camera motion its prompt names (in both context slots).
         context_noise: std of the noise put on the previous frame's latent (as in training).
         noise_drift: per-frame drift of a stream's starting noise in `models.engine.StreamingEngine`
             (1 = fresh noise every frame); this per-call pipeline always draws fresh noise.
@@ -74,7 +77,7 @@ class PixelcastPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet->vae"
-    _optional_components = ["grounder"]
+    _optional_components = ["grounder", "camera"]
 
     def __init__(
         self,
@@ -82,12 +85,13 @@ class PixelcastPipeline(DiffusionPipeline):
         vae: AutoencoderTiny,
         scheduler: SchedulerMixin,
         grounder: SceneGrounder | None = None,
+        camera: CameraReader | None = None,
         context_noise: float = 0.0,
         noise_drift: float = 1.0,
         new_prompt_steps: int = 0,
     ) -> None:
         super().__init__()
-        self.register_modules(unet=unet, vae=vae, scheduler=scheduler, grounder=grounder)
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler, grounder=grounder, camera=camera)
         # std of the noise added to the previous frame's latent, as in training (keeps rollouts stable)
         self.register_to_config(context_noise=float(context_noise))
         # how far a stream's starting noise moves per frame in the streaming engine (1 = fresh noise);
@@ -137,6 +141,7 @@ class PixelcastPipeline(DiffusionPipeline):
         prompt_embeds: torch.Tensor,
         previous_latents: torch.Tensor | None = None,
         anchor_latents: torch.Tensor | None = None,
+        frames_since_anchor: int = 0,
         num_inference_steps: int = 2,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -150,6 +155,9 @@ class PixelcastPipeline(DiffusionPipeline):
             anchor_latents: for a UNet that `takes_anchor`, the frame each stream started from (or its
                 first frame under this prompt) `[B, 4, h, w]`; `None` (a first frame, or the first after
                 a new prompt) uses zeros. Ignored by a UNet without an anchor input.
+            frames_since_anchor: with a `camera` reader, frames made since the anchor (0 for the first frame
+                after it): the anchor is moved by the prompt's camera over this frame and those (as far as the
+                camera travels), and the UNet sees it in place of the previous frame too.
             num_inference_steps: denoising steps, 1-4 for the shipped model (a first frame, with no
                 `previous_latents`, takes at least the pipeline's `new_prompt_steps`).
             generator: torch generator(s) for the initial noise.
@@ -178,6 +186,11 @@ class PixelcastPipeline(DiffusionPipeline):
             num_inference_steps = max(num_inference_steps, int(self.config.get("new_prompt_steps", 0)))
             previous_latents = torch.zeros(shape, device=device, dtype=dtype)
         previous_latents = previous_latents.to(device=device, dtype=dtype).reshape(shape)
+        if self.camera is not None and self.takes_anchor and anchor_latents is not None:
+            frames = torch.full((batch,), frames_since_anchor + 1, device=device)
+            travelled = self.camera.travel(self.camera.motion(prompt_embeds), frames)
+            anchor_latents = move(anchor_latents.to(device=device, dtype=dtype).reshape(shape), *travelled)
+            previous_latents = anchor_latents
         clean_previous = previous_latents
         anchored = torch.full((batch,), anchor_latents is not None, device=device)
 

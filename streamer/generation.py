@@ -33,6 +33,7 @@ class _MadeFrame:
     noise: Any
     conditioning: Any
     anchor: Any
+    anchor_frames: int
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,8 @@ class GenerationLoop:
                 current = current[..., :7]
             pixels = await self._batcher.denoise(self._state, current)
             denoised = time.perf_counter()
-            made = _MadeFrame(pts, self._state.latent, self._state.noise, current, self._state.anchor)
+            state = self._state
+            made = _MadeFrame(pts, state.latent, state.noise, current, state.anchor, state.anchor_frames)
             buffer_wait = await slot.finish()
             # what a cycle costs when playout does not hold it back (the buffer wait ran beside the denoise)
             self._cycle_seconds.append(max(denoised - started, time.perf_counter() - started - buffer_wait))
@@ -326,7 +328,7 @@ class GenerationLoop:
         self._made.clear()
         if shown:
             self._state.latent, self._state.noise = shown[-1].latent, shown[-1].noise
-            self._state.anchor = shown[-1].anchor
+            self._state.anchor, self._state.anchor_frames = shown[-1].anchor, shown[-1].anchor_frames
             self._made.append(shown[-1])
             current = shown[-1].conditioning
         # the codec referenced the dropped frames: start a fresh coded stream (keyframe) at `first`

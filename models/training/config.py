@@ -20,6 +20,7 @@ LATER_STAGES = (
     "own_decoder_",
     "anchor_",
     "copy_",
+    "camera_",
 )
 """Field prefixes of the stages after the denoiser (and of the grounder and decoder, which do not touch it)."""
 
@@ -153,6 +154,14 @@ class TrainConfig:
     grounder_threshold: float = 0.5  # inference: canonical words are added from this probability on
     grounder_own_match_only: bool = True  # a value's logit weighs its own phrase match alone (models/grounding.py)
     grounder_lexicon_senses: int = 3  # WordNet senses per rare word in the grounder's dictionary table
+    # 7b. the camera reader: which way a prompt's camera moves (models/camera.py), on the grounder's captions
+    camera_steps: int = 600
+    camera_batch: int = 512
+    camera_lr: float = 3e-3
+    camera_weight_decay: float = 1e-4
+    camera_clips: int = 48  # world clips per camera x pace value its motion is fitted on
+    camera_clip_frames: int = 25
+    camera_max_travel: float = 0.25  # inference: how far (frame widths, scale growth) a camera moves before it rests
     # inference: how far each stream's starting noise moves per frame (1 = fresh noise, flickers)
     noise_drift_inference: float = 0.0  # frozen: with the rollout stage, drifting noise only made frames jitter
     # inference: noise on the previous frame after the rollout stage (it trusts a clean one; noise only jitters)
@@ -288,6 +297,11 @@ class TrainConfig:
             "descriptions": vocabulary.descriptions,
         }
 
+    def camera_recipe(self) -> dict[str, Any]:
+        """What the camera reader's encoded captions depend on: the grounder's captions and its training (the
+        captions are grounded before they are encoded)."""
+        return {**self.grounder_recipe(), **self._stage_fields("grounder_"), "camera_inputs": "grounded token states"}
+
     def quick(self) -> TrainConfig:
         """A tiny version of the recipe for tests and smoke runs (minutes become seconds)."""
         return TrainConfig(
@@ -322,6 +336,10 @@ class TrainConfig:
             rollout_batch=8,
             grounder_captions=48,
             grounder_steps=20,
+            camera_steps=10,
+            camera_batch=16,
+            camera_clips=2,
+            camera_clip_frames=3,
             unet_batch=8,
             warmup_steps=2,
             checkpoint_every=5,

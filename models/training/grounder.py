@@ -74,20 +74,22 @@ def make_grounder(
 
 
 @dataclass
-class _Captions:
+class TrainingCaptions:
+    """Training captions of random scenes, with what each names (`training_caption_set`)."""
+
     texts: list[str]
     specs: list[SceneSpec]
     named: list[set[str]]  # attributes each caption names
     phrases: list[list[str]]  # the phrases each caption put in its slots
 
 
-def _captions(config: TrainConfig, vocabulary: Vocabulary = WORLD) -> _Captions:
+def training_caption_set(config: TrainConfig, vocabulary: Vocabulary = WORLD) -> TrainingCaptions:
     """Random scenes, each with one training caption; an attribute a caption does not name is labelled
     "unnamed". To teach that for subject and palette too (every template names both), each is left out
     of a share of the captions, and another share keeps only the template's own words, like a remark
     that names no scene."""
     rng = np.random.default_rng([config.seed, 7])
-    out = _Captions([], [SceneSpec.random(rng) for _ in range(config.grounder_captions)], [], [])
+    out = TrainingCaptions([], [SceneSpec.random(rng) for _ in range(config.grounder_captions)], [], [])
     for spec in out.specs:
         omit = [attr for attr in ("subject", "palette") if rng.random() < config.grounder_unnamed]
         if rng.random() < config.grounder_no_scene:  # a remark that names nothing: "give me, pan left"
@@ -100,7 +102,7 @@ def _captions(config: TrainConfig, vocabulary: Vocabulary = WORLD) -> _Captions:
 
 
 def _features(
-    grounder: SceneGrounder, captions: _Captions, phrases: list[str], embed: Embed, chunk: int = 250
+    grounder: SceneGrounder, captions: TrainingCaptions, phrases: list[str], embed: Embed, chunk: int = 250
 ) -> GrounderInputs:
     """The captions' grounder inputs, each caption matched against the grounder's `phrases` bar its own.
 
@@ -127,7 +129,7 @@ def train_grounder(
     path = work_dir / "grounder.pt"
     table = phrase_table(vocabulary)
     grounder = make_grounder(config, embed, table, vocabulary)
-    captions = _captions(config, vocabulary)
+    captions = training_caption_set(config, vocabulary)
     recipe = config.grounder_recipe(vocabulary)
     saved = load_checkpoint(path, recipe)
     if saved is not None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 
+from models.camera import CameraReader
 from models.card import TRAINING_FILE, write_model_card
 from models.grounding import SceneGrounder
 from models.lexicon import LICENCE_FILE
@@ -24,6 +25,7 @@ from models.text import TextEncoder
 from .anchor import train_anchor
 from .architecture import make_scheduler
 from .autoencoder import latent_scale, train_autoencoder
+from .camera import train_camera_reader
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .copy_head import train_copy_head
@@ -119,6 +121,7 @@ class Trained:
     sections: dict[str, Any]
     bank: ClipBank | None = None
     pinned: StillBank | None = None
+    camera: CameraReader | None = None
 
 
 def _stages_to_pinning(config: TrainConfig, work_dir: Path, device: torch.device) -> Trained:
@@ -217,8 +220,10 @@ def _from_base(config: TrainConfig, base: Path, device: torch.device) -> Trained
     if pipeline.copy_head:
         raise ValueError(f"{base}: its denoiser already has a copy head; start from a folder trained to stage 6e")
     kept = (*BASE_SECTIONS, "anchor") if pipeline.takes_anchor else BASE_SECTIONS
+    if pipeline.camera is not None:
+        kept = (*kept, "camera")
     sections = {name: summary[name] for name in kept if name in summary}
-    return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections)
+    return Trained(pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.grounder, sections, camera=pipeline.camera)
 
 
 def _recipe_differences(config: TrainConfig, base_config: dict[str, Any], *, anchored: bool = False) -> list[str]:
@@ -261,12 +266,13 @@ def train(
     scale = float(vae.config.scaling_factor)
     anchoring = bool(config.first_frames_steps and config.pin_steps and config.anchor_steps)
     bank, pinned = trained.bank, trained.pinned
-    if anchoring:
+    if anchoring and ("anchor" not in trained.sections or config.copy_steps):
         bank = bank or _clip_bank(config, work_dir, vae, scale, device)
         pinned = pinned or _pinned_stills(config, work_dir, bank, vae, scale, device)
     # 6e. the anchor: a stream's continuation can come back to the picture it started from
     anchor_section = trained.sections.get("anchor") or _curve([])
-    if anchoring and bank and pinned and "anchor" not in trained.sections:
+    anchor_trained = bool(anchoring and bank and pinned and "anchor" not in trained.sections)
+    if anchor_trained:
         unet, anchor_losses = train_anchor(config, bank, pinned, scheduler, unet, work_dir, device)
         anchor_section = _curve(anchor_losses)
     # 6f. the copy head: a continuation keeps, cell by cell, its anchor or its moved previous frame
@@ -279,17 +285,23 @@ def train(
     if grounder is None:
         text = TextEncoder(cache_size=0, device="cpu")
         grounder, grounding = train_grounder(config, text.sentence_embeddings, work_dir)
+    # 7b. the camera reader: a continuation is drawn from its anchor moved by the camera the prompt names
+    camera, camera_figures = trained.camera, trained.sections.get("camera", {})
+    if camera is None and int(unet.config.in_channels) == 3 * int(vae.config.latent_channels):
+        camera, camera_figures = train_camera_reader(config, grounder, vae, scale, work_dir)
     # 8. save in diffusers layout; float16 on disk keeps all weights well under 25 MB
     pipeline = PixelcastPipeline(
         unet=unet,
         vae=vae,
         scheduler=scheduler,
         grounder=grounder,
+        camera=camera,
         context_noise=config.stream_context_noise if config.rollout_steps else config.context_noise_inference,
         noise_drift=config.noise_drift_inference,
         new_prompt_steps=config.new_prompt_steps_inference,
     )
-    for part in ("unet", "vae", "scheduler", "grounder"):  # replace the pipeline, keep anything else (the probe)
+    # replace the pipeline, keep anything else (the probe)
+    for part in ("unet", "vae", "scheduler", "grounder", "camera"):
         shutil.rmtree(out_dir / part, ignore_errors=True)
     pipeline.to("cpu").to(torch.float16).save_pretrained(out_dir)
     (out_dir / "grounder" / LICENCE_FILE).write_text(wordnet_licence(bundled_wordnet()))
@@ -300,16 +312,18 @@ def train(
         "anchor": anchor_section,
         "copy_head": _curve(copy_losses),
         "grounder": grounding,
+        "camera": camera_figures,
         "minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "parameters": {
             "unet": sum(p.numel() for p in unet.parameters()),
             "autoencoder": sum(p.numel() for p in vae.parameters()),
             "grounder": sum(p.numel() for p in grounder.parameters()),
+            "camera": sum(p.numel() for p in camera.parameters()) if camera is not None else 0,
         },
         "size_mb": round(
             sum(
                 f.stat().st_size
-                for part in ("unet", "vae", "grounder")
+                for part in ("unet", "vae", "grounder", "camera")
                 for f in (out_dir / part).rglob("*")
                 if f.is_file()
             )
@@ -319,10 +333,14 @@ def train(
     }
     if base is not None:
         held = "every stage before the copy head" if "anchor" in trained.sections else "every stage before the anchor"
-        trained_here = "the copy head" if "anchor" in trained.sections else "the anchor and the copy head"
+        trained_here = [
+            *(["the anchor"] if anchor_trained else []),
+            *(["the copy head"] if copy_losses else []),
+            *(["the camera reader"] if trained.camera is None and camera is not None else []),
+        ]
         summary["base"] = (
             f"{held}, and the grounder, are the weights of a folder this recipe trained (its training.json's"
-            f" figures are kept); this run trained {trained_here} on them"
+            f" figures are kept); this run trained {' and '.join(trained_here) or 'nothing more'} on them"
         )
     (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     write_model_card(out_dir)

@@ -11,7 +11,7 @@ from models import StreamingEngine, default_model_path
 from models.grounding import word_runs
 from models.lexicon import LOOKUP_WORDS, WORD, lexicon_phrases
 from models.training.config import TrainConfig
-from models.training.grounder import _captions
+from models.training.grounder import training_caption_set
 from models.training.lexicon import WordNet, build_lexicon, bundled_wordnet, training_words
 from models.world import SceneSpec, caption
 
@@ -111,7 +111,7 @@ def test_training_captions_never_reach_the_table(engine: StreamingEngine) -> Non
     table = engine.prompts.grounder.config.lexicon
     assert all(any(w not in known for w in key.split()) for key in table)
     # the grounder's own training captions, those that leave words out included, use known words only
-    texts = _captions(TrainConfig().quick()).texts
+    texts = training_caption_set(TrainConfig().quick()).texts
     rng = np.random.default_rng(0)
     texts += [caption(SceneSpec.random(rng), rng, split="train") for _ in range(2000)]
     for text in texts:

@@ -45,7 +45,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
     assert frame.shape == (128, 128, 3)
     assert engine.prompts.grounding and engine.grounded_prompt("sand dunes at noon").endswith("sand dunes at noon")
 
-    first, first_grounder = _weights(out), _weights(out, "grounder")
+    assert engine.camera is not None and "4b. Camera reader" in card  # its UNet takes an anchor
+    first, first_grounder, first_camera = _weights(out), _weights(out, "grounder"), _weights(out, "camera")
     again = train(config, tmp_path / "model-again", work, threads=1)  # every stage resumes from its checkpoint
     assert again["denoiser"]["final_loss"] == summary["denoiser"]["final_loss"]
     assert again["rollout"]["final_loss"] == summary["rollout"]["final_loss"] and summary["rollout"]["loss_curve"]
@@ -70,6 +71,8 @@ def test_quick_recipe_writes_a_streamable_folder_and_resumes(
         np.testing.assert_array_equal(value, first[name])
     for name, value in _weights(tmp_path / "model-again", "grounder").items():
         np.testing.assert_array_equal(value, first_grounder[name])
+    for name, value in _weights(tmp_path / "model-again", "camera").items():
+        np.testing.assert_array_equal(value, first_camera[name])
 
     # a changed recipe does not resume a run it would not reproduce; stages it does not touch still resume
     capsys.readouterr()
@@ -145,7 +148,7 @@ def test_a_run_from_a_trained_folder_trains_only_the_stages_it_lacks_and_refuses
     summary = train(config, tmp_path / "anchored", tmp_path / "work", threads=1, base=base)
     assert summary["anchor"]["loss_curve"] and summary["copy_head"]["loss_curve"]
     assert "trained the anchor and the copy head" in summary["base"]
-    made = {"clip_bank.pt", "pinned.pt", "anchor.pt", "long_clips.pt", "copy.pt"}
+    made = {"clip_bank.pt", "pinned.pt", "anchor.pt", "long_clips.pt", "copy.pt", "camera.pt"}
     assert {p.name for p in (tmp_path / "work").iterdir()} == made
     kept = _weights(base, "grounder")
     for name, value in _weights(tmp_path / "anchored", "grounder").items():
@@ -166,7 +169,8 @@ def test_a_run_from_a_trained_folder_trains_only_the_stages_it_lacks_and_refuses
     assert not StreamingEngine.from_pretrained(anchored_only).copy_head
     work = tmp_path / "work-copy"
     copied = train(config, tmp_path / "copied", work, threads=1, base=anchored_only)
-    assert "trained the copy head" in copied["base"] and "anchor.pt" not in {p.name for p in work.iterdir()}
+    assert copied["base"].endswith("trained the copy head on them")  # the camera reader came with the folder
+    assert not {"anchor.pt", "camera.pt"} & {p.name for p in work.iterdir()}
     assert copied["anchor"] == anchoring["anchor"] and copied["anchor"]["loss_curve"]
     assert StreamingEngine.from_pretrained(tmp_path / "copied").copy_head
     with pytest.raises(ValueError, match="another recipe .*anchor_steps"):
@@ -247,7 +251,7 @@ def test_a_new_training_phrase_changes_the_recipe_and_a_heldout_one_does_not(mon
 def test_the_grounder_stage_embeds_each_text_once_and_reads_captions_as_if_embedded_together() -> None:
     from models.grounding import GrounderInputs
     from models.text import TextEncoder
-    from models.training.grounder import _captions, _features, make_grounder, phrase_table
+    from models.training.grounder import _features, make_grounder, phrase_table, training_caption_set
 
     config = TrainConfig().quick()
     encoder = TextEncoder(cache_size=0)
@@ -259,7 +263,7 @@ def test_the_grounder_stage_embeds_each_text_once_and_reads_captions_as_if_embed
 
     table = phrase_table()
     grounder = make_grounder(config, encoder.sentence_embeddings, table)
-    captions = _captions(config)
+    captions = training_caption_set(config)
     chunked = _features(grounder, captions, table[0], counted, chunk=8)
     assert len(embedded) == len(set(embedded))  # runs that several chunks share went through MiniLM once
     together: GrounderInputs = _features(grounder, captions, table[0], encoder.sentence_embeddings, chunk=10_000)

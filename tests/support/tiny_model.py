@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny, UNet2DConditionModel
 
+from models.camera import CameraReader
 from models.copying import COPY_OUTPUTS
 from models.pipeline import PixelcastPipeline
 from models.training.architecture import make_scheduler
@@ -21,9 +22,25 @@ LATENT_SIZE = 8
 FRAME_SIZE = 64  # LATENT_SIZE x 2 ** 3 (four decoder blocks)
 
 
-def write_tiny_pipeline(folder: Path, seed: int = 0, *, copy_head: bool = False) -> Path:
+TINY_CAMERAS = ["static", "pan_left", "pan_right", "zoom_in"]
+TINY_PACES = ["calm", "lively"]
+
+
+def tiny_camera_reader() -> CameraReader:
+    """A camera reader with random token weights and the world's cameras and paces; motion per second:
+    pans of a quarter (calm) and half (lively) a frame width, a zoom of 10% and 20%."""
+    return CameraReader(
+        cameras=TINY_CAMERAS,
+        paces=TINY_PACES,
+        pan_per_second=[[0.0, 0.0], [-0.25, -0.5], [0.25, 0.5], [0.0, 0.0]],
+        zoom_per_second=[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.1, 0.2]],
+        embedding_dim=TEXT_DIM,
+    )
+
+
+def write_tiny_pipeline(folder: Path, seed: int = 0, *, copy_head: bool = False, camera: bool = False) -> Path:
     """Save a tiny random pipeline to `folder` (diffusers layout) and return it; with `copy_head`, its UNet
-    also puts out a copy head's channels (`models.copying`)."""
+    also puts out a copy head's channels (`models.copying`); with `camera`, it has a `tiny_camera_reader`."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=LATENT_SIZE,
@@ -46,5 +63,6 @@ def write_tiny_pipeline(folder: Path, seed: int = 0, *, copy_head: bool = False)
         num_decoder_blocks=(1, 1, 1, 1),
         latent_channels=4,
     )
-    PixelcastPipeline(unet=unet, vae=vae, scheduler=make_scheduler()).save_pretrained(folder)
+    reader = tiny_camera_reader() if camera else None
+    PixelcastPipeline(unet=unet, vae=vae, scheduler=make_scheduler(), camera=reader).save_pretrained(folder)
     return folder
