@@ -457,12 +457,12 @@ def _hold_limit(report: dict[str, Any] | None) -> str:
     gap = row["generated_coarse_psnr_db"] - row["still_picture_coarse_psnr_db"]
     if gap >= 0:
         return f"""- A stream started from a world frame of any layout keeps it at least as well as a still picture
-  of it would: {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still
-  picture's {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), detail x{row['detail_ratio']}. Each continuation frame is
-  drawn from the stream's anchor moved by the camera its prompt names (step 4b), so a one-step drawing's small
-  losses do not add up from frame to frame; the gain is under moving cameras (by camera, in the evaluation
-  above), while under a static one the one-step redraw softens a picture the world hardly changes. The
-  world's water, clouds and rain do not play out.
+  of it would: {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the
+  still picture's {row['still_picture_coarse_psnr_db']} ({gap:+.1f} dB), detail x{row['detail_ratio']}. Each
+  continuation frame is drawn from the stream's anchor moved by the camera its prompt names (step 4b), so a
+  one-step drawing's small losses do not add up from frame to frame; the gain is under moving cameras (by
+  camera, in the evaluation above), while under a static one the one-step redraw softens a picture the
+  world hardly changes. The world's water, clouds and rain do not play out.
 """
     return f"""- A stream started from a world frame of any layout keeps it less well than a still picture of it would:
   {row['generated_coarse_psnr_db']} dB of layout after {when.replace("s", " s")} against the still picture's
