@@ -472,13 +472,22 @@ def _hold_limit(report: dict[str, Any] | None) -> str:
 """
 
 
+def _classifier_figures(training: dict[str, Any], part: str) -> tuple[dict[str, Any], dict[str, str], int] | None:
+    """A text classifier the run trained (`part`: "grounder", "camera"): its summary section, its training
+    accuracy per attribute as percentages, and its parameter count; None where the run trained none."""
+    figures = training.get(part)
+    if not figures:
+        return None
+    accuracy = {attr: _pct(value) for attr, value in figures["training_accuracy"].items()}
+    return figures, accuracy, training["parameters"].get(part, 0)
+
+
 def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     """Step 4 of the card's recipe: the prompt grounder, if the run trained one."""
-    figures = training.get("grounder")
-    if not figures:
+    trained = _classifier_figures(training, "grounder")
+    if trained is None:
         return ""
-    accuracy = {attr: _pct(value) for attr, value in figures["training_accuracy"].items()}
-    parameters = training["parameters"].get("grounder", 0)
+    figures, accuracy, parameters = trained
     fit = f"Adam at {config['grounder_lr']}, {config['grounder_steps']} full-batch steps"
     unnamed = f"{config.get('grounder_unnamed', 0):.0%}"
     no_scene = f"{config.get('grounder_no_scene', 0):.0%}"
@@ -519,11 +528,10 @@ def _grounder_step(config: dict[str, Any], training: dict[str, Any]) -> str:
 
 def _camera_step(config: dict[str, Any], training: dict[str, Any]) -> str:
     """Step 4b of the card's recipe: the camera reader, if the run trained one."""
-    figures = training.get("camera")
-    if not figures:
+    trained = _classifier_figures(training, "camera")
+    if trained is None:
         return ""
-    accuracy = {attr: _pct(value) for attr, value in figures["training_accuracy"].items()}
-    parameters = training["parameters"].get("camera", 0)
+    figures, accuracy, parameters = trained
     motion = figures["motion_per_second"]
     pans = ", ".join(f"{name} {m['pan']:+g}" for name, m in motion.items() if m["pan"])
     zooms = ", ".join(f"{name} {m['zoom']:g}" for name, m in motion.items() if m["zoom"])

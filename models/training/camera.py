@@ -39,17 +39,6 @@ ZOOM_CANDIDATES = torch.linspace(0.0, 0.3, 61)
 """Scale growth per second a fitted zoom is chosen from."""
 
 
-def _labels(captions: Any, attribute: str) -> torch.Tensor:
-    """Each caption's value index of `attribute`, or the "unnamed" index (one past the values)."""
-    values = ATTRIBUTES[attribute]
-    return torch.tensor(
-        [
-            values.index(getattr(spec, attribute)) if attribute in named else len(values)
-            for spec, named in zip(captions.specs, captions.named, strict=True)
-        ]
-    )
-
-
 @torch.no_grad()
 def _conditionings(texts: list[str], grounder: SceneGrounder, text: TextEncoder, chunk: int = 256) -> torch.Tensor:
     """Token states `[N, tokens, dim]` (float16) of `texts` as the denoiser gets them: grounded, then encoded."""
@@ -131,7 +120,7 @@ def train_camera_reader(
     else:
         tokens = _conditionings(captions.texts, grounder, TextEncoder(cache_size=0, device="cpu"))
         save_checkpoint(path, {"tokens": tokens}, recipe)
-    labels = {attr: _labels(captions, attr) for attr in ("camera", "pace")}
+    labels = {attr: captions.labels(attr) for attr in ("camera", "pace")}
     generator = torch.Generator().manual_seed(config.seed * 1000 + CAMERA_RNG_TAG)
     torch.manual_seed(config.seed + CAMERA_RNG_TAG)
     reader.tokens.reset_parameters()

@@ -82,6 +82,17 @@ class TrainingCaptions:
     named: list[set[str]]  # attributes each caption names
     phrases: list[list[str]]  # the phrases each caption put in its slots
 
+    def labels(self, attribute: str) -> torch.Tensor:
+        """Each caption's value index of `attribute`, or the "unnamed" index (one past the values) where the
+        caption does not name it."""
+        values = ATTRIBUTES[attribute]
+        return torch.tensor(
+            [
+                values.index(getattr(spec, attribute)) if attribute in named else len(values)
+                for spec, named in zip(self.specs, self.named, strict=True)
+            ]
+        )
+
 
 def training_caption_set(config: TrainConfig, vocabulary: Vocabulary = WORLD) -> TrainingCaptions:
     """Random scenes, each with one training caption; an attribute a caption does not name is labelled
@@ -138,15 +149,7 @@ def train_grounder(
         features = _features(grounder, captions, table[0], embed)
         save_checkpoint(path, {"features": features.to_dict()}, recipe)
     unnamed = {attr: len(ATTRIBUTES[attr]) for attr in GROUNDED}  # the "unnamed" logit follows the values
-    labels = {
-        attr: torch.tensor(
-            [
-                ATTRIBUTES[attr].index(getattr(spec, attr)) if attr in named else unnamed[attr]
-                for spec, named in zip(captions.specs, captions.named, strict=True)
-            ]
-        )
-        for attr in GROUNDED
-    }
+    labels = {attr: captions.labels(attr) for attr in GROUNDED}
     torch.manual_seed(config.seed + 7)
     heads = [grounder.head, grounder.run_head]
     for head in heads:
